@@ -1,0 +1,132 @@
+"""``sftlabel detect``: what is in the input files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from sftlabel.cli._common import plural, stdout
+from sftlabel.detect import FileReport, detect_paths
+from sftlabel.model import encode
+
+SHOWN_PROBLEMS = 20
+SHOWN_RECORDS = 20
+
+
+def detect(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or directories (searched recursively for .json/.jsonl[.gz]).",
+            show_default=False,
+            metavar="PATH...",
+        ),
+    ],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per file to stdout.")
+    ] = False,
+    records: Annotated[
+        bool,
+        typer.Option(
+            "--records",
+            "-r",
+            help="List every record (id, format, variants, turns); "
+            f"default: the first {SHOWN_RECORDS} per file.",
+        ),
+    ] = False,
+) -> None:
+    """Report the format of every record, turns, replies, samples after slicing and problems.
+
+    Per file: the format(s) found, record counts, Pangu variants (single-turn, multi-turn,
+    pseudo-multi-turn, fast/slow thinking, inline tool calls, tool nodes, no markers), user turns,
+    assistant replies, samples after slicing, and every problem with file:line (or [index]).
+    Exits 0 when every record was readable, 1 when some were not.
+    """
+    limit = None if records else SHOWN_RECORDS
+    all_ok = True
+    totals = {"files": 0, "records": 0, "unreadable": 0, "samples": 0}
+    for report in detect_paths(paths, records=limit):
+        all_ok &= report.ok
+        totals["files"] += 1
+        totals["records"] += report.records
+        totals["unreadable"] += report.unreadable
+        totals["samples"] += report.samples
+        if json_output:
+            sys.stdout.buffer.write(encode(report) + b"\n")
+            sys.stdout.buffer.flush()
+        else:
+            _render(report, show_all=records)
+    if not json_output and totals["files"] > 1:
+        stdout.print(
+            f"total: {plural(totals['files'], 'file')}, {plural(totals['records'], 'record')} "
+            f"({totals['unreadable']:,} unreadable), {plural(totals['samples'], 'sample')}",
+            markup=False,
+        )
+    raise typer.Exit(0 if all_ok else 1)
+
+
+def _render(report: FileReport, *, show_all: bool) -> None:
+    out = stdout
+    title = Text(report.path, style="bold")
+    out.print(title)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column()
+    formats = ", ".join(f"{name} ({count:,})" for name, count in report.formats.items()) or "none"
+    grid.add_row("format", formats)
+    status = f"{report.readable:,} readable"
+    if report.unreadable:
+        status += f", [red]{report.unreadable:,} unreadable[/red]"
+    grid.add_row("records", f"{report.records:,} ({status})")
+    grid.add_row(
+        "turns",
+        f"{report.messages:,} messages · {report.user_turns:,} user turns · "
+        f"{report.assistant_replies:,} assistant replies · {report.tool_messages:,} tool messages",
+    )
+    grid.add_row("samples", f"{report.samples:,} after slicing")
+    if report.pangu_variants:
+        grid.add_row(
+            "pangu variants",
+            ", ".join(f"{name} {count:,}" for name, count in report.pangu_variants.items()),
+        )
+    errors = sum(1 for p in report.problems if p.severity == "error")
+    grid.add_row(
+        "problems",
+        "none" if not report.problems else f"{errors:,} errors, {report.warnings:,} warnings",
+    )
+    out.print(grid)
+    for problem in report.problems[:SHOWN_PROBLEMS]:
+        style = "red" if problem.severity == "error" else "yellow"
+        out.print(Text(f"  {problem}", style=style))
+    if len(report.problems) > SHOWN_PROBLEMS:
+        out.print(
+            f"  … {len(report.problems) - SHOWN_PROBLEMS:,} more problems (--json lists them all)",
+            style="dim",
+        )
+    if report.record_details:
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim")
+        for column in ("record", "where", "format", "user turns", "replies", "samples", "variants"):
+            table.add_column(
+                column,
+                justify="right" if column in ("user turns", "replies", "samples") else "left",
+            )
+        for rec in report.record_details:
+            table.add_row(
+                Text(rec.id),
+                Text(rec.where.rsplit("/", 1)[-1]),
+                rec.format,
+                str(rec.user_turns),
+                str(rec.replies),
+                str(rec.samples),
+                Text(", ".join(rec.variants)),
+            )
+        out.print(table)
+        hidden = report.readable - len(report.record_details)
+        if hidden > 0 and not show_all:
+            out.print(f"  … {hidden:,} more records (--records lists them all)", style="dim")
+    out.print()

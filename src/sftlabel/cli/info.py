@@ -1,0 +1,123 @@
+"""``sftlabel info``: version, effective configuration, taxonomy and plugins."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from sftlabel import __version__
+from sftlabel.cli._common import stdout
+from sftlabel.config import resolve_settings
+from sftlabel.model import encode
+from sftlabel.plugins import all_plugins
+from sftlabel.taxonomy import load_taxonomy
+
+
+def info(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object to stdout.")
+    ] = False,
+    taxonomy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Taxonomy directory to load and validate (env SFTLABEL_TAXONOMY).",
+            show_default="built-in",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Config file (env SFTLABEL_CONFIG; default ./sftlabel.toml, "
+            "then the user config dir)."
+        ),
+    ] = None,
+) -> None:
+    """Show the version, the effective configuration (secrets redacted) and where each value comes
+    from, the taxonomy (categories, tag counts, select modes) and the registered plugins."""
+    settings = resolve_settings({"taxonomy": taxonomy}, config_file=config)
+    tax = load_taxonomy(settings.get("taxonomy"))
+    data: dict[str, Any] = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "config_file": settings.config_file,
+        "config": settings.redacted(),
+        "taxonomy": {
+            "version": tax.version,
+            "name": tax.name,
+            "path": str(tax.path),
+            "total": tax.total,
+            "categories": tax.summary(),
+        },
+        "plugins": [
+            {
+                k: v
+                for k, v in {
+                    "group": p.group,
+                    "name": p.name,
+                    "value": p.value,
+                    "dist": p.dist,
+                    "builtin": p.builtin,
+                    "status": p.status,
+                    "error": p.error,
+                }.items()
+                if v is not None
+            }
+            for p in all_plugins()
+        ],
+    }
+    if json_output:
+        sys.stdout.buffer.write(encode(data) + b"\n")
+        return
+    _render(data)
+
+
+def _render(data: dict[str, Any]) -> None:
+    out = stdout
+    out.print(
+        Text(f"sftlabel {data['version']}", style="bold"),
+        Text(f"(Python {data['python']})", style="dim"),
+    )
+    out.print()
+    config = Table(title="configuration", title_justify="left", box=None, header_style="dim")
+    for column in ("setting", "value", "source"):
+        config.add_column(column)
+    for key, entry in data["config"].items():
+        source = entry["source"] + (f" ({entry['from']})" if "from" in entry else "")
+        value = entry["value"]
+        shown = Text("—" if value is None else str(value), style="dim" if value is None else "")
+        config.add_row(Text(key), shown, Text(source, style="dim"))
+    out.print(config)
+    out.print(Text(f"config file: {data['config_file'] or 'none'}", style="dim"))
+    out.print()
+    tax = data["taxonomy"]
+    table = Table(
+        title=f"taxonomy {tax['name']} v{tax['version']} — {tax['total']} tags ({tax['path']})",
+        title_justify="left",
+        box=None,
+        header_style="dim",
+    )
+    for column in ("category", "tags", "select", "subcategories"):
+        table.add_column(column, justify="right" if column == "tags" else "left")
+    for cid, cat in tax["categories"].items():
+        table.add_row(
+            cid, str(cat["count"]), cat["select"], ", ".join(cat.get("subcategories", []))
+        )
+    out.print(table)
+    out.print()
+    plugins = Table(title="plugins", title_justify="left", box=None, header_style="dim")
+    for column in ("group", "name", "from", "status"):
+        plugins.add_column(column)
+    for plugin in data["plugins"]:
+        status = plugin["status"] + (f": {plugin['error']}" if "error" in plugin else "")
+        style = {"loaded": "", "failed": "red", "disabled": "yellow"}[plugin["status"]]
+        plugins.add_row(
+            plugin["group"], plugin["name"], Text(plugin["value"]), Text(status, style=style)
+        )
+    out.print(plugins)

@@ -1,0 +1,126 @@
+"""What is in a set of input files: formats, records, turns, samples and problems, per file."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from sftlabel.formats import Reader, discover
+from sftlabel.model import Conversation, Problem
+from sftlabel.slicing import check_conversation, reply_positions
+
+
+class RecordSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One readable record, as ``detect --records`` lists it."""
+
+    id: str
+    format: str
+    where: str
+    messages: int
+    user_turns: int
+    replies: int
+    samples: int
+    variants: list[str] = []
+
+
+class FileReport(msgspec.Struct, kw_only=True):
+    """What ``sftlabel detect`` reports for one file."""
+
+    path: str
+    formats: dict[str, int]
+    records: int
+    """Records found: readable ones plus those that could not be used."""
+    readable: int
+    unreadable: int
+    warnings: int
+    messages: int
+    user_turns: int
+    assistant_replies: int
+    tool_messages: int
+    samples: int
+    """Samples after slicing (one per assistant reply)."""
+    pangu_variants: dict[str, int]
+    problems: list[Problem]
+    record_details: list[RecordSummary] = []
+    """The first readable records (how many: the ``records`` argument of :func:`detect_file`)."""
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def detect_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    records: int | None = 0,
+    reader: Reader | None = None,
+) -> Iterator[FileReport]:
+    """One report per input file (directories are expanded), streaming."""
+    reader = reader or Reader()
+    for path in discover(paths):
+        yield detect_file(path, reader=reader, records=records)
+
+
+def detect_file(
+    path: os.PathLike[str] | str, *, reader: Reader, records: int | None = 0
+) -> FileReport:
+    """Read one file and count what is in it. ``records``: how many record summaries to keep
+    (``None``: all of them)."""
+    formats: Counter[str] = Counter()
+    variants: Counter[str] = Counter()
+    problems: list[Problem] = []
+    details: list[RecordSummary] = []
+    readable = unreadable = messages = users = replies = tools = samples = 0
+    for item in reader.read_file(Path(path)):
+        if isinstance(item, Problem):
+            problems.append(item)
+            is_record = item.location.line is not None or item.location.index is not None
+            if item.severity == "error" and is_record:
+                unreadable += 1
+            continue
+        conversation: Conversation = item
+        readable += 1
+        formats[conversation.source_format] += 1
+        if conversation.source_format == "pangu":
+            variants.update(conversation.variants)
+        positions = reply_positions(conversation)
+        problems.extend(check_conversation(conversation, positions))
+        n_users = sum(1 for m in conversation.messages if m.role == "user")
+        messages += len(conversation.messages)
+        users += n_users
+        replies += len(positions)
+        tools += sum(1 for m in conversation.messages if m.role == "tool")
+        samples += len(positions)
+        if records is None or len(details) < records:
+            details.append(
+                RecordSummary(
+                    id=conversation.id,
+                    format=conversation.source_format,
+                    where=str(conversation.location),
+                    messages=len(conversation.messages),
+                    user_turns=n_users,
+                    replies=len(positions),
+                    samples=len(positions),
+                    variants=conversation.variants,
+                )
+            )
+    return FileReport(
+        path=str(path),
+        formats=dict(formats.most_common()),
+        records=readable + unreadable,
+        readable=readable,
+        unreadable=unreadable,
+        warnings=sum(1 for p in problems if p.severity == "warning"),
+        messages=messages,
+        user_turns=users,
+        assistant_replies=replies,
+        tool_messages=tools,
+        samples=samples,
+        pangu_variants=dict(variants.most_common()),
+        problems=problems,
+        record_details=details,
+    )
