@@ -90,10 +90,10 @@ def load_group(group: str) -> Loaded:
     infos: list[PluginInfo] = []
     for ep in points:
         builtin = _dist_name(ep).lower() == BUILTIN_DIST
-        if ep.name in objects:
-            infos.append(_info(group, ep, "failed", f"name {ep.name!r} is already taken"))
-        elif not builtin and allowed is not None and _dist_name(ep).lower() not in allowed:
+        if not builtin and allowed is not None and _dist_name(ep).lower() not in allowed:
             infos.append(_info(group, ep, "disabled", f"not listed in {ALLOW_ENV}"))
+        elif ep.name in objects:
+            infos.append(_info(group, ep, "failed", f"name {ep.name!r} is already taken"))
         else:
             try:
                 objects[ep.name] = ep.load()

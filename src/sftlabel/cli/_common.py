@@ -60,6 +60,11 @@ def output_stream(target: str) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     path = Path(target)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # a device or a pipe (/dev/null, a FIFO): write to it directly
+        with path.open("wb") as handle:
+            yield handle
+        return
     if path.is_dir():
         raise UsageError(
             f"output {path} is a directory", hint="give a file name, e.g. -o out.jsonl"

@@ -1,0 +1,49 @@
+"""Checks: `nox` runs lint, typing and tests (the default CI set).
+
+nox                 lint + typing + tests
+nox -s tests -- -k slice      pass arguments to pytest
+nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.default_venv_backend = "venv"
+
+RUFF = "ruff==0.17.5"
+MYPY = "mypy==2.4.1"
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on src/."""
+    session.install(MYPY, "types-PyYAML", ".")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """pytest against the installed wheel (not the source tree), so packaging is tested too."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: slice throughput and peak RSS on a ~700 MB corpus (see bench/)."""
+    session.install(".")
+    size = session.posargs[0] if session.posargs else "700"
+    session.run(
+        "python", "bench/make_corpus.py", "--size-mb", size, "-o", "bench/data/corpus.jsonl"
+    )
+    session.run("python", "bench/slice_throughput.py", "bench/data/corpus.jsonl")
