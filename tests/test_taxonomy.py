@@ -11,7 +11,7 @@ import pytest
 from sftlabel import TaxonomyError, load_taxonomy
 from sftlabel.taxonomy import default_taxonomy_dir
 
-from .conftest import SHARED
+from .conftest import ROOT, SHARED
 
 
 def reference_rows() -> list[dict[str, str]]:
@@ -137,3 +137,15 @@ def test_env_var_selects_the_taxonomy(cli, copy: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("SFTLABEL_TAXONOMY", str(copy))
     result = cli("info", "--json")
     assert '"version":"9.9"' in result.stdout
+
+
+def test_builtin_taxonomy_is_found_installed_or_in_a_checkout() -> None:
+    import sftlabel
+
+    package = Path(sftlabel.__file__).parent
+    found = default_taxonomy_dir()
+    if "site-packages" in str(package):  # `nox -s tests` installs the wheel
+        assert found == package / "data" / "taxonomy"
+    else:
+        assert found == ROOT / "taxonomy"
+    assert (found / "tags" / "language.yaml").is_file()

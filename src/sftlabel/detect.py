@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -58,10 +58,14 @@ def detect_paths(
     *,
     records: int | None = 0,
     reader: Reader | None = None,
+    on_file: Callable[[Path], None] | None = None,
 ) -> Iterator[FileReport]:
-    """One report per input file (directories are expanded), streaming."""
+    """One report per input file (directories are expanded), streaming. ``on_file`` is called
+    with each file before it is read (for progress displays)."""
     reader = reader or Reader()
     for path in discover(paths):
+        if on_file is not None:
+            on_file(path)
         yield detect_file(path, reader=reader, records=records)
 
 

@@ -126,7 +126,7 @@ class Taxonomy:
 
 def default_taxonomy_dir() -> Path:
     """The built-in taxonomy: inside the wheel, or the repo's ``taxonomy/`` in a checkout."""
-    packaged = Path(str(resources.files("sftlabel") / "taxonomy"))
+    packaged = Path(str(resources.files("sftlabel") / "data" / "taxonomy"))
     if (packaged / "taxonomy.yaml").is_file():
         return packaged
     checkout = Path(__file__).resolve().parents[2] / "taxonomy"

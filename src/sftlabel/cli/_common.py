@@ -81,6 +81,16 @@ def output_stream(target: str) -> Iterator[IO[bytes]]:
     partial.replace(path)
 
 
+@contextmanager
+def progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr (only when it is a terminal); yields ``update(text)``."""
+    if not stderr.is_terminal:
+        yield lambda _text: None
+        return
+    with stderr.status(label) as status:
+        yield lambda text: status.update(f"{label} {text}")
+
+
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sftlabel.cli._common import plural, stdout
+from sftlabel.cli._common import plural, progress, stdout
 from sftlabel.detect import FileReport, detect_paths
 from sftlabel.model import encode
 
@@ -50,17 +50,18 @@ def detect(
     limit = None if records else SHOWN_RECORDS
     all_ok = True
     totals = {"files": 0, "records": 0, "unreadable": 0, "samples": 0}
-    for report in detect_paths(paths, records=limit):
-        all_ok &= report.ok
-        totals["files"] += 1
-        totals["records"] += report.records
-        totals["unreadable"] += report.unreadable
-        totals["samples"] += report.samples
-        if json_output:
-            sys.stdout.buffer.write(encode(report) + b"\n")
-            sys.stdout.buffer.flush()
-        else:
-            _render(report, show_all=records)
+    with progress("reading") as update:
+        for report in detect_paths(paths, records=limit, on_file=lambda p: update(str(p))):
+            all_ok &= report.ok
+            totals["files"] += 1
+            totals["records"] += report.records
+            totals["unreadable"] += report.unreadable
+            totals["samples"] += report.samples
+            if json_output:
+                sys.stdout.buffer.write(encode(report) + b"\n")
+                sys.stdout.buffer.flush()
+            else:
+                _render(report, show_all=records)
     if not json_output and totals["files"] > 1:
         stdout.print(
             f"total: {plural(totals['files'], 'file')}, {plural(totals['records'], 'record')} "
@@ -109,22 +110,20 @@ def _render(report: FileReport, *, show_all: bool) -> None:
             style="dim",
         )
     if report.record_details:
+        several = len(report.formats) > 1
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim")
-        for column in ("record", "where", "format", "user turns", "replies", "samples", "variants"):
-            table.add_column(
-                column,
-                justify="right" if column in ("user turns", "replies", "samples") else "left",
-            )
+        table.add_column("record", overflow="fold")
+        table.add_column("at", no_wrap=True)
+        if several:
+            table.add_column("format")
+        table.add_column("user turns", justify="right")
+        table.add_column("samples", justify="right")
+        table.add_column("variants")
         for rec in report.record_details:
-            table.add_row(
-                Text(rec.id),
-                Text(rec.where.rsplit("/", 1)[-1]),
-                rec.format,
-                str(rec.user_turns),
-                str(rec.replies),
-                str(rec.samples),
-                Text(", ".join(rec.variants)),
-            )
+            at = rec.where[len(report.path) :] if rec.where.startswith(report.path) else rec.where
+            row: list[Text | str] = [Text(rec.id), at, *([rec.format] if several else [])]
+            row += [str(rec.user_turns), str(rec.samples), Text(", ".join(rec.variants))]
+            table.add_row(*row)
         out.print(table)
         hidden = report.readable - len(report.record_details)
         if hidden > 0 and not show_all:

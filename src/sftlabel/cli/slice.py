@@ -10,7 +10,7 @@ import msgspec
 import typer
 from rich.text import Text
 
-from sftlabel.cli._common import output_stream, plural, stderr
+from sftlabel.cli._common import output_stream, plural, progress, stderr
 from sftlabel.formats import Reader
 from sftlabel.model import Problem, Sample
 from sftlabel.slicing import SliceStats, SparsePolicy, iter_samples
@@ -90,7 +90,7 @@ def slice_(
         seed=seed,
         stats=stats,
     )
-    with output_stream(output) as out:
+    with output_stream(output) as out, progress("slicing…") as update:
         batch: list[Sample] = []
         for item in items:
             if isinstance(item, Problem):
@@ -105,6 +105,7 @@ def slice_(
                 out.write(encoder.encode_lines(batch))
                 written += len(batch)
                 batch.clear()
+                update(f"{stats.conversations:,} conversations → {written:,} samples")
         if batch:
             out.write(encoder.encode_lines(batch))
             written += len(batch)
