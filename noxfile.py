@@ -47,3 +47,9 @@ def bench(session: nox.Session) -> None:
         "python", "bench/make_corpus.py", "--size-mb", size, "-o", "bench/data/corpus.jsonl"
     )
     session.run("python", "bench/slice_throughput.py", "bench/data/corpus.jsonl")
+    # a large JSON array goes through the streaming (ijson) reader instead
+    session.run(
+        "python", "bench/make_corpus.py", "--size-mb", "200", "--layout", "array",
+        "-o", "bench/data/corpus.json",
+    )  # fmt: skip
+    session.run("python", "bench/slice_throughput.py", "bench/data/corpus.json")

@@ -4,6 +4,7 @@ Cycles through the ShareGPT, Pangu and Copilot samples (and an OpenAI-messages r
 ShareGPT ones), giving every record a unique id, until the file reaches the requested size.
 
     python bench/make_corpus.py --size-mb 700 -o bench/data/corpus.jsonl
+    python bench/make_corpus.py --size-mb 200 --layout array -o bench/data/corpus.json
 """
 
 from __future__ import annotations
@@ -49,23 +50,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=float, default=700.0)
     parser.add_argument("-o", "--output", type=Path, default=Path("bench/data/corpus.jsonl"))
+    parser.add_argument(
+        "--layout",
+        choices=["jsonl", "array"],
+        default="jsonl",
+        help="JSON Lines, or one JSON array (read by the streaming ijson path when large)",
+    )
     args = parser.parse_args()
     target = int(args.size_mb * 1024 * 1024)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     records = templates()
     written = 0
     count = 0
+    array = args.layout == "array"
     with args.output.open("w", encoding="utf-8") as out:
+        if array:
+            out.write("[\n")
         while True:
             for record in records:
                 clone = dict(record)
                 key = "conversationId" if "turnsArray" in clone else "id"
                 clone[key] = f"{clone.get(key, 'rec')}-{count}"
-                line = json.dumps(clone, ensure_ascii=False) + "\n"
+                line = json.dumps(clone, ensure_ascii=False)
+                line = ("" if not count or not array else ",\n") + line + ("" if array else "\n")
                 out.write(line)
                 written += len(line.encode("utf-8"))
                 count += 1
                 if written >= target:
+                    if array:
+                        out.write("\n]\n")
                     print(
                         f"wrote {count:,} records, {written / 1024 / 1024:.0f} MiB to {args.output}"
                     )
