@@ -9,8 +9,10 @@ and reading goes on with the next record.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -137,7 +139,7 @@ def _iter_lines_or_document(handle: IO[bytes], path: Path) -> Iterator[RawRecord
     stripped = first_line.removeprefix(_BOM).strip()
     complete = True
     try:
-        _decoder.decode(stripped)
+        _decode(stripped)
     except msgspec.DecodeError:
         complete = False
     if complete or path.name.lower().endswith((".jsonl", ".jsonl.gz")):
@@ -148,11 +150,17 @@ def _iter_lines_or_document(handle: IO[bytes], path: Path) -> Iterator[RawRecord
     rest = handle.read(WHOLE_FILE_LIMIT)
     more = handle.read(1)
     data = first_line + rest + more
+    if not more and not data.removeprefix(_BOM).strip():
+        yield _empty_file(path)
+        return
     if not more:
         try:
             value, repaired = _decode_document(data)
-        except msgspec.DecodeError:
-            pass
+        except msgspec.DecodeError as exc:
+            if not _has_complete_line(data):
+                # One damaged document, not JSON Lines: one error, not one per line.
+                yield _json_problem(exc, _document_location(path, data, exc), len(data))
+                return
         else:
             location = Location(path=str(path), line=1)
             if repaired:
@@ -162,20 +170,51 @@ def _iter_lines_or_document(handle: IO[bytes], path: Path) -> Iterator[RawRecord
     yield from _iter_jsonl(_chain_lines(data, handle), path)
 
 
+def _has_complete_line(data: bytes, probe: int = 200) -> bool:
+    """Whether any of the first non-blank lines is a JSON value on its own (JSON Lines)."""
+    checked = 0
+    for line in data.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            _decode(stripped.removeprefix(_BOM))
+        except msgspec.DecodeError:
+            pass
+        else:
+            return True
+        checked += 1
+        if checked >= probe:
+            break
+    return False
+
+
+def _document_location(path: Path, data: bytes, exc: msgspec.DecodeError) -> Location:
+    """The line of a decode error in a whole document (msgspec reports a byte offset)."""
+    found = re.search(r"\(byte (\d+)\)", str(exc))
+    offset = int(found.group(1)) if found else len(data)
+    return Location(path=str(path), line=data.count(b"\n", 0, offset) + 1)
+
+
 def _prepend(first: bytes, handle: IO[bytes]) -> Iterator[bytes]:
     yield first
     yield from handle
 
 
-def _decode_document(data: bytes) -> tuple[Any, bool]:
-    """Decode a whole JSON document; the flag says invalid UTF-8 had to be replaced."""
-    data = data.removeprefix(_BOM)
+def _decode(data: bytes) -> tuple[Any, bool]:
+    """Decode one JSON value; the flag says invalid UTF-8 had to be replaced with U+FFFD.
+
+    Raises ``msgspec.DecodeError`` when the JSON itself is invalid.
+    """
     try:
         return _decoder.decode(data), False
-    except msgspec.DecodeError as exc:
-        if "utf-8" not in str(exc).lower():
-            raise
+    except UnicodeDecodeError:
         return _decoder.decode(data.decode("utf-8", "replace")), True
+
+
+def _decode_document(data: bytes) -> tuple[Any, bool]:
+    """Decode a whole JSON document (a leading BOM is dropped)."""
+    return _decode(data.removeprefix(_BOM))
 
 
 def _utf8_repaired(location: Location) -> Problem:
@@ -189,36 +228,23 @@ def _utf8_repaired(location: Location) -> Problem:
 
 def _iter_jsonl(lines: Iterable[bytes], path: Path) -> Iterator[RawRecord | Problem]:
     where = str(path)
-    decode = _decoder.decode
     seen_any = False
     for number, line in enumerate(lines, 1):
         stripped = (line.removeprefix(_BOM) if number == 1 else line).strip()
         if not stripped:
             continue
         seen_any = True
+        location = Location(path=where, line=number)
         try:
-            yield RawRecord(decode(stripped), Location(path=where, line=number))
+            value, repaired = _decode(stripped)
         except msgspec.DecodeError as exc:
-            yield from _bad_line(stripped, exc, Location(path=where, line=number))
+            yield _json_problem(exc, location, len(stripped))
+            continue
+        if repaired:
+            yield _utf8_repaired(location)
+        yield RawRecord(value, location)
     if not seen_any:
         yield _empty_file(path)
-
-
-def _bad_line(
-    data: bytes, exc: msgspec.DecodeError, location: Location
-) -> Iterator[RawRecord | Problem]:
-    text = str(exc)
-    if "utf-8" in text.lower():
-        repaired = data.decode("utf-8", "replace")
-        try:
-            value = _decoder.decode(repaired)
-        except msgspec.DecodeError as again:
-            yield _json_problem(again, location, len(data))
-            return
-        yield _utf8_repaired(location)
-        yield RawRecord(value, location)
-        return
-    yield _json_problem(exc, location, len(data))
 
 
 def _json_problem(exc: msgspec.DecodeError, location: Location, size: int) -> Problem:
@@ -294,11 +320,14 @@ class _BytesReader:
 def _stream_array(handle: Any, path: Path) -> Iterator[RawRecord | Problem]:
     where = str(path)
     produced = 0
+    reader = _CleanReader(handle)
     try:
-        for item in ijson.items(_SkipBom(handle), "item", use_float=True):
+        for item in ijson.items(reader, "item", use_float=True):
             yield RawRecord(item, Location(path=where, index=produced))
             produced += 1
     except ijson.JSONError as exc:
+        if reader.repaired:
+            yield _utf8_repaired(Location(path=where))
         yield Problem(
             severity="error",
             code="invalid-json",
@@ -309,20 +338,32 @@ def _stream_array(handle: Any, path: Path) -> Iterator[RawRecord | Problem]:
             location=Location(path=where, index=produced),
         )
         return
+    if reader.repaired:
+        yield _utf8_repaired(Location(path=where))
     if not produced:
         yield _empty_array(path)
 
 
-class _SkipBom:
-    """Wraps a binary file and drops a leading UTF-8 BOM."""
+class _CleanReader:
+    """Wraps a binary file for ijson: drops a leading BOM and replaces invalid UTF-8 bytes with
+    U+FFFD (so one bad byte does not end the stream), remembering whether it had to."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
         self._started = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.repaired = False
 
     def read(self, size: int = -1) -> bytes:
-        chunk: bytes = self._handle.read(size)
-        if not self._started:
-            self._started = True
-            chunk = chunk.removeprefix(_BOM)
-        return chunk
+        if size == 0:  # ijson probes the stream type with read(0)
+            return b""
+        while True:
+            chunk: bytes = self._handle.read(size)
+            if not self._started and chunk:
+                self._started = True
+                chunk = chunk.removeprefix(_BOM)
+            text = self._decoder.decode(chunk, final=not chunk)
+            if "\ufffd" in text and b"\xef\xbf\xbd" not in chunk:
+                self.repaired = True
+            if text or not chunk:  # a chunk holding only part of a character: read on
+                return text.encode("utf-8")
