@@ -99,12 +99,16 @@ def test_jsonl_with_a_damaged_first_line_still_reads_the_rest(tmp_path: Path) ->
     assert [(p.code, p.location.line) for p in bad] == [("truncated-json", 1)]
 
 
-def test_jsonl_extension_with_a_single_pretty_object_reports_lines(tmp_path: Path) -> None:
+def test_layout_is_sniffed_not_taken_from_the_extension(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps(record(1), indent=2), "utf-8")
     good, bad = items(path)
-    assert good == []
-    assert bad and all(p.location.line is not None for p in bad)
+    assert ([c.id for c in good], bad) == (["r1"], [])
+    cut = json.dumps(record(1), indent=2)[:-5]
+    path.write_text(cut, "utf-8")
+    good, bad = items(path)
+    assert good == []  # one error where the text stops, not one per line
+    assert [(p.code, p.location.line) for p in bad] == [("truncated-json", cut.count("\n") + 1)]
 
 
 def test_limit_stops_reading_early_without_errors(tmp_path: Path, small_limit: None) -> None:

@@ -152,30 +152,47 @@ def _slice_id(conversation_id: str, k: int, total: int) -> str:
 
 
 def _chars(message: Message) -> int:
+    """The size of a message as the labeler sees it: its text and its tool calls."""
     size = len(message.content)
     for call in message.tool_calls:
         size += len(call.name) + len(call.arguments)
     return size
 
 
-def _shorten(message: Message, limit: int) -> Message:
-    """Cut the middle of a message's text so it holds at most ``limit`` characters (plus a mark)."""
-    text = message.content
+def _cut(text: str, limit: int) -> str:
+    """``text`` with its middle replaced by a mark so that about ``limit`` characters remain."""
     if len(text) <= limit:
-        return message
-    omitted = len(text) - limit
+        return text
     head = limit // 2
     tail = limit - head
-    shortened = text[:head] + TRUNCATION_MARK.format(count=omitted) + (text[-tail:] if tail else "")
-    return msgspec.structs.replace(message, content=shortened)
+    mark = TRUNCATION_MARK.format(count=len(text) - limit)
+    return text[:head] + mark + (text[-tail:] if tail else "")
+
+
+def _shorten(message: Message, limit: int) -> Message:
+    """Shorten a message's text and tool-call arguments proportionally to about ``limit``."""
+    total = _chars(message)
+    if total <= limit:
+        return message
+    ratio = limit / total
+    calls = [
+        msgspec.structs.replace(
+            call, arguments=_cut(call.arguments, int(len(call.arguments) * ratio))
+        )
+        for call in message.tool_calls
+    ]
+    content = _cut(message.content, int(len(message.content) * ratio))
+    return msgspec.structs.replace(message, content=content, tool_calls=calls)
 
 
 def truncate(sample: Sample, max_chars: int) -> Sample:
-    """Shorten what the labeler sees to about ``max_chars`` characters of message text.
+    """Shorten what the labeler sees to about ``max_chars`` characters.
 
-    Keeps the first user turn, the last reply and as many of the most recent middle messages as
-    fit; when the first user turn and the last reply alone are too long, their middles are cut.
-    Returns the sample unchanged when it already fits; otherwise a copy with ``truncation`` set.
+    Keeps the first user turn, the last reply and as many of the most recent messages between
+    them as fit (messages before the first user turn go first). When the first user turn and the
+    reply alone are too long, their middles are cut: the reply keeps at least half the budget,
+    and whichever of the two is short leaves the rest to the other. Returns the sample unchanged
+    when it fits; otherwise a copy with ``truncation`` set.
     """
     if max_chars < 1:
         raise UsageError("--max-chars must be a positive number of characters")
@@ -185,47 +202,23 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
     if original <= max_chars:
         return sample
     last = len(messages) - 1
-    if last == 0:
-        only = _shorten(messages[0], max_chars)
-        return msgspec.structs.replace(
-            sample,
-            messages=[only],
-            truncation=Truncation(
-                original_chars=original, kept_chars=_chars(only), shortened_messages=1
-            ),
-        )
-    first = next((i for i, m in enumerate(messages) if m.role == "user"), 0)
-    if first >= last:
-        first = 0  # no user turn before the reply: keep the opening message instead
-    head = list(messages[: first + 1])
-    end = messages[last]
-    shortened = 0
-    fixed = sum(sizes[: first + 1]) + (sizes[last] if last > first else 0)
-    if fixed > max_chars:
-        # Share the budget: the reply gets at least half, the opening turn the rest.
-        head_budget = max_chars // 2
-        head_size = sum(sizes[: first + 1])
-        head_budget = min(head_budget, head_size)
-        end_budget = max_chars - head_budget
-        if last > first and sizes[last] > end_budget:
-            end = _shorten(end, end_budget)
-            shortened += 1
-        if head_size > head_budget:
-            keep = max(head_budget - (head_size - sizes[first]), 0)
-            head[first] = _shorten(head[first], keep)
-            shortened += 1
-        middle: list[Message] = []
-        budget = 0
+    first = next((i for i, m in enumerate(messages) if m.role == "user"), last)
+    if first == last:  # no user turn before the reply: keep the reply alone
+        only = _shorten(messages[last], max_chars)
+        kept = [only]
+        shortened = int(only is not messages[last])
+        middle_start = last
     else:
-        budget = max_chars - fixed
-        middle = []
-        for index in range(last - 1, first, -1):
-            if sizes[index] > budget:
-                break
-            budget -= sizes[index]
-            middle.append(messages[index])
-        middle.reverse()
-    kept = head + middle + ([end] if last > first else [])
+        reply_budget = min(sizes[last], max(max_chars - sizes[first], max_chars // 2))
+        opening = _shorten(messages[first], max_chars - reply_budget)
+        reply = _shorten(messages[last], reply_budget)
+        shortened = int(opening is not messages[first]) + int(reply is not messages[last])
+        budget = max_chars - _chars(opening) - _chars(reply)
+        middle_start = last
+        while middle_start - 1 > first and sizes[middle_start - 1] <= budget:
+            middle_start -= 1
+            budget -= sizes[middle_start]
+        kept = [opening, *messages[middle_start:last], reply]
     omitted = len(messages) - len(kept)
     return msgspec.structs.replace(
         sample,
@@ -234,7 +227,7 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
             original_chars=original,
             kept_chars=sum(_chars(m) for m in kept),
             omitted_messages=omitted,
-            gap_at=len(head) if omitted else None,
+            gap_at=1 if middle_start > first + 1 and len(kept) > 1 else None,
             shortened_messages=shortened,
         ),
     )

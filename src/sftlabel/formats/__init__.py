@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ LONG_MESSAGE_CHARS = 1_000_000
 them; ``--max-chars`` shortens what the labeler sees)."""
 
 _sorted_encoder = msgspec.json.Encoder(order="sorted")
+_SLICE_SUFFIX = re.compile(r"_t(\d+)$")
 
 
 def load_formats() -> list[InputFormat]:
@@ -71,7 +73,8 @@ class Reader:
 
     def __init__(self, formats: Iterable[InputFormat] | None = None) -> None:
         self.formats = list(formats) if formats is not None else load_formats()
-        self._seen: set[int] = set()
+        self._seen: set[int] = set()  # hashes of the conversation ids handed out
+        self._multi: dict[int, int] = {}  # id hash -> replies, for multi-reply conversations
 
     def read(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Conversation | Problem]:
         """Every conversation and problem of every input file, in a stable order."""
@@ -154,18 +157,40 @@ class Reader:
             digest = hashlib.blake2b(_sorted_encoder.encode(record), digest_size=10).hexdigest()
             conversation.id = f"rec-{digest}"
             conversation.id_generated = True
+        replies = sum(1 for m in conversation.messages if m.role == "assistant")
         base = conversation.id
-        if hash(base) in self._seen:
-            counter = 2
-            while hash(f"{base}~{counter}") in self._seen:
-                counter += 1
-            conversation.id = f"{base}~{counter}"
+        candidate = base
+        counter = 1
+        while self._collides(candidate, replies):
+            counter += 1
+            candidate = f"{base}~{counter}"
+        if candidate != base:
+            conversation.id = candidate
             what = "identical content" if conversation.id_generated else "id"
             ctx.warn(
                 "duplicate-id",
-                f"{what} {base!r} seen before in this run; renamed to {conversation.id!r}",
+                f"{what} {base!r} (or the sample ids it gives) seen before in this run; "
+                f"renamed to {candidate!r}",
             )
-        self._seen.add(hash(conversation.id))
+        self._seen.add(hash(candidate))
+        if replies > 1:
+            self._multi[hash(candidate)] = replies
+
+    def _collides(self, candidate: str, replies: int) -> bool:
+        """Whether ``candidate`` or the sample ids it gives clash with ids handed out before.
+
+        Sample ids are ``<id>_t<k>`` for a conversation with several replies and ``<id>`` for
+        one with a single reply, so record ``a_t1`` (one reply) and record ``a`` (two replies)
+        would both give ``a_t1``. Memory stays per conversation, not per sample.
+        """
+        if hash(candidate) in self._seen:
+            return True
+        if replies > 1:
+            return any(hash(f"{candidate}_t{k}") in self._seen for k in range(1, replies + 1))
+        found = _SLICE_SUFFIX.search(candidate)
+        if found is None:
+            return False
+        return self._multi.get(hash(candidate[: found.start()]), 0) >= int(found.group(1))
 
 
 def _plain_id(record: dict[str, Any]) -> str | None:

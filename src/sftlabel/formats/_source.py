@@ -105,6 +105,13 @@ def iter_raw(path: Path) -> Iterator[RawRecord | Problem]:
             message=f"cannot read file: {exc}",
             location=Location(path=str(path)),
         )
+    except Exception as exc:  # never let one file stop a run over many
+        yield Problem(
+            severity="error",
+            code="reader-failed",
+            message=f"reading stopped: {type(exc).__name__}: {exc}",
+            location=Location(path=str(path)),
+        )
 
 
 def _first_significant(head: bytes) -> int | None:
@@ -142,7 +149,7 @@ def _iter_lines_or_document(handle: IO[bytes], path: Path) -> Iterator[RawRecord
         _decode(stripped)
     except msgspec.DecodeError:
         complete = False
-    if complete or path.name.lower().endswith((".jsonl", ".jsonl.gz")):
+    if complete:
         yield from _iter_jsonl(_prepend(first_line, handle), path)
         return
     # The first line is not a whole value: a pretty-printed document, or JSONL with a damaged
@@ -207,9 +214,12 @@ def _decode(data: bytes) -> tuple[Any, bool]:
     Raises ``msgspec.DecodeError`` when the JSON itself is invalid.
     """
     try:
-        return _decoder.decode(data), False
-    except UnicodeDecodeError:
-        return _decoder.decode(data.decode("utf-8", "replace")), True
+        try:
+            return _decoder.decode(data), False
+        except UnicodeDecodeError:
+            return _decoder.decode(data.decode("utf-8", "replace")), True
+    except RecursionError:
+        raise msgspec.DecodeError("JSON is nested too deeply to be read") from None
 
 
 def _decode_document(data: bytes) -> tuple[Any, bool]:
