@@ -672,10 +672,12 @@ def test_cut_off_gzip_file_is_reported_and_earlier_records_kept(tmp_path: Path, 
     assert code == 1
     assert report["readable"] == len(conversations)
     assert errors[-1].code in {p["code"] for p in report["problems"] if p["severity"] == "error"}
+    file_level = errors[-1].code == "unreadable-file"
+    assert report["file_errors"] == (1 if file_level else 0)
     result, samples = slice_to(cli, tmp_path / "out.jsonl", path)
     assert result.exit_code == 1
     assert len(samples) == len(conversations)
-    assert "1 unreadable record" in result.stderr
+    assert ("1 unreadable file" if file_level else "1 unreadable record") in result.stderr
 
 
 def test_not_gzip_despite_the_name(tmp_path: Path, cli) -> None:

@@ -36,6 +36,9 @@ class FileReport(msgspec.Struct, kw_only=True):
     """Records found: readable ones plus those that could not be used."""
     readable: int
     unreadable: int
+    file_errors: int
+    """Errors about the file as a whole (cannot be opened, decompressed ...): its records are
+    not counted because they could not be seen."""
     warnings: int
     messages: int
     user_turns: int
@@ -78,13 +81,15 @@ def detect_file(
     variants: Counter[str] = Counter()
     problems: list[Problem] = []
     details: list[RecordSummary] = []
-    readable = unreadable = messages = users = replies = tools = samples = 0
+    readable = unreadable = file_errors = messages = users = replies = tools = samples = 0
     for item in reader.read_file(Path(path)):
         if isinstance(item, Problem):
             problems.append(item)
-            is_record = item.location.line is not None or item.location.index is not None
-            if item.severity == "error" and is_record:
-                unreadable += 1
+            if item.severity == "error":
+                if item.record_level:
+                    unreadable += 1
+                else:
+                    file_errors += 1
             continue
         conversation: Conversation = item
         readable += 1
@@ -118,6 +123,7 @@ def detect_file(
         records=readable + unreadable,
         readable=readable,
         unreadable=unreadable,
+        file_errors=file_errors,
         warnings=sum(1 for p in problems if p.severity == "warning"),
         messages=messages,
         user_turns=users,

@@ -140,6 +140,11 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     location: Location
     record_id: str | None = None
 
+    @property
+    def record_level(self) -> bool:
+        """True when the problem is about one record (it has a line or index), not a whole file."""
+        return self.location.line is not None or self.location.index is not None
+
     def __str__(self) -> str:
         rid = f" ({self.record_id})" if self.record_id else ""
         return f"{self.location}{rid}: {self.severity}: {self.message} [{self.code}]"

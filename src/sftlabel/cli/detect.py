@@ -83,6 +83,8 @@ def _render(report: FileReport, *, show_all: bool) -> None:
     status = f"{report.readable:,} readable"
     if report.unreadable:
         status += f", [red]{report.unreadable:,} unreadable[/red]"
+    if report.file_errors:
+        status += f", [red]the file itself could not be read ({report.file_errors:,} errors)[/red]"
     grid.add_row("records", f"{report.records:,} ({status})")
     grid.add_row(
         "turns",

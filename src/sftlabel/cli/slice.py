@@ -95,6 +95,8 @@ def slice_(
         for item in items:
             if isinstance(item, Problem):
                 problems[item.severity] += 1
+                if item.severity == "error" and not item.record_level:
+                    problems["file"] += 1
                 if shown < SHOWN_PROBLEMS:
                     shown += 1
                     style = "red" if item.severity == "error" else "yellow"
@@ -109,7 +111,7 @@ def slice_(
         if batch:
             out.write(encoder.encode_lines(batch))
             written += len(batch)
-    hidden = problems.total() - shown
+    hidden = problems["error"] + problems["warning"] - shown
     if hidden > 0:
         stderr.print(
             f"… {hidden:,} more problems (`sftlabel detect --json` lists them all)", style="dim"
@@ -124,7 +126,9 @@ def slice_(
         summary += f"; {stats.truncated:,} truncated"
     if stats.without_reply:
         summary += f"; {stats.without_reply:,} without an assistant reply"
-    summary += f"; {plural(problems['error'], 'unreadable record')}"
+    summary += f"; {plural(problems['error'] - problems['file'], 'unreadable record')}"
+    if problems["file"]:
+        summary += f", {plural(problems['file'], 'unreadable file')}"
     summary += f", {plural(problems['warning'], 'warning')}"
     stderr.print(summary, markup=False)
     raise typer.Exit(1 if problems["error"] else 0)
