@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,17 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 stdout = Console(highlight=False)
 """Human-readable reports of commands whose output *is* the report (detect, info)."""
+
+
+InputPaths = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Files or directories (searched recursively for .json/.jsonl[.gz]).",
+        show_default=False,
+        metavar="PATH",
+    ),
+]
+"""The input argument of every command that reads conversations."""
 
 
 def error_line(exc: SftlabelError) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from sftlabel.cli._common import plural, progress, stdout
+from sftlabel.cli._common import InputPaths, plural, progress, stdout
 from sftlabel.detect import FileReport, detect_paths
 from sftlabel.model import encode
 
@@ -19,14 +18,7 @@ SHOWN_RECORDS = 20
 
 
 def detect(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Files or directories (searched recursively for .json/.jsonl[.gz]).",
-            show_default=False,
-            metavar="PATH...",
-        ),
-    ],
+    paths: InputPaths,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per file to stdout.")
     ] = False,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import msgspec
 import typer
 from rich.text import Text
 
-from sftlabel.cli._common import output_stream, plural, progress, stderr
+from sftlabel.cli._common import InputPaths, output_stream, plural, progress, stderr
 from sftlabel.formats import Reader
 from sftlabel.model import Problem, Sample
 from sftlabel.slicing import SliceStats, SparsePolicy, iter_samples
@@ -20,14 +19,7 @@ BATCH = 512
 
 
 def slice_(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Files or directories (searched recursively for .json/.jsonl[.gz]).",
-            show_default=False,
-            metavar="PATH...",
-        ),
-    ],
+    paths: InputPaths,
     output: Annotated[
         str,
         typer.Option(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -46,6 +47,58 @@ class RecordError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class RawMessage(NamedTuple):
+    """A source message that passed the checks every reader makes."""
+
+    position: int
+    """0-based index of the message in the source record."""
+    fields: dict[str, Any]
+    role: Role
+    raw_role: str
+    content: str
+
+
+def raw_messages(
+    items: list[Any],
+    ctx: RecordContext,
+    *,
+    role_keys: tuple[str, ...] = ("role",),
+    content_keys: tuple[str, ...] = ("content",),
+) -> Iterator[RawMessage]:
+    """The usable messages of a record, with warnings for the others.
+
+    A message that is not an object, or has an unknown role, is skipped with a warning; content
+    that is not text is rendered as JSON with a warning. Raises :class:`RecordError` when the
+    record has no messages at all.
+    """
+    if not items:
+        raise RecordError("empty-conversation", "conversation has no messages")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            ctx.warn("bad-message", f"message {index} is not a JSON object; skipped")
+            continue
+        raw_role = next((item[k] for k in role_keys if k in item), None)
+        role = map_role(raw_role)
+        if role is None:
+            ctx.warn(
+                "unknown-role",
+                f"message {index} has unknown role {raw_role!r}; skipped "
+                f"(known roles: {KNOWN_ROLES})",
+            )
+            continue
+        content, coerced = text_of(next((item[k] for k in content_keys if k in item), None))
+        if coerced:
+            ctx.warn("coerced-content", f"message {index}: non-text content rendered as JSON")
+        yield RawMessage(index, item, role, str(raw_role).strip().lower(), content)
+
+
+def require_messages(messages: list[Message]) -> list[Message]:
+    """``messages``, or a :class:`RecordError` when none was usable."""
+    if not messages:
+        raise RecordError("empty-conversation", "conversation has no usable messages")
+    return messages
 
 
 def map_role(raw: object) -> Role | None:

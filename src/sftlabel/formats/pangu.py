@@ -29,12 +29,10 @@ import msgspec
 
 from sftlabel.formats._base import RecordContext
 from sftlabel.formats._normalize import (
-    KNOWN_ROLES,
-    RecordError,
     extra_metadata,
-    map_role,
+    raw_messages,
     record_id,
-    text_of,
+    require_messages,
     tool_definitions,
 )
 from sftlabel.model import Conversation, Message
@@ -172,38 +170,20 @@ class PanguFormat:
         return isinstance(data, list) and (not data or isinstance(data[0], dict))
 
     def parse(self, record: dict[str, Any], ctx: RecordContext) -> Conversation:
-        data = record["data"]
-        if not data:
-            raise RecordError(
-                "empty-conversation", "conversation has no messages ('data' is empty)"
-            )
         features = _Features()
         messages: list[Message] = []
-        for index, raw in enumerate(data):
-            if not isinstance(raw, dict):
-                ctx.warn("bad-message", f"message {index} is not a JSON object; skipped")
-                continue
-            role = map_role(raw.get("role"))
-            if role is None:
-                ctx.warn(
-                    "unknown-role",
-                    f"message {index} has unknown role {raw.get('role')!r}; skipped "
-                    f"(known roles: {KNOWN_ROLES})",
-                )
-                continue
-            content, coerced = text_of(raw.get("content"))
-            if coerced:
-                ctx.warn("coerced-content", f"message {index}: non-text content rendered as JSON")
-            if role == "assistant":
-                messages.append(self._assistant(content, index, ctx, features))
-            elif role == "user":
-                messages.append(self._user(content, index, ctx, features))
+        for raw in raw_messages(record["data"], ctx):
+            if raw.role == "assistant":
+                messages.append(self._assistant(raw.content, raw.position, ctx, features))
+            elif raw.role == "user":
+                messages.append(self._user(raw.content, raw.position, ctx, features))
             else:
-                if role == "tool":
+                if raw.role == "tool":
                     features.tool_role = True
-                messages.append(Message(role=role, content=self._no_think(content, features)))
-        if not messages:
-            raise RecordError("empty-conversation", "conversation has no usable messages")
+                messages.append(
+                    Message(role=raw.role, content=self._no_think(raw.content, features))
+                )
+        require_messages(messages)
         system = _system(record.get("meta_prompt"))
         if messages[0].role == "system":
             lead = messages.pop(0).content

@@ -13,14 +13,12 @@ import msgspec
 
 from sftlabel.formats._base import RecordContext
 from sftlabel.formats._normalize import (
-    KNOWN_ROLES,
-    RecordError,
     extra_metadata,
-    map_role,
     pop_system,
+    raw_messages,
     record_id,
+    require_messages,
     split_reasoning,
-    text_of,
     tool_calls_of,
     tool_definitions,
 )
@@ -38,39 +36,25 @@ class ShareGPTFormat:
         return isinstance(record.get("conversations"), list)
 
     def parse(self, record: dict[str, Any], ctx: RecordContext) -> Conversation:
-        turns = record["conversations"]
-        if not turns:
-            raise RecordError("empty-conversation", "conversation has no messages")
         messages: list[Message] = []
-        for index, turn in enumerate(turns):
-            if not isinstance(turn, dict):
-                ctx.warn("bad-message", f"message {index} is not a JSON object; skipped")
-                continue
-            raw_role = turn.get("from", turn.get("role"))
-            role = map_role(raw_role)
-            if role is None:
-                ctx.warn(
-                    "unknown-role",
-                    f"message {index} has unknown role {raw_role!r}; skipped "
-                    f"(known roles: {KNOWN_ROLES})",
-                )
-                continue
-            content, coerced = text_of(turn.get("value", turn.get("content")))
-            if coerced:
-                ctx.warn("coerced-content", f"message {index}: non-text content rendered as JSON")
-            reasoning = None
+        for raw in raw_messages(
+            record["conversations"],
+            ctx,
+            role_keys=("from", "role"),
+            content_keys=("value", "content"),
+        ):
+            content, reasoning = raw.content, None
             calls: list[ToolCall] = []
-            if role == "assistant":
+            if raw.role == "assistant":
                 content, reasoning = split_reasoning(content)
-                if str(raw_role).lower() == "function_call":
+                if raw.raw_role == "function_call":
                     calls = tool_calls_of(_parse_call(content))
-                elif "tool_calls" in turn:
-                    calls = tool_calls_of(turn["tool_calls"])
+                elif "tool_calls" in raw.fields:
+                    calls = tool_calls_of(raw.fields["tool_calls"])
             messages.append(
-                Message(role=role, content=content, reasoning=reasoning, tool_calls=calls)
+                Message(role=raw.role, content=content, reasoning=reasoning, tool_calls=calls)
             )
-        if not messages:
-            raise RecordError("empty-conversation", "conversation has no usable messages")
+        require_messages(messages)
         system, messages = pop_system(messages)
         extra_system = record.get("system")
         if isinstance(extra_system, str) and extra_system.strip():
