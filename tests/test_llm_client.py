@@ -56,7 +56,7 @@ def run(
     calls: int = 1,
     **params: Any,
 ) -> tuple[list[Any], list[httpx.Request], LLMClient]:
-    """Send ``calls`` identical-but-numbered requests; return results (or errors), requests, client."""
+    """Send ``calls`` numbered requests; return the results (or errors), requests and client."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -197,6 +197,7 @@ def test_malformed_answers_are_retried_then_fail(bad: httpx.Response) -> None:
 def test_connection_errors_exhaust_retries_with_a_clear_message() -> None:
     [outcome], requests, _ = run([httpx.ConnectError("connection refused")])
     assert isinstance(outcome, RetriesExhaustedError)
+    assert len(requests) == 4
     assert "gave up after 4 attempts" in str(outcome)
     assert "connection failed" in str(outcome)
 
