@@ -149,3 +149,49 @@ def test_builtin_taxonomy_is_found_installed_or_in_a_checkout() -> None:
     else:
         assert found == ROOT / "taxonomy"
     assert (found / "tags" / "language.yaml").is_file()
+
+
+def test_consistency_rules_give_warnings() -> None:
+    taxonomy = load_taxonomy()
+    warnings = taxonomy.consistency_warnings(
+        {
+            "intent": "build",
+            "task": ["bug-fixing"],
+            "constraint": ["thread-safe"],
+            "difficulty": "beginner",
+        }
+    )
+    assert warnings == [
+        "Intent=build but no feature-implementation in task",
+        "Has constraints but difficulty=beginner",
+    ]
+    fine = {
+        "intent": "build",
+        "task": ["feature-implementation"],
+        "difficulty": "beginner",
+        "constraint": [],
+    }
+    assert taxonomy.consistency_warnings(fine) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "when: {intent: [build]}",
+            "when: {intent: [construct]}",
+            "unknown tag 'construct' in 'intent'",
+        ),
+        ("when: {intent: [build]}", "when: {purpose: [build]}", "unknown category 'purpose'"),
+        (
+            "expect_not: {difficulty: [beginner]}",
+            "expect_nott: {difficulty: [beginner]}",
+            "unknown field",
+        ),
+    ],
+)
+def test_rules_are_validated(copy: Path, old: str, new: str, message: str) -> None:
+    edit(copy / "taxonomy.yaml", old, new)
+    with pytest.raises(TaxonomyError) as caught:
+        load_taxonomy(copy)
+    assert message.lower() in str(caught.value).lower()

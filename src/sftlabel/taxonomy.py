@@ -49,11 +49,26 @@ class CategorySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omi
     subcategories: list[str] = []
 
 
+class Rule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A cross-dimension consistency rule; a violated rule is a warning, never an error.
+
+    ``when`` holds when every listed dimension has one of the listed tags (``"*"``: any tag at
+    all). Then every dimension in ``expect`` must have one of its tags, and no dimension in
+    ``expect_not`` may have one of its tags (``"*"``: must be empty).
+    """
+
+    message: str
+    when: dict[str, list[str]]
+    expect: dict[str, list[str]] = {}
+    expect_not: dict[str, list[str]] = {}
+
+
 class TaxonomySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     version: str
     categories: dict[str, CategorySpec]
     name: str = ""
     description: str = ""
+    rules: list[Rule] = []
 
 
 class Category(msgspec.Struct, kw_only=True, frozen=True):
@@ -80,6 +95,7 @@ class Taxonomy:
         self.description = spec.description
         self.path = path
         self.categories = categories
+        self.rules = list(spec.rules)
         self._lookup: dict[str, dict[str, str]] = {}
         for cid, category in categories.items():
             table: dict[str, str] = {}
@@ -111,6 +127,17 @@ class Taxonomy:
         key = value.strip().lower()
         return table.get(key) or table.get(key.replace(" ", "-").replace("_", "-"))
 
+    def consistency_warnings(self, labels: dict[str, str | list[str] | None]) -> list[str]:
+        """The messages of the rules that ``labels`` (dimension -> tag or tags) violate."""
+        warnings: list[str] = []
+        for rule in self.rules:
+            if all(_has(labels.get(dim), tags) for dim, tags in rule.when.items()):
+                broken = any(not _has(labels.get(dim), tags) for dim, tags in rule.expect.items())
+                broken |= any(_has(labels.get(dim), tags) for dim, tags in rule.expect_not.items())
+                if broken:
+                    warnings.append(rule.message)
+        return warnings
+
     def summary(self) -> dict[str, dict[str, object]]:
         """``{category: {"count": n, "select": "single"|"multi", ...}}``."""
         return {
@@ -122,6 +149,14 @@ class Taxonomy:
             }
             for cid, c in self.categories.items()
         }
+
+
+def _has(value: str | list[str] | None, tags: list[str]) -> bool:
+    """Whether a dimension's value holds one of ``tags`` (``"*"``: any tag)."""
+    values = [value] if isinstance(value, str) else list(value or [])
+    if "*" in tags:
+        return bool(values)
+    return any(v in tags for v in values)
 
 
 def default_taxonomy_dir() -> Path:
@@ -170,6 +205,7 @@ def _load(directory: Path) -> Taxonomy:
             subcategories=list(cat.subcategories),
             tags=tag_file.tags,
         )
+    problems.extend(_check_rules(spec.rules, categories))
     tags_dir = directory / "tags"
     if tags_dir.is_dir():
         for extra in sorted(tags_dir.glob("*.yaml")):
@@ -202,6 +238,26 @@ def _decode(file: Path, kind: type[T]) -> T:
         ) from None
     except msgspec.DecodeError as exc:
         raise TaxonomyError(f"{file}: not valid YAML: {exc}") from None
+
+
+def _check_rules(rules: list[Rule], categories: dict[str, Category]) -> list[str]:
+    problems: list[str] = []
+    for number, rule in enumerate(rules, 1):
+        parts = [*rule.when.items(), *rule.expect.items(), *rule.expect_not.items()]
+        if not rule.when:
+            problems.append(f"rule {number} ({rule.message!r}) has an empty 'when'")
+        for dim, tags in parts:
+            category = categories.get(dim)
+            if category is None:
+                problems.append(f"rule {number} ({rule.message!r}) names unknown category {dim!r}")
+                continue
+            known = set(category.ids) | {"*"}
+            for tag in tags:
+                if tag not in known:
+                    problems.append(
+                        f"rule {number} ({rule.message!r}) names unknown tag {tag!r} in {dim!r}"
+                    )
+    return problems
 
 
 def _check_category(
