@@ -47,6 +47,8 @@ class CategorySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omi
     description: str = ""
     count: int | None = None
     subcategories: list[str] = []
+    call: Literal[1, 2] = 1
+    """Which of the two labeling calls asks for this category."""
 
 
 class Rule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -80,6 +82,7 @@ class Category(msgspec.Struct, kw_only=True, frozen=True):
     description: str
     subcategories: list[str]
     tags: list[Tag]
+    call: int = 1
 
     @property
     def ids(self) -> list[str]:
@@ -105,6 +108,10 @@ class Taxonomy:
             for tag in category.tags:
                 table[tag.id] = tag.id
             self._lookup[cid] = table
+
+    def dimensions(self, call: int | None = None) -> list[str]:
+        """The category ids (all, or those asked by labeling call 1 or 2), in taxonomy order."""
+        return [cid for cid, c in self.categories.items() if call is None or c.call == call]
 
     @property
     def total(self) -> int:
@@ -204,6 +211,7 @@ def _load(directory: Path) -> Taxonomy:
             description=cat.description,
             subcategories=list(cat.subcategories),
             tags=tag_file.tags,
+            call=cat.call,
         )
     problems.extend(_check_rules(spec.rules, categories))
     tags_dir = directory / "tags"

@@ -1,0 +1,238 @@
+"""Labeling one sample: two calls, validation, arbitration of low-confidence dimensions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from sftlabel.errors import SftlabelError
+from sftlabel.labeling._parse import ReplyFormatError, extract_json
+from sftlabel.labeling._prompts import ARBITRATION, build_messages
+from sftlabel.labeling._validate import Unmapped, Validated, validate
+from sftlabel.llm import ChatResult, LLMClient, RequestRejectedError, RetriesExhaustedError
+from sftlabel.model import Sample
+from sftlabel.taxonomy import Taxonomy
+
+JsonMode = Literal["auto", "on", "off"]
+JSON_FORMAT = {"type": "json_object"}
+
+
+class LabelingFailed(SftlabelError):
+    """The sample could not be labeled (the reason is recorded in failures.jsonl)."""
+
+
+class CallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One request made for a sample, for the monitor."""
+
+    call: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float | None = None
+    latency: float = 0.0
+    attempts: int = 0
+    rate_limited: int = 0
+    from_cache: bool = False
+    format_error: str | None = None
+
+
+class ArbitrationRecord(msgspec.Struct, kw_only=True):
+    dimension: str
+    first: str | list[str] | None
+    first_confidence: float
+    second: str | list[str] | None
+    second_confidence: float
+    chosen: Literal["first", "second"]
+
+
+class LabelResult(msgspec.Struct, kw_only=True):
+    """``labels`` and ``labeling_monitor`` in the shape of the baseline runs."""
+
+    labels: dict[str, Any]
+    monitor: dict[str, Any]
+
+
+class Labeler:
+    """Labels samples through an :class:`LLMClient`; safe to use from many tasks at once."""
+
+    def __init__(
+        self,
+        client: LLMClient,
+        taxonomy: Taxonomy,
+        *,
+        confidence_threshold: float = 0.65,
+        arbitration: bool = True,
+        arbitration_client: LLMClient | None = None,
+        json_mode: JsonMode = "auto",
+        format_retries: int = 2,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        arbitration_temperature: float = 0.3,
+    ) -> None:
+        self.client = client
+        self.taxonomy = taxonomy
+        self.threshold = confidence_threshold
+        self.arbitration = arbitration
+        self.arbitration_client = arbitration_client or client
+        self.json_mode = json_mode
+        self._json = json_mode != "off"
+        self.format_retries = format_retries
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.arbitration_temperature = arbitration_temperature
+
+    async def label(self, sample: Sample) -> LabelResult:
+        """Label one sample. Raises :class:`LabelingFailed` (the sample fails, the run goes on)
+        or :class:`~sftlabel.llm.AuthenticationError` (the run stops)."""
+        started = time.monotonic()
+        records: list[CallRecord] = []
+        first = await self._ask(self.client, 1, sample, records)
+        second = await self._ask(self.client, 2, sample, records, previous=first.values)
+        values = {**first.values, **second.values}
+        confidence = {**first.confidence, **second.confidence}
+        unmapped = [*first.unmapped, *second.unmapped]
+        issues = [*first.issues, *second.issues]
+        arbitrations: list[ArbitrationRecord] = []
+        low = [d for d in self.taxonomy.dimensions() if confidence.get(d, 0.0) < self.threshold]
+        if self.arbitration and low:
+            again = await self._ask(
+                self.arbitration_client,
+                ARBITRATION,
+                sample,
+                records,
+                previous=values,
+                dimensions=tuple(low),
+                temperature=self.arbitration_temperature,
+            )
+            for dim in low:
+                better = again.confidence[dim] > confidence[dim]
+                arbitrations.append(
+                    ArbitrationRecord(
+                        dimension=dim,
+                        first=values[dim],
+                        first_confidence=confidence[dim],
+                        second=again.values[dim],
+                        second_confidence=again.confidence[dim],
+                        chosen="second" if better else "first",
+                    )
+                )
+                if better:
+                    values[dim] = again.values[dim]
+                    confidence[dim] = again.confidence[dim]
+            issues.extend(
+                f"arbitration: {issue}" for issue in again.issues if issue.split(":")[0] in low
+            )
+            unmapped.extend(u for u in again.unmapped if u not in unmapped and u.dimension in low)
+        labels: dict[str, Any] = {d: values[d] for d in self.taxonomy.dimensions()}
+        labels["confidence"] = {d: round(confidence[d], 4) for d in self.taxonomy.dimensions()}
+        labels["unmapped"] = [msgspec.structs.asdict(u) for u in _dedupe(unmapped)]
+        costs = [r.cost for r in records]
+        monitor: dict[str, Any] = {
+            "llm_calls": len(records),
+            "arbitrated": bool(arbitrations),
+            "validation_issues": issues,
+            "consistency_warnings": self.taxonomy.consistency_warnings(values),
+            "arbitration": [msgspec.structs.asdict(a) for a in arbitrations],
+            "prompt_tokens": sum(r.prompt_tokens for r in records),
+            "completion_tokens": sum(r.completion_tokens for r in records),
+            "cached_tokens": sum(r.cached_tokens for r in records),
+            "cost": None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+            "from_cache": all(r.from_cache for r in records),
+            "elapsed": round(time.monotonic() - started, 4),
+            "calls": [msgspec.to_builtins(r) for r in records],
+        }
+        return LabelResult(labels=labels, monitor=monitor)
+
+    async def _ask(
+        self,
+        client: LLMClient,
+        call: int,
+        sample: Sample,
+        records: list[CallRecord],
+        *,
+        previous: dict[str, Any] | None = None,
+        dimensions: tuple[str, ...] | None = None,
+        temperature: float | None = None,
+    ) -> Validated:
+        dims = dimensions or tuple(self.taxonomy.dimensions(call))
+        messages = build_messages(self.taxonomy, call, sample, dimensions=dims, previous=previous)
+        name = {1: "call1", 2: "call2"}.get(call, "arbitration")
+        last_error = ""
+        for _ in range(self.format_retries + 1):
+            result = await self._chat(client, messages, temperature)
+            record = _record(name, result)
+            records.append(record)
+            try:
+                answer = extract_json(result.content)
+            except ReplyFormatError as exc:
+                last_error = str(exc)
+                record.format_error = last_error
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": result.content[:4000]},
+                    {
+                        "role": "user",
+                        "content": f"That was not a valid answer ({last_error}). "
+                        "Answer again with only the JSON object.",
+                    },
+                ]
+                continue
+            return validate(self.taxonomy, list(dims), answer)
+        raise LabelingFailed(
+            f"{name}: no JSON object after {self.format_retries + 1} replies: {last_error}"
+        )
+
+    async def _chat(
+        self, client: LLMClient, messages: list[dict[str, Any]], temperature: float | None
+    ) -> ChatResult:
+        params: dict[str, Any] = {
+            "temperature": self.temperature if temperature is None else temperature,
+            "max_tokens": self.max_tokens,
+        }
+        while True:
+            if self._json:
+                params["response_format"] = JSON_FORMAT
+            else:
+                params.pop("response_format", None)
+            try:
+                return await client.chat(client.request(messages, **params))
+            except RequestRejectedError as exc:
+                if self._json and self.json_mode == "auto" and _json_mode_refused(exc):
+                    self._json = False  # the endpoint does not do JSON mode: ask without it
+                    continue
+                raise LabelingFailed(f"request rejected: {exc}") from None
+            except RetriesExhaustedError as exc:
+                raise LabelingFailed(str(exc)) from None
+
+
+def _json_mode_refused(exc: RequestRejectedError) -> bool:
+    text = str(exc).lower()
+    return exc.status in (400, 422) and ("response_format" in text or "json" in text)
+
+
+def _record(name: str, result: ChatResult) -> CallRecord:
+    return CallRecord(
+        call=name,
+        model=result.model,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cached_tokens=result.cached_tokens,
+        cost=result.cost,
+        latency=round(result.latency, 4),
+        attempts=result.attempts,
+        rate_limited=result.rate_limited,
+        from_cache=result.from_cache,
+    )
+
+
+def _dedupe(items: list[Unmapped]) -> list[Unmapped]:
+    seen: set[Unmapped] = set()
+    kept: list[Unmapped] = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            kept.append(item)
+    return kept
