@@ -127,6 +127,31 @@ class Sample(msgspec.Struct, kw_only=True, omit_defaults=True):
         return self.truncation is not None
 
 
+class LabeledSample(Sample, kw_only=True, omit_defaults=True):
+    """A sample with its taxonomy labels: one line of a run's ``labeled.jsonl``.
+
+    ``labels`` holds one key per taxonomy category plus ``confidence`` and ``unmapped``;
+    ``labeling_monitor`` holds ``llm_calls``, ``arbitrated``, ``validation_issues``,
+    ``consistency_warnings`` and the per-call trace (the shape of the baseline runs).
+    ``index`` is the sample's position in the input, so outputs can be put back in order.
+    """
+
+    index: int = -1
+    labels: dict[str, Any] = {}
+    labeling_monitor: dict[str, Any] = {}
+
+
+class Failure(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A sample that could not be labeled: one line of a run's ``failures.jsonl``."""
+
+    id: str
+    index: int
+    reason: str
+    error: str
+    sample: Sample
+    monitor: dict[str, Any] = {}
+
+
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Something wrong with an input record.
 

@@ -18,16 +18,6 @@ _ANY_ARGS: dict[str, Any] = {
 Args = Annotated[list[str] | None, typer.Argument(help="Arguments (not implemented yet).")]
 
 
-def label(args: Args = None) -> None:
-    """Label samples on the 9 taxonomy dimensions with two LLM calls each (not implemented yet).
-
-    Reads conversations, slices them, asks an OpenAI-compatible endpoint for intent, language,
-    domain, task, difficulty, concept, agentic, constraint and context, validates the tags,
-    re-asks low-confidence dimensions and writes a resumable run directory.
-    """
-    not_implemented("label")
-
-
 def softlabel(args: Args = None) -> None:
     """Soft-label every user turn with P(does not require reasoning) (not implemented yet).
 
@@ -62,5 +52,5 @@ def test(args: Args = None) -> None:
     not_implemented("test")
 
 
-for _command in (label, softlabel, arbitrate, report, review, compare, test):
+for _command in (softlabel, arbitrate, report, review, compare, test):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]

@@ -20,7 +20,16 @@ JSON_FORMAT = {"type": "json_object"}
 
 
 class LabelingFailed(SftlabelError):
-    """The sample could not be labeled (the reason is recorded in failures.jsonl)."""
+    """The sample could not be labeled (recorded in failures.jsonl).
+
+    ``reason`` is a short kind for counting: ``no-json`` (no parseable answer after the repair
+    turns), ``rejected`` (the server refused the request: 400 ...), ``retries-exhausted``
+    (429/5xx/timeouts/resets persisted).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -182,7 +191,8 @@ class Labeler:
                 continue
             return validate(self.taxonomy, list(dims), answer)
         raise LabelingFailed(
-            f"{name}: no JSON object after {self.format_retries + 1} replies: {last_error}"
+            f"{name}: no JSON object after {self.format_retries + 1} replies: {last_error}",
+            reason="no-json",
         )
 
     async def _chat(
@@ -203,9 +213,9 @@ class Labeler:
                 if self._json and self.json_mode == "auto" and _json_mode_refused(exc):
                     self._json = False  # the endpoint does not do JSON mode: ask without it
                     continue
-                raise LabelingFailed(f"request rejected: {exc}") from None
+                raise LabelingFailed(f"request rejected: {exc}", reason="rejected") from None
             except RetriesExhaustedError as exc:
-                raise LabelingFailed(str(exc)) from None
+                raise LabelingFailed(str(exc), reason="retries-exhausted") from None
 
 
 def _json_mode_refused(exc: RequestRejectedError) -> bool:
