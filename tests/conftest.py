@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from sftlabel.cli import build_app
+
+from .llm_server import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -45,3 +47,17 @@ def write_jsonl(path: Path, records: Iterable[Any]) -> Path:
 
 def jsonl(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def llm_server_session() -> Iterator[FakeLLMServer]:
+    """One fake OpenAI-compatible server (tests/fake_llm_server.py) for the whole session."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm_server(llm_server_session: FakeLLMServer) -> FakeLLMServer:
+    """The session's fake LLM server, reset (empty script, fresh stats, default settings)."""
+    llm_server_session.reset()
+    return llm_server_session
