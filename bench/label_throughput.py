@@ -1,0 +1,189 @@
+"""Benchmark `sftlabel label` against the fake server on 127.0.0.1 (tests/fake_llm_server.py).
+
+Scenarios (targets from the label issue):
+  bound     latency 200 ms, --concurrency 50, N single-turn samples, no arbitration:
+            samples/s >= 90% of concurrency / (2 calls x latency); CPU <= 5 ms per sample
+  ratelimit server limited to RPM requests/minute (answers 429 + Retry-After beyond),
+            --concurrency 100: samples/s >= 90% of RPM/2/60 with < 5% of requests answered 429
+  cache     the same command again (new output dir, same cache): no request at all
+  resume    kill -9 mid-run, then --resume: re-sent requests <= the in-flight ones
+
+    python bench/label_throughput.py [--samples 2000] [--rpm 3000] [--scenarios bound,cache,resume,ratelimit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.llm_server import FakeLLMServer  # noqa: E402
+
+CALL1 = {
+    "intent": "learn", "language": ["python"], "domain": [], "task": ["code-explanation"],
+    "difficulty": "beginner",
+    "confidence": {"intent": 0.9, "language": 0.9, "domain": 0.9, "task": 0.9, "difficulty": 0.9},
+    "unmapped": [],
+}  # fmt: skip
+CALL2 = {
+    "concept": ["data-structures"], "agentic": [], "constraint": [], "context": "snippet",
+    "confidence": {"concept": 0.9, "agentic": 0.9, "constraint": 0.9, "context": 0.9},
+    "unmapped": [],
+}  # fmt: skip
+RULES = [
+    {"match": "first labeling pass", "response": {"content": json.dumps(CALL2)}},
+    {"match": "Label the last assistant reply", "response": {"content": json.dumps(CALL1)}},
+]
+
+
+def make_data(path: Path, count: int) -> Path:
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            record = {
+                "id": f"b{i}",
+                "conversations": [
+                    {"from": "human", "value": f"How do I reverse a list in Python? (variant {i})"},
+                    {"from": "gpt", "value": "Use `items[::-1]` or `items.reverse()` in place."},
+                ],
+            }
+            out.write(json.dumps(record) + "\n")
+    return path
+
+
+def label(server: FakeLLMServer, data: Path, run: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "sftlabel", "label", str(data), "--model", "gpt-4o-mini",
+        "--base-url", server.base_url, "-o", str(run), "--cache", str(cache),
+        "--no-arbitration", *extra,
+    ]  # fmt: skip
+
+
+def timed(command: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user+sys of the child) and exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        print(done.stderr[-2000:])
+    return wall, cpu, done.returncode
+
+
+def count_lines(path: Path) -> int:
+    return sum(1 for line in path.open("rb") if line.strip()) if path.exists() else 0
+
+
+def bound(tmp: Path, samples: int) -> None:
+    latency, concurrency = 0.2, 50
+    with FakeLLMServer(latency=latency) as server:
+        server.configure(rules=RULES)
+        data = make_data(tmp / "bound.jsonl", samples)
+        wall, cpu, code = timed(
+            label(
+                server, data, tmp / "bound", tmp / "bound.sqlite", "--concurrency", str(concurrency)
+            )
+        )
+        limit = concurrency / (2 * latency)
+        rate = samples / wall
+        print(
+            f"[bound] {samples} samples, latency {latency * 1000:.0f} ms, concurrency {concurrency} (exit {code})"
+        )
+        print(
+            f"  throughput   {rate:.1f} samples/s = {rate / limit:.2f} x bound ({limit:.0f}/s; target >= 0.90)"
+        )
+        print(
+            f"  cpu/sample   {cpu / samples * 1000:.2f} ms (target <= 5 ms; whole process incl. startup)"
+        )
+        print(f"  requests     {server.stats()['chat_requests']} (expected {2 * samples})")
+        # same command again, a new run directory, the same cache: nothing is sent
+        before = server.stats()["chat_requests"]
+        wall, _, code = timed(
+            label(server, data, tmp / "again", tmp / "bound.sqlite", "--concurrency", "50")
+        )
+        sent = server.stats()["chat_requests"] - before
+        print(f"[cache] same command again: {sent} requests sent, {wall:.1f} s (exit {code})")
+
+
+def resume(tmp: Path, samples: int) -> None:
+    concurrency = 20
+    with FakeLLMServer(latency=0.2) as server:
+        server.configure(rules=RULES)
+        data = make_data(tmp / "resume.jsonl", samples)
+        run = tmp / "resume"
+        command = label(server, data, run, tmp / "resume.sqlite", "--concurrency", str(concurrency))
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while count_lines(run / "labeled.jsonl") < samples // 3:
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        done = len({json.loads(line)["id"] for line in (run / "labeled.jsonl").open()})
+        sent = server.stats()["chat_requests"]
+        resumed = [sys.executable, "-m", "sftlabel", "label", "--resume", str(run),
+                   "--base-url", server.base_url, "--cache", str(tmp / "resume.sqlite"),
+                   "--concurrency", str(concurrency)]  # fmt: skip
+        _, _, code = timed(resumed)
+        resent = server.stats()["chat_requests"] - sent
+        needed = 2 * (samples - done)
+        lines = count_lines(run / "labeled.jsonl")
+        print(
+            f"[resume] killed after {done} samples; resumed (exit {code}): {lines} labeled lines for {samples} samples"
+        )
+        print(
+            f"  requests re-sent beyond the {needed} still needed: {resent - needed} (in flight at the kill: <= {concurrency * 2})"
+        )
+
+
+def ratelimit(tmp: Path, samples: int, rpm: int) -> None:
+    with FakeLLMServer(latency=0.2, rpm=rpm) as server:
+        server.configure(rules=RULES)
+        data = make_data(tmp / "rl.jsonl", samples)
+        wall, _, code = timed(
+            label(server, data, tmp / "rl", tmp / "rl.sqlite", "--concurrency", "100")
+        )
+        stats = server.stats()
+        total = stats["chat_requests"]
+        rejected = stats["by_status"].get("429", 0)
+        target = rpm / 2 / 60
+        rate = samples / wall
+        print(
+            f"[ratelimit] server {rpm} requests/min, --concurrency 100, {samples} samples (exit {code})"
+        )
+        print(
+            f"  throughput   {rate:.2f} samples/s = {rate / target:.2f} x the limit's {target:.1f}/s (target >= 0.90)"
+        )
+        print(f"  429 share    {rejected}/{total} = {rejected / total * 100:.1f}% (target < 5%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--rpm", type=int, default=3000)
+    parser.add_argument("--scenarios", default="bound,resume,ratelimit")
+    args = parser.parse_args()
+    chosen = set(args.scenarios.split(","))
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        if "bound" in chosen or "cache" in chosen:
+            bound(tmp, args.samples)
+        if "resume" in chosen:
+            resume(tmp, min(args.samples, 600))
+        if "ratelimit" in chosen:
+            ratelimit(tmp, args.samples, args.rpm)
+
+
+if __name__ == "__main__":
+    main()
