@@ -322,3 +322,25 @@ def test_usage_errors(cli, tmp_path: Path) -> None:
     assert taken.exit_code == 2 and "already exists and is not empty" in taken.stderr
     not_a_run = cli("label", "--resume", tmp_path)
     assert not_a_run.exit_code == 2 and "not a run directory" in not_a_run.stderr
+
+
+def test_a_wrong_model_name_stops_the_run_without_failing_the_samples(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    missing = {
+        "error": {"message": "The model `gpt-4o-minii` does not exist", "code": "model_not_found"}
+    }
+    llm_server.configure(
+        rules=[{"match": "gpt-4o-minii", "response": {"status": 404, "body": json.dumps(missing)}}]
+    )
+    run = tmp_path / "run"
+    args = label_args(
+        llm_server, run, records(20, tmp_path), "--concurrency", "2", "--json-mode", "off"
+    )
+    args[args.index("gpt-4o-mini")] = "gpt-4o-minii"
+    result = cli(*args)
+    assert result.exit_code == 3
+    assert "the first 5 samples were all rejected" in result.stderr
+    assert "does not exist" in result.stderr
+    assert ids(run / "failures.jsonl") == [] and ids(run / "labeled.jsonl") == []
+    assert llm_server.stats()["chat_requests"] <= 7  # stopped at once, not 20 samples later

@@ -28,6 +28,10 @@ from sftlabel.taxonomy import Taxonomy
 
 Status = Literal["completed", "budget", "aborted"]
 
+SYSTEMATIC_REJECTIONS = 5
+"""Rejected requests before any success that stop a run: a wrong model name or endpoint, not
+bad samples. Those samples are not written as failures, so a resume relabels them."""
+
 
 @dataclass
 class RunState:
@@ -95,6 +99,14 @@ async def run_label(
     stop = anyio.Event()
     outcome: Outcome = Outcome(status="completed", state=state)
 
+    held: list[tuple[Failure, dict[str, object]]] = []  # rejections before any success
+    succeeded = False
+
+    def fail(failure: Failure, trace: dict[str, object]) -> None:
+        files.append(FAILURES, failure)
+        files.append(MONITOR, trace)
+        state.failed += 1
+
     def problem(item: Problem) -> None:
         state.problems += 1
         files.append(PROBLEMS, item)
@@ -130,23 +142,36 @@ async def run_label(
                     await handle(index, sample)
 
         async def handle(index: int, sample: Sample) -> None:
-            nonlocal outcome
+            nonlocal outcome, succeeded
             if stop.is_set():
                 return
             try:
                 result = await labeler.label(sample)
             except LabelingFailed as exc:
-                files.append(
-                    FAILURES,
-                    Failure(
-                        id=sample.id, index=index, reason=exc.reason, error=str(exc), sample=sample
-                    ),
+                failure = Failure(
+                    id=sample.id, index=index, reason=exc.reason, error=str(exc), sample=sample
                 )
-                files.append(
-                    MONITOR,
-                    {"id": sample.id, "index": index, "status": "failed", "error": str(exc)},
-                )
-                state.failed += 1
+                trace: dict[str, object] = {
+                    "id": sample.id,
+                    "index": index,
+                    "status": "failed",
+                    "error": str(exc),
+                }
+                if exc.reason == "rejected" and not succeeded:
+                    held.append((failure, trace))
+                    if len(held) >= SYSTEMATIC_REJECTIONS:
+                        outcome = Outcome(
+                            status="aborted",
+                            state=state,
+                            message=f"the first {len(held)} samples were all rejected by the "
+                            f"endpoint ({exc}); check --model and --base-url",
+                        )
+                        held.clear()  # not the samples' fault: a resume labels them again
+                        stop.set()
+                        group.cancel_scope.cancel()
+                        return
+                else:
+                    fail(failure, trace)
             except AuthenticationError as exc:
                 outcome = Outcome(status="aborted", state=state, message=str(exc))
                 stop.set()
@@ -160,6 +185,11 @@ async def run_label(
                     labeling_monitor=result.monitor,
                 )
                 files.append(LABELED, record)
+                if not succeeded:
+                    succeeded = True
+                    for failure, trace in held:  # the endpoint works: these are real failures
+                        fail(failure, trace)
+                    held.clear()
                 files.append(
                     MONITOR,
                     {"id": sample.id, "index": index, "status": "labeled", **result.monitor},
@@ -182,6 +212,8 @@ async def run_label(
                 async with receive:
                     for _ in range(concurrency):
                         group.start_soon(work, receive.clone())
+            for failure, trace in held:  # the run ended before any success: still failures
+                fail(failure, trace)
         finally:
             state.client = client.stats
             if arbiter is not None:
