@@ -344,3 +344,30 @@ def test_a_wrong_model_name_stops_the_run_without_failing_the_samples(
     assert "does not exist" in result.stderr
     assert ids(run / "failures.jsonl") == [] and ids(run / "labeled.jsonl") == []
     assert llm_server.stats()["chat_requests"] <= 7  # stopped at once, not 20 samples later
+
+
+def test_arbitrate_re_asks_low_confidence_dimensions_into_a_new_run(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    unsure = {**CALL1, "confidence": {**CALL1["confidence"], "difficulty": 0.4}}
+    llm_server.configure(rules=labeler_rules(call1=unsure))
+    run = tmp_path / "run"
+    assert (
+        cli(*label_args(llm_server, run, records(6, tmp_path), "--no-arbitration")).exit_code == 0
+    )
+    original = (run / "labeled.jsonl").read_bytes()
+    before = llm_server.stats()["chat_requests"]
+    result = cli(
+        "arbitrate", run, "--base-url", llm_server.base_url, "--cache", tmp_path / "cache.sqlite"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "difficulty: changed" in result.stdout
+    assert llm_server.stats()["chat_requests"] - before == 6  # one arbitration call per sample
+    new = json.loads((tmp_path / "run_arbitrated" / "labeled.json").read_text("utf-8"))
+    assert [r["labels"]["difficulty"] for r in new] == ["advanced"] * 6
+    monitor = new[0]["labeling_monitor"]
+    assert monitor["arbitrated"] and monitor["llm_calls"] == 3
+    assert monitor["arbitration"][0]["chosen"] == "second"
+    assert (run / "labeled.jsonl").read_bytes() == original  # the source run is untouched
+    stats = json.loads((tmp_path / "run_arbitrated" / "stats.json").read_text("utf-8"))
+    assert stats["arbitrated_count"] == 6

@@ -23,9 +23,26 @@ from rich.progress import (
 from rich.table import Table
 
 from sftlabel.cli._common import plural, progress, stderr, stdout
+from sftlabel.cli._endpoint import (
+    RATE,
+    ApiKeyOption,
+    ApiVersionOption,
+    AzureDeploymentOption,
+    BaseUrlOption,
+    CacheOption,
+    ConcurrencyOption,
+    HeaderOption,
+    ModelOption,
+    NoCacheOption,
+    PricesOption,
+    RpmOption,
+    TimeoutOption,
+    TpmOption,
+    build_client_config,
+)
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
-from sftlabel.llm import ClientConfig, PriceTable, Secret
+from sftlabel.llm import ClientConfig, PriceTable
 from sftlabel.runs import (
     LabelJob,
     LabelOptions,
@@ -39,8 +56,6 @@ from sftlabel.runs import (
 from sftlabel.slicing import SparsePolicy
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
-CONNECTION = "Endpoint"
-RATE = "Rate and budget"
 SAMPLES = "Samples"
 LABELING = "Labeling"
 
@@ -70,89 +85,11 @@ def label(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model name (env SFTLABEL_MODEL).", rich_help_panel=CONNECTION),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
-            "(env SFTLABEL_BASE_URL, LITELLM_BASE).",
-            rich_help_panel=CONNECTION,
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            help="API key (env SFTLABEL_API_KEY, LITELLM_KEY; AZURE_OPENAI_API_KEY for Azure).",
-            rich_help_panel=CONNECTION,
-            show_default=False,
-        ),
-    ] = None,
-    header: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--header",
-            help="Extra request header 'Name: value' (repeatable).",
-            rich_help_panel=CONNECTION,
-        ),
-    ] = None,
-    azure_deployment: Annotated[
-        str | None,
-        typer.Option(
-            help="Azure OpenAI deployment (uses AZURE_OPENAI_ENDPOINT).", rich_help_panel=CONNECTION
-        ),
-    ] = None,
-    api_version: Annotated[
-        str, typer.Option(help="Azure OpenAI API version.", rich_help_panel=CONNECTION)
-    ] = "2024-10-21",
-    timeout: Annotated[
-        float,
-        typer.Option(help="Seconds to wait for an answer.", min=1, rich_help_panel=CONNECTION),
-    ] = 120.0,
-    cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="Response cache file [default: <cache dir>/responses.sqlite].",
-            rich_help_panel=CONNECTION,
-            show_default=False,
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool,
-        typer.Option(
-            "--no-cache",
-            help="Do not read or write the response cache.",
-            rich_help_panel=CONNECTION,
-        ),
-    ] = False,
-    concurrency: Annotated[
-        int, typer.Option(help="Requests in flight at most.", min=1, rich_help_panel=RATE)
-    ] = 50,
-    rpm: Annotated[
-        float | None, typer.Option(help="Requests per minute at most.", min=1, rich_help_panel=RATE)
-    ] = None,
-    tpm: Annotated[
-        float | None,
-        typer.Option(
-            help="Tokens per minute at most (prompt estimate + max tokens).",
-            min=1,
-            rich_help_panel=RATE,
-        ),
-    ] = None,
     max_cost: Annotated[
         float | None,
         typer.Option(
             help="Stop cleanly once this many USD are spent (resume to go on).",
             min=0,
-            rich_help_panel=RATE,
-        ),
-    ] = None,
-    prices: Annotated[
-        Path | None,
-        typer.Option(
-            help="JSON/TOML file of model prices overriding the built-in table.",
             rich_help_panel=RATE,
         ),
     ] = None,
@@ -164,6 +101,19 @@ def label(
             rich_help_panel=RATE,
         ),
     ] = False,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    header: HeaderOption = None,
+    azure_deployment: AzureDeploymentOption = None,
+    api_version: ApiVersionOption = "2024-10-21",
+    timeout: TimeoutOption = 120.0,
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
+    concurrency: ConcurrencyOption = 50,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    prices: PricesOption = None,
     sparse: Annotated[
         bool,
         typer.Option(
@@ -292,7 +242,7 @@ def label(
         )
         root = output or Path("runs") / f"{dt.datetime.now():%Y%m%d_%H%M%S}_{_slug(chosen)}"
         tax = load_taxonomy(settings.get("taxonomy"))
-    client_config = _client_config(
+    client_config = build_client_config(
         options.model,
         settings_base_url=settings.get("base_url"),
         settings_api_key=settings.get("api_key"),
@@ -393,52 +343,6 @@ def _elapsed(state: RunState) -> float:
 
 def _slug(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
-
-
-def _client_config(
-    model: str,
-    *,
-    settings_base_url: str | None,
-    settings_api_key: str | None,
-    azure_endpoint: str | None,
-    azure_key: str | None,
-    azure_deployment: str | None,
-    api_version: str,
-    headers: list[str],
-    timeout: float,
-    concurrency: int,
-    rpm: float | None,
-    tpm: float | None,
-    cache: Path | None,
-    prices: PriceTable,
-    dry_run: bool,
-) -> ClientConfig:
-    extra: dict[str, str] = {}
-    for item in headers:
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"--header {item!r} is not 'Name: value'")
-        extra[name.strip()] = value.strip()
-    azure = azure_deployment is not None
-    key = (azure_key or settings_api_key) if azure else settings_api_key
-    config = ClientConfig(
-        model=model,
-        base_url=settings_base_url,
-        api_key=Secret(key) if key else None,
-        headers=extra,
-        azure_endpoint=azure_endpoint,
-        azure_deployment=azure_deployment,
-        api_version=api_version,
-        timeout=timeout,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        cache_path=cache,
-        prices=prices,
-    )
-    if not dry_run:
-        config.endpoint()  # fail early and clearly when no endpoint is configured
-    return config
 
 
 def _dry_run(

@@ -27,11 +27,6 @@ def softlabel(args: Args = None) -> None:
     not_implemented("softlabel")
 
 
-def arbitrate(args: Args = None) -> None:
-    """Re-ask the low-confidence dimensions of an existing run (not implemented yet)."""
-    not_implemented("arbitrate")
-
-
 def report(args: Args = None) -> None:
     """Build the HTML dashboard and report.md of a run (not implemented yet)."""
     not_implemented("report")
@@ -52,5 +47,5 @@ def test(args: Args = None) -> None:
     not_implemented("test")
 
 
-for _command in (softlabel, arbitrate, report, review, compare, test):
+for _command in (softlabel, report, review, compare, test):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]

@@ -100,50 +100,97 @@ class Labeler:
         records: list[CallRecord] = []
         first = await self._ask(self.client, 1, sample, records)
         second = await self._ask(self.client, 2, sample, records, previous=first.values)
-        values = {**first.values, **second.values}
-        confidence = {**first.confidence, **second.confidence}
-        unmapped = [*first.unmapped, *second.unmapped]
-        issues = [*first.issues, *second.issues]
-        arbitrations: list[ArbitrationRecord] = []
+        merged = Validated(
+            values={**first.values, **second.values},
+            confidence={**first.confidence, **second.confidence},
+            unmapped=[*first.unmapped, *second.unmapped],
+            issues=[*first.issues, *second.issues],
+        )
+        arbitrations = await self._arbitrate(sample, merged, records) if self.arbitration else []
+        return self._result(merged, arbitrations, records, started)
+
+    async def rearbitrate(self, sample: Sample, labels: dict[str, Any]) -> LabelResult | None:
+        """Arbitrate the low-confidence dimensions of existing ``labels`` (from a finished run);
+        None when no dimension is below the threshold."""
+        dims = self.taxonomy.dimensions()
+        scores = labels.get("confidence") or {}
+        current = Validated(
+            values={d: labels.get(d) for d in dims},
+            confidence={d: float(scores.get(d, 0.0)) for d in dims},
+            unmapped=[
+                Unmapped(dimension=str(u.get("dimension", "")), value=str(u.get("value", "")))
+                if isinstance(u, dict)
+                else Unmapped(dimension="", value=str(u))
+                for u in labels.get("unmapped", [])
+            ],
+            issues=[],
+        )
+        if not any(current.confidence[d] < self.threshold for d in dims):
+            return None
+        started = time.monotonic()
+        records: list[CallRecord] = []
+        arbitrations = await self._arbitrate(sample, current, records)
+        return self._result(current, arbitrations, records, started)
+
+    async def _arbitrate(
+        self, sample: Sample, current: Validated, records: list[CallRecord]
+    ) -> list[ArbitrationRecord]:
+        """Ask the dimensions below the threshold again; keep the more confident answer
+        (updates ``current`` in place)."""
+        values, confidence = current.values, current.confidence
         low = [d for d in self.taxonomy.dimensions() if confidence.get(d, 0.0) < self.threshold]
-        if self.arbitration and low:
-            again = await self._ask(
-                self.arbitration_client,
-                ARBITRATION,
-                sample,
-                records,
-                previous=values,
-                dimensions=tuple(low),
-                temperature=self.arbitration_temperature,
-            )
-            for dim in low:
-                better = again.confidence[dim] > confidence[dim]
-                arbitrations.append(
-                    ArbitrationRecord(
-                        dimension=dim,
-                        first=values[dim],
-                        first_confidence=confidence[dim],
-                        second=again.values[dim],
-                        second_confidence=again.confidence[dim],
-                        chosen="second" if better else "first",
-                    )
+        if not low:
+            return []
+        again = await self._ask(
+            self.arbitration_client,
+            ARBITRATION,
+            sample,
+            records,
+            previous=values,
+            dimensions=tuple(low),
+            temperature=self.arbitration_temperature,
+        )
+        arbitrations: list[ArbitrationRecord] = []
+        for dim in low:
+            better = again.confidence[dim] > confidence[dim]
+            arbitrations.append(
+                ArbitrationRecord(
+                    dimension=dim,
+                    first=values[dim],
+                    first_confidence=confidence[dim],
+                    second=again.values[dim],
+                    second_confidence=again.confidence[dim],
+                    chosen="second" if better else "first",
                 )
-                if better:
-                    values[dim] = again.values[dim]
-                    confidence[dim] = again.confidence[dim]
-            issues.extend(
-                f"arbitration: {issue}" for issue in again.issues if issue.split(":")[0] in low
             )
-            unmapped.extend(u for u in again.unmapped if u not in unmapped and u.dimension in low)
-        labels: dict[str, Any] = {d: values[d] for d in self.taxonomy.dimensions()}
-        labels["confidence"] = {d: round(confidence[d], 4) for d in self.taxonomy.dimensions()}
-        labels["unmapped"] = [msgspec.structs.asdict(u) for u in _dedupe(unmapped)]
+            if better:
+                values[dim] = again.values[dim]
+                confidence[dim] = again.confidence[dim]
+        current.issues.extend(
+            f"arbitration: {issue}" for issue in again.issues if issue.split(":")[0] in low
+        )
+        current.unmapped.extend(
+            u for u in again.unmapped if u not in current.unmapped and u.dimension in low
+        )
+        return arbitrations
+
+    def _result(
+        self,
+        current: Validated,
+        arbitrations: list[ArbitrationRecord],
+        records: list[CallRecord],
+        started: float,
+    ) -> LabelResult:
+        dims = self.taxonomy.dimensions()
+        labels: dict[str, Any] = {d: current.values[d] for d in dims}
+        labels["confidence"] = {d: round(current.confidence[d], 4) for d in dims}
+        labels["unmapped"] = [msgspec.structs.asdict(u) for u in _dedupe(current.unmapped)]
         costs = [r.cost for r in records]
         monitor: dict[str, Any] = {
             "llm_calls": len(records),
             "arbitrated": bool(arbitrations),
-            "validation_issues": issues,
-            "consistency_warnings": self.taxonomy.consistency_warnings(values),
+            "validation_issues": current.issues,
+            "consistency_warnings": self.taxonomy.consistency_warnings(current.values),
             "arbitration": [msgspec.structs.asdict(a) for a in arbitrations],
             "prompt_tokens": sum(r.prompt_tokens for r in records),
             "completion_tokens": sum(r.completion_tokens for r in records),
