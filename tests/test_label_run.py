@@ -371,3 +371,26 @@ def test_arbitrate_re_asks_low_confidence_dimensions_into_a_new_run(
     assert (run / "labeled.jsonl").read_bytes() == original  # the source run is untouched
     stats = json.loads((tmp_path / "run_arbitrated" / "stats.json").read_text("utf-8"))
     assert stats["arbitrated_count"] == 6
+
+
+def test_slow_answers_403s_empty_content_and_out_of_pool_tags(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules(call1={**CALL1, "language": ["python", "cuda"]}))
+    llm_server.script(
+        {"delay": 30},  # an answer that never comes: the client times out and retries
+        {"status": 403, "body": "Forbidden by proxy"},  # retried once
+        {"content": ""},  # empty content: a repair turn asks again
+    )
+    run = tmp_path / "run"
+    result = cli(
+        *label_args(llm_server, run, records(3, tmp_path), "--concurrency", "1", "--timeout", "1")
+    )
+    assert result.exit_code == 0, result.stderr
+    assert sorted(ids(run / "labeled.jsonl")) == ["r0", "r1", "r2"]
+    stats = json.loads((run / "stats.json").read_text("utf-8"))
+    assert stats["unmapped_tags"] == {"language:cuda": 3}
+    assert stats["tag_distributions"]["language"] == {"python": 3}
+    assert stats["retries"] >= 2
+    traces = jsonl((run / "monitor.jsonl").read_text("utf-8"))
+    assert any(call.get("format_error") for trace in traces for call in trace.get("calls", []))
