@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sftlabel.config import Settings
 from sftlabel.errors import UsageError
 from sftlabel.llm import ClientConfig, PriceTable, Secret
 
@@ -107,46 +108,49 @@ PricesOption = Annotated[
 
 def build_client_config(
     model: str,
+    settings: Settings,
     *,
-    settings_base_url: str | None,
-    settings_api_key: str | None,
-    azure_endpoint: str | None,
-    azure_key: str | None,
+    headers: list[str] | None,
     azure_deployment: str | None,
     api_version: str,
-    headers: list[str],
     timeout: float,
     concurrency: int,
     rpm: float | None,
     tpm: float | None,
     cache: Path | None,
-    prices: PriceTable,
-    dry_run: bool,
+    no_cache: bool,
+    prices: Path | None,
+    check_endpoint: bool = True,
 ) -> ClientConfig:
     """The client configuration from the resolved settings and the command's options."""
     extra: dict[str, str] = {}
-    for item in headers:
+    for item in headers or []:
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
             raise UsageError(f"--header {item!r} is not 'Name: value'")
         extra[name.strip()] = value.strip()
     azure = azure_deployment is not None
-    key = (azure_key or settings_api_key) if azure else settings_api_key
+    key = settings.get("api_key")
+    if azure:
+        key = settings.get("azure_api_key") or key
+    cache_path = None
+    if not no_cache:
+        cache_path = cache or Path(settings.get("cache_dir") or ".") / "responses.sqlite"
     config = ClientConfig(
         model=model,
-        base_url=settings_base_url,
+        base_url=settings.get("base_url"),
         api_key=Secret(key) if key else None,
         headers=extra,
-        azure_endpoint=azure_endpoint,
+        azure_endpoint=settings.get("azure_endpoint"),
         azure_deployment=azure_deployment,
         api_version=api_version,
         timeout=timeout,
         concurrency=concurrency,
         rpm=rpm,
         tpm=tpm,
-        cache_path=cache,
-        prices=prices,
+        cache_path=cache_path,
+        prices=PriceTable.with_overrides(prices),
     )
-    if not dry_run:
+    if check_endpoint:
         config.endpoint()  # fail early and clearly when no endpoint is configured
     return config

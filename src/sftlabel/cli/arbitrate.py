@@ -27,7 +27,6 @@ from sftlabel.cli._endpoint import (
     build_client_config,
 )
 from sftlabel.config import resolve_settings
-from sftlabel.llm import PriceTable
 from sftlabel.runs import finalize, read_manifest
 from sftlabel.runs._arbitrate import arbitrate_run
 from sftlabel.taxonomy import load_taxonomy
@@ -78,22 +77,17 @@ def arbitrate(
     taxonomy = load_taxonomy(manifest.taxonomy.path)
     client_config = build_client_config(
         chosen,
-        settings_base_url=settings.get("base_url"),
-        settings_api_key=settings.get("api_key"),
-        azure_endpoint=settings.get("azure_endpoint"),
-        azure_key=settings.get("azure_api_key"),
+        settings,
+        headers=header,
         azure_deployment=azure_deployment,
         api_version=api_version,
-        headers=header or [],
         timeout=timeout,
         concurrency=concurrency,
         rpm=rpm,
         tpm=tpm,
-        cache=None
-        if no_cache
-        else (cache or Path(settings.get("cache_dir") or ".") / "responses.sqlite"),
-        prices=PriceTable.with_overrides(prices),
-        dry_run=False,
+        cache=cache,
+        no_cache=no_cache,
+        prices=prices,
     )
     target = output or run.with_name(run.name + "_arbitrated")
     report = anyio.run(

@@ -42,7 +42,7 @@ from sftlabel.cli._endpoint import (
 )
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
-from sftlabel.llm import ClientConfig, PriceTable
+from sftlabel.llm import ClientConfig
 from sftlabel.runs import (
     LabelJob,
     LabelOptions,
@@ -244,22 +244,18 @@ def label(
         tax = load_taxonomy(settings.get("taxonomy"))
     client_config = build_client_config(
         options.model,
-        settings_base_url=settings.get("base_url"),
-        settings_api_key=settings.get("api_key"),
-        azure_endpoint=settings.get("azure_endpoint"),
-        azure_key=settings.get("azure_api_key"),
+        settings,
+        headers=header,
         azure_deployment=azure_deployment,
         api_version=api_version,
-        headers=header or [],
         timeout=timeout,
         concurrency=concurrency,
         rpm=rpm,
         tpm=tpm,
-        cache=None
-        if no_cache
-        else (cache or Path(settings.get("cache_dir") or ".") / "responses.sqlite"),
-        prices=PriceTable.with_overrides(prices),
-        dry_run=dry_run,
+        cache=cache,
+        no_cache=no_cache,
+        prices=prices,
+        check_endpoint=not dry_run,
     )
     if dry_run:
         _dry_run(paths, options, tax, client_config, concurrency, rpm)

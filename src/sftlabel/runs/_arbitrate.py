@@ -16,6 +16,7 @@ from sftlabel.llm import AuthenticationError, ClientConfig, ClientStats, LLMClie
 from sftlabel.model import LabeledSample
 from sftlabel.runs._files import FAILURES, LABELED, PROBLEMS, RunFiles
 from sftlabel.runs._manifest import Session, now, read_manifest, write_manifest
+from sftlabel.runs._pool import for_each
 from sftlabel.taxonomy import Taxonomy
 
 _decoder = msgspec.json.Decoder(LabeledSample)
@@ -65,17 +66,6 @@ async def arbitrate_run(
     started = anyio.current_time()
     async with LLMClient(client_config) as client:
         labeler = Labeler(client, taxonomy, confidence_threshold=threshold)
-        send, receive = anyio.create_memory_object_stream[LabeledSample](concurrency)
-
-        async def produce() -> None:
-            async with send:
-                for line in RunFiles(source).lines(LABELED):
-                    await send.send(_decoder.decode(line))
-
-        async def work(queue: anyio.abc.ObjectReceiveStream[LabeledSample]) -> None:
-            async with queue:
-                async for record in queue:
-                    await one(record)
 
         async def one(record: LabeledSample) -> None:
             report.samples += 1
@@ -90,7 +80,7 @@ async def arbitrate_run(
                 result = None
             except AuthenticationError as exc:
                 report.aborted = str(exc)
-                group.cancel_scope.cancel()
+                scope.cancel()
                 return
             if result is not None:
                 report.arbitrated += 1
@@ -115,12 +105,10 @@ async def arbitrate_run(
             handle.write(encoder.encode(record) + b"\n")
             handle.flush()
 
+        records = (_decoder.decode(line) for line in RunFiles(source).lines(LABELED))
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(produce)
-                async with receive:
-                    for _ in range(concurrency):
-                        group.start_soon(work, receive.clone())
+            with anyio.CancelScope() as scope:
+                await for_each(records, one, concurrency=concurrency)
         finally:
             handle.close()
             report.client = client.stats

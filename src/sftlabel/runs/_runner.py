@@ -23,6 +23,7 @@ from sftlabel.llm import AuthenticationError, ClientConfig, ClientStats, LLMClie
 from sftlabel.model import Failure, LabeledSample, Problem, Sample
 from sftlabel.runs._files import FAILURES, LABELED, MONITOR, PROBLEMS, RunFiles
 from sftlabel.runs._manifest import LabelOptions
+from sftlabel.runs._pool import for_each
 from sftlabel.slicing import SparsePolicy, iter_samples
 from sftlabel.taxonomy import Taxonomy
 
@@ -123,28 +124,17 @@ async def run_label(
             max_tokens=options.max_tokens,
             temperature=options.temperature,
         )
-        send, receive = anyio.create_memory_object_stream[tuple[int, Sample]](concurrency)
 
-        async def produce() -> None:
-            async with send:
-                for index, sample in sample_stream(inputs, options, problem):
-                    if stop.is_set():
-                        break
-                    if sample.id in done:
-                        state.skipped += 1
-                        continue
-                    await send.send((index, sample))
+        def pending() -> Iterator[tuple[int, Sample]]:
+            for index, sample in sample_stream(inputs, options, problem):
+                if sample.id in done:
+                    state.skipped += 1
+                else:
+                    yield index, sample
 
-        async def work(queue: anyio.abc.ObjectReceiveStream[tuple[int, Sample]]) -> None:
-            nonlocal outcome
-            async with queue:
-                async for index, sample in queue:
-                    await handle(index, sample)
-
-        async def handle(index: int, sample: Sample) -> None:
+        async def handle(item: tuple[int, Sample]) -> None:
             nonlocal outcome, succeeded
-            if stop.is_set():
-                return
+            index, sample = item
             try:
                 result = await labeler.label(sample)
             except LabelingFailed as exc:
@@ -168,14 +158,14 @@ async def run_label(
                         )
                         held.clear()  # not the samples' fault: a resume labels them again
                         stop.set()
-                        group.cancel_scope.cancel()
+                        scope.cancel()
                         return
                 else:
                     fail(failure, trace)
             except AuthenticationError as exc:
                 outcome = Outcome(status="aborted", state=state, message=str(exc))
                 stop.set()
-                group.cancel_scope.cancel()
+                scope.cancel()
                 return
             else:
                 record = LabeledSample(
@@ -207,13 +197,11 @@ async def run_label(
                 on_update(state)
 
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(produce)
-                async with receive:
-                    for _ in range(concurrency):
-                        group.start_soon(work, receive.clone())
-            for failure, trace in held:  # the run ended before any success: still failures
-                fail(failure, trace)
+            with anyio.CancelScope() as scope:
+                await for_each(pending(), handle, concurrency=concurrency, stop=stop)
+            if outcome.status != "aborted":
+                for failure, trace in held:  # the run ended before any success: still failures
+                    fail(failure, trace)
         finally:
             state.client = client.stats
             if arbiter is not None:
