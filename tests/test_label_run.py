@@ -394,3 +394,36 @@ def test_slow_answers_403s_empty_content_and_out_of_pool_tags(
     assert stats["retries"] >= 2
     traces = jsonl((run / "monitor.jsonl").read_text("utf-8"))
     assert any(call.get("format_error") for trace in traces for call in trace.get("calls", []))
+
+
+def test_a_directory_run_mirrors_the_input_tree(cli, llm_server, tmp_path: Path) -> None:
+    llm_server.configure(rules=labeler_rules(call1={**CALL1, "difficulty": "beginner"}))
+    dataset = shared("copilot_raw/vscodedata_demo_20260101")
+    run = tmp_path / "run"
+    result = cli(*label_args(llm_server, run, dataset, "--no-arbitration"))
+    assert result.exit_code == 0, result.stderr
+    part = run / "train" / "short_3_to_5_turns"
+    for name in ("labeled.jsonl", "labeled.json", "failures.jsonl", "stats.json", "dashboard.html"):
+        assert (part / name).exists(), name
+    summary = json.loads((run / "summary_stats.json").read_text("utf-8"))
+    assert summary["total_samples"] == 158
+    assert len(summary["files"]) == 9
+    assert sum(f["success"] for f in summary["files"].values()) == 158
+    one = json.loads((part / "stats.json").read_text("utf-8"))
+    assert one["part"] == "train/short_3_to_5_turns"
+    assert one["total_samples"] == len(json.loads((part / "labeled.json").read_text("utf-8")))
+    assert (run / "dashboard.html").exists()
+    again = cli(
+        "label",
+        "--resume",
+        run,
+        "--base-url",
+        llm_server.base_url,
+        "--cache",
+        tmp_path / "cache.sqlite",
+    )
+    assert again.exit_code == 0 and "158 already done" in again.stderr
+    arbitrated = cli("arbitrate", run, "--threshold", "0.85", "--base-url", llm_server.base_url)
+    assert arbitrated.exit_code == 0, arbitrated.stderr
+    mirrored = json.loads((tmp_path / "run_arbitrated" / "summary_stats.json").read_text("utf-8"))
+    assert mirrored["total_samples"] == 158 and mirrored["arbitrated_count"] == 158

@@ -98,6 +98,14 @@ def render_dashboard(stats: dict[str, Any], *, title: str) -> str:
         )
         fig.update_layout(title="intent × difficulty")
         panels.append(_figure(fig))
+    files = stats.get("files", {})
+    if files:
+        names = list(files)
+        fig = go.Figure()
+        fig.add_bar(name="labeled", x=names, y=[files[n]["success"] for n in names])
+        fig.add_bar(name="failed", x=names, y=[files[n]["failed"] for n in names])
+        fig.update_layout(title="samples per input file", barmode="stack")
+        panels.append(_figure(fig))
     failures = stats.get("failures_by_reason", {})
     if failures:
         fig = go.Figure(go.Bar(x=list(failures), y=list(failures.values())))

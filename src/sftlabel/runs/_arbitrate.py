@@ -51,9 +51,15 @@ async def arbitrate_run(
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"output directory {target} already exists and is not empty")
     target.mkdir(parents=True, exist_ok=True)
-    for name in (FAILURES, PROBLEMS):
-        if (source / name).exists():
-            shutil.copyfile(source / name, target / name)
+    origin = RunFiles(source)
+    parts = origin.parts()
+    for part in parts:
+        if origin.path(FAILURES, part).exists():
+            origin.path(FAILURES, part).parent.mkdir(parents=True, exist_ok=True)
+            (target / part).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(origin.path(FAILURES, part), target / part / FAILURES)
+    if origin.path(PROBLEMS).exists():
+        shutil.copyfile(origin.path(PROBLEMS), target / PROBLEMS)
     manifest.options.confidence_threshold = threshold
     manifest.options.arbitration = True
     if client_config.model != manifest.options.model:
@@ -61,13 +67,13 @@ async def arbitrate_run(
     manifest.sessions = [Session(started=now(), message=f"arbitrate {source}")]
     write_manifest(target, manifest)
     report = ArbitrateReport()
-    handle = (target / LABELED).open("wb")
-    encoder = msgspec.json.Encoder()
+    out = RunFiles(target)
     started = anyio.current_time()
     async with LLMClient(client_config) as client:
         labeler = Labeler(client, taxonomy, confidence_threshold=threshold)
 
-        async def one(record: LabeledSample) -> None:
+        async def one(item: tuple[str, LabeledSample]) -> None:
+            part, record = item
             report.samples += 1
             try:
                 result = await labeler.rearbitrate(record, record.labels)
@@ -102,15 +108,16 @@ async def arbitrate_run(
                     "consistency_warnings": result.monitor["consistency_warnings"],
                     "calls": [*previous.get("calls", []), *result.monitor["calls"]],
                 }
-            handle.write(encoder.encode(record) + b"\n")
-            handle.flush()
+            out.append(LABELED, record, part)
 
-        records = (_decoder.decode(line) for line in RunFiles(source).lines(LABELED))
+        records = (
+            (part, _decoder.decode(line)) for part in parts for line in origin.lines(LABELED, part)
+        )
         try:
             with anyio.CancelScope() as scope:
                 await for_each(records, one, concurrency=concurrency)
         finally:
-            handle.close()
+            out.close()
             report.client = client.stats
     session = manifest.sessions[-1]
     session.finished = now()

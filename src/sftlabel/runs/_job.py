@@ -15,7 +15,7 @@ from sftlabel.labeling import build_messages
 from sftlabel.llm import ChatRequest, ClientConfig, estimate_tokens
 from sftlabel.model import Sample
 from sftlabel.reports import write_dashboard
-from sftlabel.runs._files import DASHBOARD, STATS, RunFiles
+from sftlabel.runs._files import DASHBOARD, STATS, SUMMARY_STATS, PartMap, RunFiles
 from sftlabel.runs._manifest import (
     LabelOptions,
     RunManifest,
@@ -121,14 +121,36 @@ async def execute(
 
 
 def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
-    """Write ``labeled.json`` (input order), ``stats.json`` and ``dashboard.html``."""
+    """Write ``labeled.json`` (input order), ``stats.json`` and ``dashboard.html`` — per input
+    file for a run that mirrors its inputs, plus ``summary_stats.json`` and a global dashboard
+    at the root."""
     files = RunFiles(root)
     manifest = read_manifest(root)
-    files.write_ordered_array()
-    stats = compute_stats(files, manifest, taxonomy)
-    (root / STATS).write_bytes(msgspec.json.format(msgspec.json.encode(stats), indent=2) + b"\n")
-    write_dashboard(stats, root / DASHBOARD, title=f"sftlabel run {root.name}")
-    return stats
+    files.touch()
+    if not PartMap(manifest.inputs).mirror:
+        files.write_ordered_array()
+        stats = compute_stats(files, manifest, taxonomy)
+        _write_json(root / STATS, stats)
+        write_dashboard(stats, root / DASHBOARD, title=f"sftlabel run {root.name}")
+        return stats
+    per_file: dict[str, dict[str, Any]] = {}
+    for part in files.parts():
+        files.write_ordered_array(part)
+        stats = compute_stats(files, manifest, taxonomy, part=part)
+        _write_json(root / part / STATS, stats)
+        write_dashboard(stats, root / part / DASHBOARD, title=f"sftlabel run {root.name}: {part}")
+        per_file[part] = {
+            k: stats[k] for k in ("total_samples", "success", "failed", "success_rate")
+        }
+    summary = compute_stats(files, manifest, taxonomy)
+    summary["files"] = per_file
+    _write_json(root / SUMMARY_STATS, summary)
+    write_dashboard(summary, root / DASHBOARD, title=f"sftlabel run {root.name} (all files)")
+    return summary
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n")
 
 
 class Estimate(msgspec.Struct, kw_only=True):

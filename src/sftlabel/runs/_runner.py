@@ -21,7 +21,7 @@ from sftlabel.formats import Reader
 from sftlabel.labeling import Labeler, LabelingFailed
 from sftlabel.llm import AuthenticationError, ClientConfig, ClientStats, LLMClient
 from sftlabel.model import Failure, LabeledSample, Problem, Sample
-from sftlabel.runs._files import FAILURES, LABELED, MONITOR, PROBLEMS, RunFiles
+from sftlabel.runs._files import FAILURES, LABELED, MONITOR, PROBLEMS, PartMap, RunFiles
 from sftlabel.runs._manifest import LabelOptions
 from sftlabel.runs._pool import for_each
 from sftlabel.slicing import SparsePolicy, iter_samples
@@ -102,10 +102,14 @@ async def run_label(
 
     held: list[tuple[Failure, dict[str, object]]] = []  # rejections before any success
     succeeded = False
+    part_of = PartMap(inputs)
+
+    def part(sample: Sample) -> str:
+        return part_of(sample.location.path) if sample.location is not None else ""
 
     def fail(failure: Failure, trace: dict[str, object]) -> None:
-        files.append(FAILURES, failure)
-        files.append(MONITOR, trace)
+        files.append(FAILURES, failure, part(failure.sample))
+        files.append(MONITOR, trace, part(failure.sample))
         state.failed += 1
 
     def problem(item: Problem) -> None:
@@ -174,16 +178,14 @@ async def run_label(
                     labels=result.labels,
                     labeling_monitor=result.monitor,
                 )
-                files.append(LABELED, record)
+                files.append(LABELED, record, part(sample))
                 if not succeeded:
                     succeeded = True
                     for failure, trace in held:  # the endpoint works: these are real failures
                         fail(failure, trace)
                     held.clear()
-                files.append(
-                    MONITOR,
-                    {"id": sample.id, "index": index, "status": "labeled", **result.monitor},
-                )
+                trace = {"id": sample.id, "index": index, "status": "labeled", **result.monitor}
+                files.append(MONITOR, trace, part(sample))
                 state.labeled += 1
             state.client = client.stats
             if max_cost is not None and client.stats.cost >= max_cost and not stop.is_set():

@@ -25,8 +25,11 @@ class _Problem(msgspec.Struct):
     severity: str = "error"
 
 
-def compute_stats(files: RunFiles, manifest: RunManifest, taxonomy: Taxonomy) -> dict[str, Any]:
-    """Totals, distributions and confidence of a run, in the shape of the baseline stats."""
+def compute_stats(
+    files: RunFiles, manifest: RunManifest, taxonomy: Taxonomy, part: str | None = None
+) -> dict[str, Any]:
+    """Totals, distributions and confidence of a run (or of one part of it: one input file of a
+    directory run), in the shape of the baseline stats."""
     dims = taxonomy.dimensions()
     threshold = manifest.options.confidence_threshold
     decode_labeled = msgspec.json.Decoder(_Labeled).decode
@@ -39,7 +42,7 @@ def compute_stats(files: RunFiles, manifest: RunManifest, taxonomy: Taxonomy) ->
     low: Counter[str] = Counter()
     unmapped: Counter[str] = Counter()
     cross: dict[str, Counter[str]] = defaultdict(Counter)
-    for line in files.lines(LABELED):
+    for line in files.lines(LABELED, part):
         record = decode_labeled(line)
         labels, monitor = record.labels, record.labeling_monitor
         success += 1
@@ -70,17 +73,17 @@ def compute_stats(files: RunFiles, manifest: RunManifest, taxonomy: Taxonomy) ->
                 unmapped[str(item)] += 1
         cross[str(labels.get("intent"))][str(labels.get("difficulty"))] += 1
     failures: Counter[str] = Counter()
-    for line in files.lines(FAILURES):
+    for line in files.lines(FAILURES, part):
         reason = msgspec.json.decode(line, type=_Failed).reason
         failures[reason] += 1
     problems: Counter[str] = Counter()
-    for line in files.lines(PROBLEMS):
+    for line in files.lines(PROBLEMS) if part is None else ():
         problems[msgspec.json.decode(line, type=_Problem).severity] += 1
     failed = sum(failures.values())
     total = success + failed
     sessions = manifest.sessions
     elapsed = sum(s.elapsed for s in sessions)
-    return {
+    stats: dict[str, Any] = {
         "total_samples": total,
         "success": success,
         "failed": failed,
@@ -115,12 +118,16 @@ def compute_stats(files: RunFiles, manifest: RunManifest, taxonomy: Taxonomy) ->
         "input_problems": dict(problems),
         "model": manifest.options.model,
         "confidence_threshold": threshold,
-        "sessions": len(sessions),
-        "requests": sum(s.requests for s in sessions),
-        "cache_hits": sum(s.cache_hits for s in sessions),
-        "retries": sum(s.retries for s in sessions),
-        "rate_limited_429": sum(s.rate_limited for s in sessions),
-        "total_elapsed_seconds": round(elapsed, 3),
-        "throughput_samples_per_second": round(total / elapsed, 3) if elapsed else None,
-        "inputs": manifest.inputs,
     }
+    if part is not None:
+        stats["part"] = part
+        return stats
+    stats["sessions"] = len(sessions)
+    stats["requests"] = sum(s.requests for s in sessions)
+    stats["cache_hits"] = sum(s.cache_hits for s in sessions)
+    stats["retries"] = sum(s.retries for s in sessions)
+    stats["rate_limited_429"] = sum(s.rate_limited for s in sessions)
+    stats["total_elapsed_seconds"] = round(elapsed, 3)
+    stats["throughput_samples_per_second"] = round(total / elapsed, 3) if elapsed else None
+    stats["inputs"] = manifest.inputs
+    return stats
