@@ -427,3 +427,17 @@ def test_a_directory_run_mirrors_the_input_tree(cli, llm_server, tmp_path: Path)
     assert arbitrated.exit_code == 0, arbitrated.stderr
     mirrored = json.loads((tmp_path / "run_arbitrated" / "summary_stats.json").read_text("utf-8"))
     assert mirrored["total_samples"] == 158 and mirrored["arbitrated_count"] == 158
+
+
+def test_random_429_and_5xx_storms_still_label_every_sample(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules(), fault_rate={"429": 0.3, "500": 0.1, "502": 0.1})
+    run = tmp_path / "run"
+    result = cli(*label_args(llm_server, run, records(20, tmp_path), "--concurrency", "8"))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(ids(run / "labeled.jsonl")) == sorted(f"r{i}" for i in range(20))
+    by_status = llm_server.stats()["by_status"]
+    assert by_status.get("429", 0) > 0 and by_status.get("200") == 40
+    stats = json.loads((run / "stats.json").read_text("utf-8"))
+    assert stats["rate_limited_429"] == by_status["429"]

@@ -340,3 +340,26 @@ def test_secret_never_shows_in_reprs() -> None:
         model="m", base_url="http://h/v1", api_key=Secret(KEY), headers={"X-Key": KEY}
     )
     assert KEY not in repr(config) and KEY not in str(config.api_key)
+
+
+def test_an_exhausted_rate_window_holds_new_requests_until_its_reset() -> None:
+    stamina.set_testing(False)
+    exhausted = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"}
+    responses = [
+        httpx.Response(200, json=completion(), headers=exhausted),
+        httpx.Response(200, json=completion()),
+    ]
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(anyio.current_time())
+        return responses[len(seen) - 1]
+
+    async def main() -> None:
+        config = ClientConfig(model="m", base_url="http://llm.test/v1")
+        async with LLMClient(config, transport=httpx.MockTransport(handler)) as client:
+            for i in range(2):
+                await client.chat(client.request([{"role": "user", "content": f"q{i}"}]))
+
+    anyio.run(main)
+    assert seen[1] - seen[0] >= 0.28  # the second request waited for the reset

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 import msgspec
 import stamina
@@ -34,7 +35,7 @@ from sftlabel.llm._errors import (
     RetriesExhaustedError,
     RetryableError,
 )
-from sftlabel.llm._limits import AdaptiveLimiter, TokenBucket
+from sftlabel.llm._limits import AdaptiveLimiter, TokenBucket, parse_duration
 from sftlabel.llm._pricing import PriceTable
 
 SHARD_CONNECTIONS = 8
@@ -229,6 +230,7 @@ class LLMClient:
         self.limiter = AdaptiveLimiter(config.concurrency, adaptive=config.adaptive)
         self.rpm = TokenBucket(config.rpm) if config.rpm else None
         self.tpm = TokenBucket(config.tpm) if config.tpm else None
+        self._paused_until = 0.0
         self._rpm_from_headers = config.rpm is None
         self._tpm_from_headers = config.tpm is None
         self.cache = ResponseCache(config.cache_path) if config.cache_path else None
@@ -344,6 +346,9 @@ class LLMClient:
         self, request: ChatRequest, body: bytes, estimate: int, state: _CallState
     ) -> tuple[ChatResult, bytes]:
         state.attempts += 1
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            await anyio.sleep(pause)
         if self.rpm is not None:
             await self.rpm.acquire(1)
         if self.tpm is not None:
@@ -464,6 +469,14 @@ class LLMClient:
             if limit:
                 self._tpm_from_headers = False
                 self.tpm = TokenBucket(limit * 0.97)
+        # An exhausted window: hold new requests until the endpoint says it resets.
+        for kind in ("requests", "tokens"):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+            if remaining is not None and remaining.strip() in ("0", "0.0"):
+                reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+                if reset:
+                    wait = min(reset, self.config.retry_after_cap)
+                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
 
 
 class _CallState:

@@ -188,11 +188,12 @@ async def run_label(
                 files.append(MONITOR, trace, part(sample))
                 state.labeled += 1
             state.client = client.stats
-            if max_cost is not None and client.stats.cost >= max_cost and not stop.is_set():
+            spent = client.stats.cost + (arbiter.stats.cost if arbiter is not None else 0.0)
+            if max_cost is not None and spent >= max_cost and not stop.is_set():
                 outcome = Outcome(
                     status="budget",
                     state=state,
-                    message=f"spent ${client.stats.cost:.4f}, reaching --max-cost ${max_cost:g}",
+                    message=f"spent ${spent:.4f}, reaching --max-cost ${max_cost:g}",
                 )
                 stop.set()
             if on_update is not None:
