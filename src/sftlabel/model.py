@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 Role = Literal["system", "user", "assistant", "tool"]
 """Normalized message roles. Source-specific spellings (``human``, ``gpt``, ``function`` ...) are
@@ -150,6 +151,51 @@ class Failure(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str
     sample: Sample
     monitor: dict[str, Any] = {}
+
+
+class TurnLabel(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A reasoning soft label for one user turn: one line of a ``softlabel`` output file.
+
+    The first seven fields are the documented output format (camelCase as the Copilot data has
+    it). 0 means the message *requires* reasoning, 1 that it does not; ``soft_label`` is
+    P("1") / (P("0") + P("1")). A failed turn has ``error`` (and ``reason``) instead of the
+    three label fields, which are then left out of the JSON.
+    """
+
+    conversationId: str
+    messageId: str
+    split: str
+    bucket: str
+    hard_label: int | UnsetType = UNSET
+    soft_label: float | UnsetType = UNSET
+    rationale: str | UnsetType | None = UNSET
+    turnIndex: int = 0
+    """1-based index of the user turn in its conversation."""
+    p0: float | None = None
+    """P("0") from the first token's logprobs (None when it was not observed)."""
+    p1: float | None = None
+    token: str | None = None
+    """The token the model generated."""
+    method: str = ""
+    """How the soft label was obtained: ``top_logprobs`` (both label tokens seen),
+    ``censored`` (one missing: bounded by what top-k leaves), ``resolved`` (the missing one was
+    read by a second biased request), ``first-label-token`` (the first token was not a label;
+    the first label token of the answer was used)."""
+    censored: list[str] = []
+    """Label tokens missing from top_logprobs ("0", "1")."""
+    strategy: str = ""
+    model: str = ""
+    error: str | None = None
+    reason: str | None = None
+    """Why the turn failed: ``rejected``, ``retries-exhausted``, ``no-label`` ..."""
+    index: int = -1
+    """Position of the turn in the input (for ordering and resume)."""
+    monitor: dict[str, Any] = {}
+    """Calls, tokens, cost, latency of this turn."""
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):

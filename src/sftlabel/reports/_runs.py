@@ -1,0 +1,254 @@
+"""Open any RUN argument of ``report``/``review``/``compare`` as one streaming view.
+
+A RUN is:
+
+* a ``label`` run directory (``labeled.jsonl`` in the root or in parts, ``run.json``,
+  ``stats.json``, ``failures.jsonl``);
+* a ``labeled.json`` array or ``labeled.jsonl`` file (the baseline runs of ``../shared`` are
+  arrays of raw records with ``labels`` and ``labeling_monitor``);
+* a soft-label output: a ``LABELED_<dataset>`` folder (``<split>/<bucket>.jsonl`` and
+  ``labeling_metadata.json``) or one of its ``.jsonl`` files.
+
+Records are streamed (never all in memory): :meth:`RunData.taxonomy_records` and
+:meth:`RunData.soft_records` read the files again on every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from sftlabel.errors import InputError
+from sftlabel.formats._source import iter_raw
+from sftlabel.model import Problem, TurnLabel
+
+RunKind = Literal["taxonomy", "soft"]
+
+SOFT_METADATA = "labeling_metadata.json"
+
+
+class TaxonomyRecord(msgspec.Struct, kw_only=True):
+    """One labeled sample as the views need it."""
+
+    id: str
+    index: int
+    labels: dict[str, Any]
+    monitor: dict[str, Any]
+    query: str
+    """The first user message (as the labeler saw it)."""
+    part: str = ""
+    """The run part (input file) the sample belongs to; ``""`` for the root."""
+
+
+@dataclass
+class RunData:
+    """A run opened for reading."""
+
+    path: Path
+    kind: RunKind
+    name: str
+    files: list[tuple[str, Path]]
+    """(part, file) of every labeled-records file."""
+    failure_files: list[tuple[str, Path]] = field(default_factory=list)
+    stats: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    """``labeling_metadata.json`` of a soft-label output."""
+
+    @property
+    def root(self) -> Path:
+        return self.path if self.path.is_dir() else self.path.parent
+
+    @property
+    def model(self) -> str:
+        for source in (self.manifest, self.metadata):
+            if source and isinstance(source.get("model"), str):
+                return str(source["model"])
+        return ""
+
+    def taxonomy_records(self) -> Iterator[TaxonomyRecord]:
+        """Every labeled sample of a taxonomy run, file by file, in file order."""
+        if self.kind != "taxonomy":
+            raise InputError(f"{self.path} holds soft labels, not taxonomy labels")
+        position = 0
+        for part, path in self.files:
+            for record in _records(path):
+                if not isinstance(record, dict) or not isinstance(record.get("labels"), dict):
+                    continue
+                index = record.get("index")
+                yield TaxonomyRecord(
+                    id=str(record.get("id", position)),
+                    index=index if isinstance(index, int) and index >= 0 else position,
+                    labels=record["labels"],
+                    monitor=record.get("labeling_monitor") or {},
+                    query=first_user_message(record),
+                    part=part,
+                )
+                position += 1
+
+    def soft_records(self) -> Iterator[tuple[str, TurnLabel]]:
+        """``(part, record)`` for every turn of a soft-label output, failed ones included."""
+        if self.kind != "soft":
+            raise InputError(f"{self.path} holds taxonomy labels, not soft labels")
+        decoder = msgspec.json.Decoder(TurnLabel)
+        for part, path in self.files:
+            with path.open("rb") as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield part, decoder.decode(line)
+                    except msgspec.DecodeError as exc:
+                        message = f"{path}:{number}: not a soft-label record: {exc}"
+                        raise InputError(message) from None
+
+    def failures(self) -> Iterator[dict[str, Any]]:
+        """The failed samples of a taxonomy run (``failures.jsonl``)."""
+        for _, path in self.failure_files:
+            for record in _records(path):
+                if isinstance(record, dict):
+                    yield record
+
+
+def open_run(path: str | Path) -> RunData:
+    """Open a run directory, a labeled file or a soft-label output (see the module doc)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return _open_directory(path)
+    kind = _sniff_kind(path)
+    if kind is None:
+        raise InputError(
+            f"{path}: neither taxonomy labels nor soft labels",
+            hint="pass a run directory, labeled.json/labeled.jsonl or a softlabel output",
+        )
+    root = path.parent
+    run = RunData(path=path, kind=kind, name=_run_name(path), files=[("", path)])
+    if kind == "taxonomy":
+        stem = path.name.split(".")[0]
+        if stem == "labeled":  # inside a run directory
+            run.stats = _json_file(root / "stats.json")
+            run.manifest = _json_file(root / "run.json")
+        elif stem.startswith("labeled_"):  # labeled_<name>.json beside stats_<name>.json
+            run.stats = _json_file(root / f"stats_{stem.removeprefix('labeled_')}.json")
+        failures = root / "failures.jsonl"
+        if run.manifest is not None and failures.exists():
+            run.failure_files = [("", failures)]
+    else:
+        run.metadata = _json_file(_find_upwards(root, SOFT_METADATA))
+    return run
+
+
+def first_user_message(record: dict[str, Any]) -> str:
+    """The first user message of a sample (``messages``) or of a raw record (``conversations``,
+    ``data``), as text."""
+    for key in ("messages", "conversations", "data"):
+        turns = record.get(key)
+        if not isinstance(turns, list):
+            continue
+        for turn in turns:
+            if not isinstance(turn, dict):
+                continue
+            role = turn.get("role", turn.get("from"))
+            if role in ("user", "human"):
+                content = turn.get("content", turn.get("value", ""))
+                return content if isinstance(content, str) else str(content)
+    return ""
+
+
+def _open_directory(path: Path) -> RunData:
+    labeled = sorted(path.rglob("labeled.jsonl"))
+    if labeled:
+        return RunData(
+            path=path,
+            kind="taxonomy",
+            name=path.name,
+            files=[(_part(path, f), f) for f in labeled],
+            failure_files=[(_part(path, f), f) for f in sorted(path.rglob("failures.jsonl"))],
+            stats=_json_file(path / "stats.json"),
+            manifest=_json_file(path / "run.json"),
+        )
+    arrays = sorted(path.rglob("labeled.json"))
+    if arrays:
+        return RunData(
+            path=path,
+            kind="taxonomy",
+            name=path.name,
+            files=[(_part(path, f), f) for f in arrays],
+            stats=_json_file(path / "stats.json"),
+            manifest=_json_file(path / "run.json"),
+        )
+    soft = sorted(f for f in path.rglob("*.jsonl") if _sniff_kind(f) == "soft")
+    if soft:
+        return RunData(
+            path=path,
+            kind="soft",
+            name=path.name,
+            files=[(_part(path, f, strip_suffix=True), f) for f in soft],
+            metadata=_json_file(path / SOFT_METADATA),
+        )
+    raise InputError(
+        f"{path}: no labeled data found (no labeled.jsonl, labeled.json or soft-label .jsonl)",
+        hint="pass a run directory written by `sftlabel label` or a LABELED_ folder",
+    )
+
+
+def _part(root: Path, file: Path, *, strip_suffix: bool = False) -> str:
+    relative = file.relative_to(root)
+    if strip_suffix:
+        return relative.with_suffix("").as_posix()
+    parent = relative.parent.as_posix()
+    return "" if parent == "." else parent
+
+
+def _run_name(path: Path) -> str:
+    stem = path.name.split(".")[0]
+    if stem in ("labeled", "") and path.parent.name:
+        return path.parent.name
+    return stem.removeprefix("labeled_") or stem
+
+
+def _sniff_kind(path: Path) -> RunKind | None:
+    """Look at the first record of a file to tell taxonomy labels from soft labels."""
+    for record in _records(path):
+        if not isinstance(record, dict):
+            return None
+        if "labels" in record:
+            return "taxonomy"
+        if "conversationId" in record and ("soft_label" in record or "error" in record):
+            return "soft"
+        return None
+    return None
+
+
+def _records(path: Path) -> Iterator[Any]:
+    """The JSON values of a JSON array / object / JSONL file, streamed."""
+    for item in iter_raw(path):
+        if isinstance(item, Problem):
+            if item.severity == "error":
+                raise InputError(f"{item.location}: {item.message}")
+            continue
+        yield item.data
+
+
+def _json_file(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}") from None
+    return data if isinstance(data, dict) else None
+
+
+def _find_upwards(start: Path, name: str) -> Path | None:
+    for folder in (start, *start.parents[:2]):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
