@@ -16,6 +16,7 @@ Endpoints
          api-version, as Azure does)
     GET  /v1/models
     POST /tokenize, /extras/tokenize   {"content"|"prompt": "..."} -> {"tokens": [...], "count": n}
+    POST /detokenize, /extras/detokenize   {"tokens": [...]} -> {"text": "..."} ("0"/"1" only)
     GET  /health
     POST /_admin/script   {"responses": [spec, ...]}   append to the FIFO of scripted answers
     GET  /_admin/config, POST /_admin/config {...}     read / change the settings at run time
@@ -34,7 +35,8 @@ A chat request is answered by the first of:
     6. the first rule whose ``match`` substring occurs in the request body (re-serialized with
        ``json.dumps(..., ensure_ascii=False)``, or as sent);
     7. the default reply: ``default_content``, or "1" with logprobs for a ``"logprobs": true``
-       request with ``max_tokens`` (or ``max_completion_tokens``) 1.
+       request with ``max_tokens`` (or ``max_completion_tokens``) 1 (a ``logit_bias`` >= 50 on
+       the id of one of "0"/"1" alone makes that label the answer).
 When ``rpm`` / ``tpm`` is set, every chat response carries ``x-ratelimit-{limit,remaining,reset}-
 {requests,tokens}`` headers.
 
@@ -110,6 +112,7 @@ SPEC_KEYS = frozenset(
 CHAT_PATH = "/v1/chat/completions"
 AZURE_CHAT = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
 TOKENIZE_PATHS = frozenset({"/tokenize", "/extras/tokenize"})
+DETOKENIZE_PATHS = frozenset({"/detokenize", "/extras/detokenize"})
 # One token per digit, letter run, whitespace run or other character.
 TOKEN_PATTERN = re.compile(r"\d|[^\W\d]+|\s+|[^\w\s]")
 SPECIAL_TOKENS = {"0": 32, "1": 33}  # as in SmolLM2's tokenizer
@@ -124,6 +127,23 @@ ONE_TOKEN_LOGPROBS: dict[str, Any] = {
 }
 
 JSONObject = dict[str, Any]
+
+
+def _one_token_answer(payload: JSONObject) -> tuple[str, JSONObject]:
+    """The default one-token answer: "1", unless a large ``logit_bias`` (>= 50) sits on one label
+    token only, which then wins (logprobs reported after the bias, as OpenAI does)."""
+    bias = payload.get("logit_bias")
+    if isinstance(bias, dict):
+        pieces = {str(token): piece for piece, token in SPECIAL_TOKENS.items()}
+        strong = [
+            pieces.get(str(k)) for k, v in bias.items() if isinstance(v, int | float) and v >= 50
+        ]
+        if len(strong) == 1 and strong[0] is not None:
+            forced = strong[0]
+            other = "0" if forced == "1" else "1"
+            top = [{"token": forced, "logprob": -0.0001}, {"token": other, "logprob": -9.5}]
+            return forced, {"content": [{"token": forced, "logprob": -0.0001, "top_logprobs": top}]}
+    return "1", ONE_TOKEN_LOGPROBS
 
 
 class HttpError(Exception):
@@ -676,6 +696,9 @@ class FakeLLM:
         if path in TOKENIZE_PATHS:
             _require_method(request, "POST")
             return self._tokenize(request)
+        if path in DETOKENIZE_PATHS:
+            _require_method(request, "POST")
+            return self._detokenize(request)
         if path == "/v1/models":
             _require_method(request, "GET")
             model = {"id": self.config.model, "object": "model", "created": 0, "owned_by": "fake"}
@@ -872,8 +895,8 @@ class FakeLLM:
                 payload.get("max_completion_tokens"),
             )
             if one_token:
-                content = "1"
-                logprobs = logprobs if "logprobs" in spec else ONE_TOKEN_LOGPROBS
+                content, default = _one_token_answer(payload)
+                logprobs = logprobs if "logprobs" in spec else default
             else:
                 content = self.config.default_content
         message: JSONObject = {"role": "assistant", "content": content}
@@ -928,6 +951,14 @@ class FakeLLM:
             raise HttpError(400, 'expected {"content": "..."} or {"prompt": "..."}')
         tokens = fake_tokenize(text)
         return Reply.json({"tokens": tokens, "count": len(tokens), "max_model_len": 8192})
+
+    def _detokenize(self, request: Request) -> Reply:
+        payload = request.json()
+        tokens = payload.get("tokens") if isinstance(payload, dict) else None
+        if not isinstance(tokens, list):
+            raise HttpError(400, 'expected {"tokens": [...]}')
+        pieces = {token: piece for piece, token in SPECIAL_TOKENS.items()}
+        return Reply.json({"text": "".join(pieces.get(t, "<unk>") for t in tokens)})
 
 
 def _require_method(request: Request, method: str) -> None:

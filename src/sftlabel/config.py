@@ -22,7 +22,7 @@ import platformdirs
 
 from sftlabel.errors import ConfigError
 
-Source = Literal["flag", "env", "config", "default"]
+Source = Literal["flag", "env", "config", "default", "keyvault"]
 CONFIG_ENV = "SFTLABEL_CONFIG"
 CONFIG_NAME = "sftlabel.toml"
 REDACTED = "<redacted>"
@@ -77,6 +77,10 @@ class Settings(msgspec.Struct, kw_only=True):
 
     def get(self, key: str) -> str | None:
         return self.values[key].value
+
+    def override(self, key: str, value: str, source: Source, detail: str = "") -> None:
+        """Replace a setting with a value found later (a secret read from Key Vault)."""
+        self.values[key] = Setting(value=value, source=source, detail=detail)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """Every setting with its source, secrets replaced by ``<redacted>``."""

@@ -174,6 +174,8 @@ class TurnLabel(msgspec.Struct, kw_only=True, omit_defaults=True):
     p0: float | None = None
     """P("0") from the first token's logprobs (None when it was not observed)."""
     p1: float | None = None
+    soft_label_range: list[float] | None = None
+    """When a label token was censored: the soft labels its possible probabilities allow."""
     token: str | None = None
     """The token the model generated."""
     method: str = ""

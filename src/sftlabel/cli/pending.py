@@ -18,15 +18,6 @@ _ANY_ARGS: dict[str, Any] = {
 Args = Annotated[list[str] | None, typer.Argument(help="Arguments (not implemented yet).")]
 
 
-def softlabel(args: Args = None) -> None:
-    """Soft-label every user turn with P(does not require reasoning) (not implemented yet).
-
-    One one-token "0"/"1" classification per user turn, read from the logprobs, with an optional
-    rationale, written into a LABELED_<dataset> folder beside the raw one.
-    """
-    not_implemented("softlabel")
-
-
 def report(args: Args = None) -> None:
     """Build the HTML dashboard and report.md of a run (not implemented yet)."""
     not_implemented("report")
@@ -42,10 +33,5 @@ def compare(args: Args = None) -> None:
     not_implemented("compare")
 
 
-def test(args: Args = None) -> None:
-    """Check that an endpoint can serve both labeling jobs (not implemented yet)."""
-    not_implemented("test")
-
-
-for _command in (softlabel, report, review, compare, test):
+for _command in (report, review, compare):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]

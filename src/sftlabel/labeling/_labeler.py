@@ -109,6 +109,18 @@ class Labeler:
         arbitrations = await self._arbitrate(sample, merged, records) if self.arbitration else []
         return self._result(merged, arbitrations, records, started)
 
+    @property
+    def json_mode_active(self) -> bool:
+        """False once the endpoint refused ``response_format`` (JSON mode ``auto``) or when it
+        is ``off``."""
+        return self._json
+
+    async def ask(self, call: int, sample: Sample) -> tuple[Validated, list[CallRecord]]:
+        """One taxonomy call alone (``sftlabel test`` checks an endpoint with it)."""
+        records: list[CallRecord] = []
+        validated = await self._ask(self.client, call, sample, records)
+        return validated, records
+
     async def rearbitrate(self, sample: Sample, labels: dict[str, Any]) -> LabelResult | None:
         """Arbitrate the low-confidence dimensions of existing ``labels`` (from a finished run);
         None when no dimension is below the threshold."""

@@ -258,6 +258,11 @@ class LLMClient:
         self._shard_load = [0] * shards
         stamina.instrumentation.set_on_retry_hooks([])  # we count retries ourselves
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """An httpx client with this endpoint's headers (for side endpoints such as tokenize)."""
+        return self._shards[0]
+
     async def __aenter__(self) -> Self:
         return self
 

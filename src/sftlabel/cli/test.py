@@ -1,0 +1,143 @@
+"""``sftlabel test``: check an endpoint before a big run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import anyio
+import msgspec
+import typer
+from rich.table import Table
+
+from sftlabel.cli._common import stdout
+from sftlabel.cli._endpoint import (
+    ApiKeyOption,
+    ApiVersionOption,
+    AzureDeploymentOption,
+    BaseUrlOption,
+    HeaderOption,
+    ModelOption,
+    TimeoutOption,
+    build_client_config,
+)
+from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, vault_api_key
+from sftlabel.config import resolve_settings
+from sftlabel.errors import UsageError
+from sftlabel.llm import LLMClient
+from sftlabel.softlabel import DEFAULT_STRATEGY, get_strategy
+from sftlabel.softlabel._check import DEFAULT_MESSAGE, EndpointReport, check_endpoint
+from sftlabel.taxonomy import load_taxonomy
+
+_MARK = {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]?[/]"}
+
+
+def test(
+    message: Annotated[
+        str, typer.Option(help="The user message to classify and label.", show_default=False)
+    ] = DEFAULT_MESSAGE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    label_token_ids: Annotated[
+        str | None,
+        typer.Option(help="Token ids of '0' and '1', e.g. 0=15,1=16 (see softlabel)."),
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="Soft-label strategy.")] = DEFAULT_STRATEGY,
+    json_mode: Annotated[
+        Literal["auto", "on", "off"], typer.Option(help="JSON mode of the taxonomy call.")
+    ] = "auto",
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="Taxonomy directory (env SFTLABEL_TAXONOMY).")
+    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    header: HeaderOption = None,
+    azure_deployment: AzureDeploymentOption = None,
+    api_version: ApiVersionOption = "2024-10-21",
+    keyvault: KeyVaultOption = None,
+    secret: SecretOption = None,
+    no_keyvault: NoKeyVaultOption = False,
+    timeout: TimeoutOption = 120.0,
+    config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
+) -> None:
+    """Check that an endpoint can serve both jobs (softlabel and label).
+
+    Sends one soft-label classification (with its rationale), two logit-bias probes and one
+    taxonomy call, then prints latency, the label token ids and how they were found, whether
+    logprobs, top_logprobs, logit_bias and JSON mode are honoured, the soft label, the rationale
+    and the taxonomy labels. Nothing is cached. Exit status: 0 when the endpoint serves both
+    jobs, 1 when a capability is missing (the report says which), 2 usage error.
+    """
+    settings = resolve_settings(
+        {"model": model, "base_url": base_url, "api_key": api_key, "taxonomy": taxonomy},
+        config_file=config,
+    )
+    chosen = settings.get("model")
+    if not chosen:
+        raise UsageError("no model given", hint="pass --model NAME or set SFTLABEL_MODEL")
+    key = vault_api_key(keyvault, secret, no_keyvault=no_keyvault)
+    if key is not None:
+        name = "azure_api_key" if azure_deployment else "api_key"
+        settings.override(name, key, "keyvault", f"{keyvault}/{secret}")
+    client_config = build_client_config(
+        chosen,
+        settings,
+        headers=header,
+        azure_deployment=azure_deployment,
+        api_version=api_version,
+        timeout=timeout,
+        concurrency=4,
+        rpm=None,
+        tpm=None,
+        cache=None,
+        no_cache=True,
+        prices=None,
+    )
+    tax = load_taxonomy(settings.get("taxonomy"))
+    the_strategy = get_strategy(strategy)
+
+    async def run() -> EndpointReport:
+        async with LLMClient(client_config) as client:
+            return await check_endpoint(
+                client,
+                tax,
+                the_strategy,
+                message=message,
+                label_token_ids=label_token_ids,
+                json_mode=json_mode,
+            )
+
+    report = anyio.run(run)
+    if as_json:
+        typer.echo(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+    else:
+        _render(report)
+    raise typer.Exit(0 if report.softlabel_ready and report.label_ready else 1)
+
+
+def _render(report: EndpointReport) -> None:
+    stdout.print(f"[bold]{report.model}[/] at {report.endpoint}", highlight=False)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("check")
+    table.add_column("ok")
+    table.add_column("latency", justify="right")
+    table.add_column("detail", overflow="fold")
+    for check in report.checks:
+        latency = f"{check.latency:.2f} s" if check.latency is not None else ""
+        table.add_row(check.name, _MARK[check.ok], latency, check.detail)
+    stdout.print(table)
+    if report.rationale:
+        stdout.print(f"rationale: {report.rationale}", markup=False)
+    if report.taxonomy_labels is not None:
+        labels = ", ".join(f"{k}={v}" for k, v in report.taxonomy_labels.items())
+        stdout.print(f"taxonomy (call 1): {labels}", markup=False)
+    for issue in report.taxonomy_issues[:5]:
+        stdout.print(f"  validation: {issue}", markup=False)
+    verdict = {
+        "softlabel": report.softlabel_ready,
+        "label": report.label_ready,
+    }
+    for job, ready in verdict.items():
+        stdout.print(f"{job}: {'[green]ready[/]' if ready else '[red]not ready[/]'}")
+    if report.missing:
+        stdout.print(f"missing: {', '.join(report.missing)}", markup=False)

@@ -1,0 +1,225 @@
+"""The soft-label output: a ``LABELED_<dataset>`` folder beside the raw one, mirroring it.
+
+``<raw>/train/short_3_to_5_turns.json`` becomes ``LABELED_<raw>/train/short_3_to_5_turns.jsonl``
+(one line per user turn, appended and flushed as each turn is done, so ``kill -9`` loses at most
+the turns in flight), plus ``labeling_metadata.json``. The raw folder is never written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from sftlabel.errors import UsageError
+from sftlabel.model import TurnLabel
+from sftlabel.runs._files import PartMap, _bare, _last_newline
+
+METADATA = "labeling_metadata.json"
+PROBLEMS = "problems.jsonl"
+PREFIX = "LABELED_"
+
+_encoder = msgspec.json.Encoder()
+
+
+class _Key(msgspec.Struct):
+    conversationId: str
+    messageId: str
+    turnIndex: int = 0
+
+
+_key_decoder = msgspec.json.Decoder(_Key)
+_record_decoder = msgspec.json.Decoder(TurnLabel)
+
+
+def default_output(inputs: list[Path]) -> Path:
+    """``LABELED_<name>`` beside the (first) input."""
+    first = inputs[0]
+    return first.parent / f"{PREFIX}{_bare(first.name)}"
+
+
+class SoftOutput:
+    """Writers and readers of one soft-label output folder."""
+
+    MAX_OPEN = 128
+
+    def __init__(self, root: Path, inputs: list[Path]) -> None:
+        self.root = root
+        self.inputs = inputs
+        self._parts = PartMap([str(i) for i in inputs])
+        self._handles: dict[str, IO[bytes]] = {}
+
+    def relative(self, source: str | None) -> str:
+        """The output file (relative to the root) of the turns read from ``source``."""
+        if source is None:
+            return "turns.jsonl"
+        part = self._parts(source)
+        return (part or _bare(Path(source).name)) + ".jsonl"
+
+    def check(self, *, overwrite: bool, resume: bool) -> None:
+        """Refuse to write into a raw input or over an output without --overwrite/--resume."""
+        root = self.root.resolve()
+        for source in self.inputs:
+            raw = source.resolve()
+            folder = raw if raw.is_dir() else raw.parent
+            if root == folder or (raw.is_dir() and root.is_relative_to(folder)):
+                raise UsageError(
+                    f"refusing to write into the raw dataset {source}",
+                    hint=f"the default output is {default_output(self.inputs)}; pass -o elsewhere",
+                )
+            if raw.is_relative_to(root):
+                raise UsageError(f"the output {self.root} contains the input {source}")
+        if not self.root.exists() or not any(self.root.iterdir()):
+            return
+        if resume:
+            return
+        if not overwrite:
+            raise UsageError(
+                f"{self.root} already exists",
+                hint="pass --resume to finish it or --overwrite to replace it",
+            )
+        if not (self.root / METADATA).exists():
+            raise UsageError(
+                f"{self.root} is not a softlabel output (no {METADATA}); not overwriting it",
+                hint="pass another -o",
+            )
+        shutil.rmtree(self.root)
+
+    def files(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return sorted(
+            p
+            for p in self.root.rglob("*.jsonl")
+            if p.is_file() and p.relative_to(self.root).as_posix() != PROBLEMS
+        )
+
+    def repair(self) -> int:
+        """Cut a partial last line (left by a crash) off every output file."""
+        repaired = 0
+        for path in self.files():
+            size = path.stat().st_size
+            if size == 0:
+                continue
+            with path.open("rb+") as handle:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    handle.truncate(_last_newline(handle, size))
+                    repaired += 1
+        return repaired
+
+    def done_keys(self) -> set[tuple[str, str, int]]:
+        """Turns already written (labeled or failed)."""
+        done: set[tuple[str, str, int]] = set()
+        for line in self.lines():
+            key = _key_decoder.decode(line)
+            done.add((key.conversationId, key.messageId, key.turnIndex))
+        return done
+
+    def lines(self) -> Iterator[bytes]:
+        for path in self.files():
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield line
+
+    def records(self) -> Iterator[tuple[str, TurnLabel]]:
+        for path in self.files():
+            relative = path.relative_to(self.root).as_posix()
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield relative, _record_decoder.decode(line)
+
+    def append(self, record: TurnLabel, relative: str) -> None:
+        handle = self._handles.get(relative)
+        if handle is None:
+            if len(self._handles) >= self.MAX_OPEN:
+                self._handles.pop(next(iter(self._handles))).close()
+            path = self.root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._handles[relative] = path.open("ab")
+        handle.write(_encoder.encode(record) + b"\n")
+        handle.flush()
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+    def write_metadata(self, metadata: dict[str, Any]) -> Path:
+        path = self.root / METADATA
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(msgspec.json.format(_encoder.encode(metadata), indent=2) + b"\n")
+        partial.replace(path)
+        return path
+
+    def read_metadata(self) -> dict[str, Any] | None:
+        path = self.root / METADATA
+        if not path.exists():
+            return None
+        data = msgspec.json.decode(path.read_bytes())
+        return data if isinstance(data, dict) else None
+
+
+def summarize(output: SoftOutput) -> dict[str, Any]:
+    """Counts over the whole output (right after any number of resumes)."""
+    totals: Counter[str] = Counter()
+    hard: Counter[str] = Counter()
+    methods: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    censored: Counter[str] = Counter()
+    per_file: dict[str, Counter[str]] = {}
+    prompt = completion = 0
+    cost = 0.0
+    soft_sum = 0.0
+    for relative, record in output.records():
+        counts = per_file.setdefault(relative, Counter())
+        counts["turns"] += 1
+        totals["turns"] += 1
+        monitor = record.monitor
+        totals["llm_calls"] += int(monitor.get("llm_calls", 0))
+        prompt += int(monitor.get("prompt_tokens", 0))
+        completion += int(monitor.get("completion_tokens", 0))
+        cost += float(monitor.get("cost", 0.0))
+        if record.failed:
+            totals["failed"] += 1
+            counts["failed"] += 1
+            reasons[record.reason or "unknown"] += 1
+            continue
+        totals["labeled"] += 1
+        counts["labeled"] += 1
+        hard[str(record.hard_label)] += 1
+        counts[f"hard_label_{record.hard_label}"] += 1
+        methods[record.method] += 1
+        for label in record.censored:
+            censored[label] += 1
+        if isinstance(record.soft_label, float):
+            soft_sum += record.soft_label
+        if record.rationale is not None:
+            totals["rationales"] += 1
+        elif "rationale_error" in monitor:
+            totals["rationale_errors"] += 1
+    labeled = totals["labeled"]
+    return {
+        "turns": totals["turns"],
+        "labeled": labeled,
+        "failed": totals["failed"],
+        "hard_labels": dict(sorted(hard.items())),
+        "mean_soft_label": round(soft_sum / labeled, 6) if labeled else None,
+        "methods": dict(methods.most_common()),
+        "censored": dict(sorted(censored.items())),
+        "failure_reasons": dict(reasons.most_common()),
+        "rationales": totals["rationales"],
+        "rationale_errors": totals["rationale_errors"],
+        "llm_calls": totals["llm_calls"],
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": round(cost, 6),
+        "files": {name: dict(counts) for name, counts in sorted(per_file.items())},
+    }

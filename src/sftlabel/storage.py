@@ -1,0 +1,207 @@
+"""Remote inputs and outputs through fsspec (``az://``, ``abfs://``, ``s3://``, ``gs://`` ...).
+
+A remote dataset is *staged*: its ``.json``/``.jsonl`` files are copied into a local staging
+folder (under the cache directory), the run reads and appends locally (so ``kill -9`` and resume
+behave exactly as for local data), and the output folder is uploaded when the run ends. The
+staging folder of an output is kept and preferred on ``--resume``: it is never older than the
+remote copy. Credentials are fsspec's: ``AZURE_STORAGE_CONNECTION_STRING`` (or account name/key,
+SAS, service principal env vars) for adlfs, the AWS and Google environment for s3fs and gcsfs.
+
+Install the extra of your store: ``pip install 'sftlabel[azure]'`` (adlfs), ``sftlabel[s3]``
+(s3fs), ``sftlabel[gcs]`` (gcsfs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sftlabel.config import default_cache_dir
+from sftlabel.errors import ConfigError, InputError, UsageError
+from sftlabel.formats._source import SUFFIXES
+
+EXTRAS = {
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+}
+
+
+def is_remote(location: str) -> bool:
+    """True for an fsspec URL other than a local file (``file://``)."""
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme.lower() not in ("file", "local") and scheme.isalnum()
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of a URL and the path within it; a clear error when the extra that
+    handles the scheme is not installed."""
+    scheme = url.partition("://")[0].lower()
+    try:
+        import fsspec
+    except ImportError:
+        raise ConfigError(
+            f"{url}: remote storage needs fsspec",
+            hint=f"pip install 'sftlabel[{EXTRAS.get(scheme, 'azure')}]'",
+        ) from None
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(
+            f"{url}: no filesystem for {scheme}:// ({exc})",
+            hint=f"pip install 'sftlabel[{EXTRAS.get(scheme, scheme)}]'",
+        ) from None
+    return fs, path
+
+
+@dataclass
+class Staged:
+    """Local paths a run works on, and how to publish the output when it ends."""
+
+    inputs: list[Path]
+    output: Path
+    display_output: str
+    resumed: bool = False
+    """The output existed remotely and was brought back into the staging folder."""
+    remote_output: str | None = None
+    _uploads: list[Callable[[], None]] = field(default_factory=list)
+
+    def sync(self) -> None:
+        """Upload the output folder to its remote location (no-op for a local output)."""
+        for upload in self._uploads:
+            upload()
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _name(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _parent(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[0]
+
+
+def _download_inputs(url: str, target: Path) -> Path:
+    fs, root = filesystem(url)
+    if not fs.exists(root):
+        raise InputError(f"{url}: no such file or folder")
+    target.mkdir(parents=True, exist_ok=True)
+    if fs.isfile(root):
+        local = target / _name(root)
+        fs.get(root, str(local))
+        return local
+    local_root = target / _name(root)
+    for remote in fs.find(root):
+        if not remote.lower().endswith(SUFFIXES) and _name(remote) != "metadata.json":
+            continue
+        relative = remote[len(root.rstrip("/")) + 1 :]
+        local = local_root / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fs.get(remote, str(local))
+    return local_root
+
+
+def _download_output(url: str, target: Path) -> bool:
+    """Bring an existing remote output into an empty staging folder; True if there was one."""
+    fs, root = filesystem(url)
+    if not fs.exists(root):
+        return False
+    files = [f for f in fs.find(root) if not fs.isdir(f)]
+    for remote in files:
+        local = target / remote[len(root.rstrip("/")) + 1 :]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fs.get(remote, str(local))
+    return bool(files)
+
+
+def _upload(local: Path, url: str) -> None:
+    """Mirror a local folder to ``url``: upload every file, remove remote files it lacks."""
+    fs, root = filesystem(url)
+    root = root.rstrip("/")
+    wanted = {p.relative_to(local).as_posix(): p for p in local.rglob("*") if p.is_file()}
+    if fs.exists(root):
+        for remote in fs.find(root):
+            if remote[len(root) + 1 :] not in wanted:
+                fs.rm(remote)
+    for relative, path in wanted.items():
+        fs.put_file(str(path), f"{root}/{relative}")
+
+
+@contextmanager
+def stage(
+    inputs: list[str],
+    output: str | None,
+    default_output: Callable[[list[Path]], Path],
+    *,
+    cache_dir: Path | None = None,
+) -> Iterator[Staged]:
+    """Local inputs and output folder for a run over local or remote locations."""
+    remote = [i for i in inputs if is_remote(i)]
+    if not remote and (output is None or not is_remote(output)):
+        paths = [Path(i) for i in inputs]
+        for path in paths:
+            if not path.exists():
+                raise InputError(f"{path}: no such file or directory")
+        out = Path(output) if output else default_output(paths)
+        yield Staged(inputs=paths, output=out, display_output=str(out))
+        return
+    if remote and len(remote) != len(inputs):
+        raise UsageError("mix of local and remote inputs", hint="give one kind at a time")
+    staging = (cache_dir or Path(default_cache_dir())) / "staging"
+    local_inputs: list[Path] = []
+    for item in inputs:
+        if is_remote(item):
+            local_inputs.append(_download_inputs(item, staging / "in" / _key(item)))
+        else:
+            path = Path(item)
+            if not path.exists():
+                raise InputError(f"{path}: no such file or directory")
+            local_inputs.append(path)
+    if output is None:
+        first = inputs[0]
+        output = f"{_parent(first)}/{default_output([local_inputs[0]]).name}"
+    if remote:
+        for item in inputs:
+            prefix = item.rstrip("/") + "/"
+            if output.rstrip("/") == item.rstrip("/") or output.startswith(prefix):
+                raise UsageError(
+                    f"refusing to write into the raw dataset {item}",
+                    hint="pass -o outside of it (the default is LABELED_<dataset> beside it)",
+                )
+    if not is_remote(output):
+        yield Staged(inputs=local_inputs, output=Path(output), display_output=output)
+        return
+    local_out = staging / "out" / _key(output) / _name(output)
+    resumed = False
+    if not local_out.exists() or not any(local_out.iterdir()):
+        local_out.mkdir(parents=True, exist_ok=True)
+        resumed = _download_output(output, local_out)
+    else:
+        resumed = True
+    staged = Staged(
+        inputs=local_inputs,
+        output=local_out,
+        display_output=output,
+        resumed=resumed,
+        remote_output=output,
+    )
+    target = output
+    staged._uploads.append(lambda: _upload(local_out, target))
+    yield staged
+
+
+def clear_staging(cache_dir: Path | None = None) -> None:
+    """Remove every staged copy (they are caches: the remote store is the truth)."""
+    shutil.rmtree((cache_dir or Path(default_cache_dir())) / "staging", ignore_errors=True)
