@@ -34,8 +34,9 @@ def typing(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest against the installed wheel (not the source tree), so packaging is tested too."""
-    session.install(".[test]")
+    """pytest against the installed wheel (not the source tree), so packaging is tested too.
+    The Azure extra is installed so that remote-storage tests run against Azurite."""
+    session.install(".[test,azure]")
     session.run("pytest", "-m", "not e2e", *session.posargs)
 
 

@@ -52,13 +52,18 @@ class SoftOutput:
         self.inputs = inputs
         self._parts = PartMap([str(i) for i in inputs])
         self._handles: dict[str, IO[bytes]] = {}
+        self._relative: dict[str | None, str] = {}
 
     def relative(self, source: str | None) -> str:
         """The output file (relative to the root) of the turns read from ``source``."""
-        if source is None:
-            return "turns.jsonl"
-        part = self._parts(source)
-        return (part or _bare(Path(source).name)) + ".jsonl"
+        known = self._relative.get(source)
+        if known is None:
+            if source is None:
+                known = "turns.jsonl"
+            else:
+                known = (self._parts(source) or _bare(Path(source).name)) + ".jsonl"
+            self._relative[source] = known
+        return known
 
     def check(self, *, overwrite: bool, resume: bool) -> None:
         """Refuse to write into a raw input or over an output without --overwrite/--resume."""

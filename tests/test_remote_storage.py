@@ -1,0 +1,118 @@
+"""Remote datasets through fsspec: a RAW dataset in an Azure container (Azurite on 127.0.0.1)
+gets its LABELED_ twin written into the same container."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .azurite import Azurite, find_azurite
+from .conftest import shared
+from .test_softlabel import TURNS
+
+CONTAINER = "datasets"
+RAW = f"az://{CONTAINER}/copilot/vscodedata_demo_20260101"
+TWIN = f"az://{CONTAINER}/copilot/LABELED_vscodedata_demo_20260101"
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("SFTLABEL_REQUIRE_AZURITE") == "1":
+        pytest.fail(f"{what} is required (SFTLABEL_REQUIRE_AZURITE=1)")
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[Azurite]:
+    try:
+        import adlfs  # noqa: F401
+    except ImportError:
+        _missing("adlfs (pip install 'sftlabel[azure]')")
+    binary = find_azurite()
+    if binary is None:
+        _missing("azurite (npm install azurite)")
+    assert binary is not None
+    with Azurite(binary) as server:
+        yield server
+
+
+@pytest.fixture
+def blob(azurite: Azurite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """An adlfs filesystem on a fresh container holding the shared Copilot RAW dataset."""
+    import adlfs
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("SFTLABEL_CACHE_DIR", str(tmp_path / "cache"))
+    fs = adlfs.AzureBlobFileSystem(
+        connection_string=azurite.connection_string, skip_instance_cache=True
+    )
+    if fs.exists(CONTAINER):
+        fs.rm(CONTAINER, recursive=True)
+    fs.mkdir(CONTAINER)
+    source = shared("copilot_raw/vscodedata_demo_20260101")
+    for path in source.rglob("*.json"):
+        fs.put_file(str(path), f"{RAW.removeprefix('az://')}/{path.relative_to(source).as_posix()}")
+    return fs
+
+
+def remote_records(fs: Any) -> list[dict[str, Any]]:
+    root = TWIN.removeprefix("az://")
+    rows: list[dict[str, Any]] = []
+    for name in sorted(fs.find(root)):
+        if name.endswith(".jsonl"):
+            rows += [json.loads(line) for line in fs.cat_file(name).decode().splitlines() if line]
+    return rows
+
+
+def test_raw_dataset_in_a_container_gets_its_labeled_twin(cli, llm_server, blob: Any) -> None:
+    raw_root = RAW.removeprefix("az://")
+    before = {name: blob.cat_file(name) for name in blob.find(raw_root)}
+    common = ["--model", "smol", "--base-url", llm_server.base_url, "--no-rationales", "--no-cache"]
+    first = cli("softlabel", RAW, *common, "--limit", "40")
+    assert first.exit_code == 0, first.stderr
+    assert TWIN in first.stderr
+    twin = TWIN.removeprefix("az://")
+    names = {n.removeprefix(twin + "/") for n in blob.find(twin)}
+    assert "labeling_metadata.json" in names
+    assert {n for n in names if n.endswith(".jsonl")} <= {
+        n.removeprefix(raw_root + "/").removesuffix(".json") + ".jsonl"
+        for n in before
+        if n.endswith("_turns.json")
+    }
+    assert len(remote_records(blob)) == 40
+    # an existing remote output is refused without --resume/--overwrite ...
+    again = cli("softlabel", RAW, *common)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    # ... and finished with --resume: only the missing turns are sent
+    llm_server.reset()
+    resumed = cli("softlabel", RAW, *common, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert llm_server.stats()["chat_requests"] == TURNS - 40
+    records = remote_records(blob)
+    assert len(records) == TURNS
+    assert len({(r["conversationId"], r["messageId"]) for r in records}) == TURNS
+    meta = json.loads(blob.cat_file(f"{twin}/labeling_metadata.json"))
+    assert meta["counts"]["turns"] == TURNS and len(meta["sessions"]) == 2
+    # the raw blobs are untouched
+    assert {name: blob.cat_file(name) for name in blob.find(raw_root)} == before
+
+
+def test_output_inside_the_raw_dataset_is_refused(cli, llm_server, blob: Any) -> None:
+    result = cli(
+        "softlabel", RAW, "--model", "smol", "--base-url", llm_server.base_url,
+        "-o", f"{RAW}/labels",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "refusing to write into the raw dataset" in result.stderr
+
+
+def test_a_missing_remote_dataset_is_a_clear_error(cli, llm_server, blob: Any) -> None:
+    result = cli(
+        "softlabel", f"az://{CONTAINER}/nope", "--model", "smol", "--base-url", llm_server.base_url
+    )
+    assert result.exit_code != 0
+    assert "no such file or folder" in result.stderr
