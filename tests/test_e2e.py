@@ -7,6 +7,7 @@ GGUF file: nothing is downloaded at run time). Skipped when llama-cpp-python is 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -90,3 +91,42 @@ def test_label_with_a_real_model_then_again_from_the_cache(
     again = cli(*args, "-o", tmp_path / "again")
     assert again.exit_code == result.exit_code
     assert "0 requests" in again.stderr  # answered from the cache, nothing sent
+
+
+def test_endpoint_check_against_a_real_model(cli, llama_server: str) -> None:
+    result = cli(
+        "test", "--model", "smollm2", "--base-url", llama_server, "--json", "--max-tokens", "200"
+    )
+    report = json.loads(result.stdout)
+    # SmolLM2's own tokenizer, read from llama-cpp-python's /extras/tokenize: not OpenAI's 15/16
+    assert report["label_token_ids"] == {"0": 32, "1": 33}, report
+    assert report["label_token_source"].startswith("tokenize:")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["logprobs"]["ok"] and checks["logit_bias"]["ok"], checks
+    assert report["softlabel_ready"], report["missing"]
+    assert result.exit_code == (0 if report["label_ready"] else 1)
+
+
+def test_softlabel_with_a_real_model(cli, llama_server: str, tmp_path: Path) -> None:
+    raw = tmp_path / "vscodedata_demo_20260101"
+    shutil.copytree(shared("copilot_raw/vscodedata_demo_20260101"), raw)
+    result = cli(
+        "softlabel", raw, "--model", "smollm2", "--base-url", llama_server, "--limit", "6",
+        "--concurrency", "2", "--cache", tmp_path / "cache.sqlite",
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.stderr  # a 135M model may miss a label
+    out = tmp_path / "LABELED_vscodedata_demo_20260101"
+    records = [r for p in sorted(out.rglob("*.jsonl")) for r in jsonl(p.read_text("utf-8"))]
+    assert len(records) == 6  # every turn has a record, labeled or failed with its reason
+    meta = json.loads((out / "labeling_metadata.json").read_text("utf-8"))
+    assert meta["label_token_ids"] == {"0": 32, "1": 33}
+    for record in records:
+        if "error" in record:
+            assert record["reason"] in ("no-label", "rejected", "retries-exhausted")
+            continue
+        assert 0.0 <= record["soft_label"] <= 1.0 and record["hard_label"] in (0, 1)
+        if record["method"] == "censored":  # reported, not hidden
+            assert record["censored"] and len(record["soft_label_range"]) == 2
+    counts = meta["counts"]
+    assert counts["labeled"] + counts["failed"] == 6
+    assert sum(counts["censored"].values()) == sum(bool(r.get("censored")) for r in records)

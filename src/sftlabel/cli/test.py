@@ -48,6 +48,9 @@ def test(
     taxonomy: Annotated[
         Path | None, typer.Option(help="Taxonomy directory (env SFTLABEL_TAXONOMY).")
     ] = None,
+    max_tokens: Annotated[
+        int, typer.Option(min=16, help="Answer length limit of the taxonomy call.")
+    ] = 1024,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     api_key: ApiKeyOption = None,
@@ -105,6 +108,7 @@ def test(
                 message=message,
                 label_token_ids=label_token_ids,
                 json_mode=json_mode,
+                max_tokens=max_tokens,
             )
 
     report = anyio.run(run)

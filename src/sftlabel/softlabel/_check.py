@@ -86,6 +86,7 @@ async def check_endpoint(
     message: str = DEFAULT_MESSAGE,
     label_token_ids: str | None = None,
     json_mode: JsonMode = "auto",
+    max_tokens: int = 1024,
 ) -> EndpointReport:
     """Run every check; never raises for a capability the endpoint lacks (it is reported)."""
     report = EndpointReport(
@@ -96,7 +97,9 @@ async def check_endpoint(
     tokens = await _token_ids(client, label_token_ids, report)
     if tokens is not None:
         await _softlabel_checks(client, tokens, strategy, message, report)
-    await _taxonomy_check(client, taxonomy, message, json_mode, report)
+    await _taxonomy_check(
+        client, taxonomy, message, json_mode=json_mode, max_tokens=max_tokens, report=report
+    )
     needed_soft = ("label token ids", "logprobs", "top_logprobs", "logit_bias")
     needed_label = ("taxonomy call", "JSON answer")
     report.missing = [
@@ -255,10 +258,14 @@ async def _taxonomy_check(
     client: LLMClient,
     taxonomy: Taxonomy,
     message: str,
+    *,
     json_mode: JsonMode,
+    max_tokens: int,
     report: EndpointReport,
 ) -> None:
-    labeler = Labeler(client, taxonomy, arbitration=False, json_mode=json_mode)
+    labeler = Labeler(
+        client, taxonomy, arbitration=False, json_mode=json_mode, max_tokens=max_tokens
+    )
     sample = Sample(
         id="sftlabel-test",
         source_id="sftlabel-test",
