@@ -27,11 +27,6 @@ def softlabel(args: Args = None) -> None:
     not_implemented("softlabel")
 
 
-def report(args: Args = None) -> None:
-    """Build the HTML dashboard and report.md of a run (not implemented yet)."""
-    not_implemented("report")
-
-
 def review(args: Args = None) -> None:
     """Export samples for human review as CSV and apply the corrections (not implemented yet)."""
     not_implemented("review")
@@ -47,5 +42,5 @@ def test(args: Args = None) -> None:
     not_implemented("test")
 
 
-for _command in (softlabel, report, review, compare, test):
+for _command in (softlabel, review, compare, test):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]
