@@ -281,6 +281,7 @@ def test_soft_label_output(cli, tmp_path: Path) -> None:
     assert "| rejected | 1 |" in report
     assert "| 0.9–1.0 | 4 | 0.938 | 100.0% |" in report
     assert "Model `soft-model`" in report
+    assert "- Failed turns: 2.4% (threshold 2%); rejected 1." in report
     # open_run sees it again as a soft run: the report files are not mistaken for data
     assert open_run(out).kind == "soft"
     assert cli("report", out).exit_code == 0
@@ -302,3 +303,19 @@ def test_errors_are_one_line(cli, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     result = cli("report", run_dir(tmp_path / "run", parts=False), "-o", tmp_path / "file")
     assert result.exit_code == 2 and "is a file" in result.stderr
+
+
+def test_soft_hard_label_disagreement_is_an_observation(tmp_path: Path) -> None:
+    turns = [
+        TurnLabel(
+            conversationId="c", messageId=f"m{i}", split="train", bucket="short",
+            hard_label=1, soft_label=0.2 if i < 3 else 0.9, method="top_logprobs",
+        )
+        for i in range(10)
+    ]  # fmt: skip
+    path = tmp_path / "short.jsonl"
+    path.write_bytes(b"".join(msgspec.json.encode(t) + b"\n" for t in turns))
+    result = build_report(path, tmp_path / "out")
+    assert result.soft is not None and result.soft.disagree == 3
+    assert any("disagree on 30.0% of the turns" in note for note in result.observations)
+    assert any(note.startswith("Lopsided hard labels: 100.0%") for note in result.observations)

@@ -118,6 +118,9 @@ class TaxonomySummary:
         for dim in self.dimensions:
             self.distributions.setdefault(dim, Counter())
             self.confidence.setdefault(dim, DimensionConfidence())
+        self._per_dimension = [
+            (dim, self.distributions[dim], self.confidence[dim]) for dim in self.dimensions
+        ]
 
     @property
     def total(self) -> int:
@@ -162,26 +165,32 @@ class TaxonomySummary:
         elif not monitor.get("from_cache"):
             self.cost_unknown += 1
         confidences = labels.get("confidence")
-        confidences = confidences if isinstance(confidences, dict) else {}
+        if not isinstance(confidences, dict):
+            confidences = {}
         lowest = 1.0
-        for dim in self.dimensions:
+        threshold = self.threshold
+        # the hot loop (9 dimensions x every sample): plain locals, no helper calls
+        for dim, counter, stats in self._per_dimension:
             value = labels.get(dim)
-            counter = self.distributions[dim]
-            if isinstance(value, list):
+            if type(value) is list:
                 for tag in value:
-                    counter[str(tag)] += 1
+                    counter[tag if type(tag) is str else str(tag)] += 1
             elif value:
-                counter[str(value)] += 1
+                counter[value if type(value) is str else str(value)] += 1
             score = confidences.get(dim)
-            if isinstance(score, int | float) and not isinstance(score, bool):
-                score = float(score)
-                stats = self.confidence[dim]
-                stats.histogram[_bin(score, CONFIDENCE_BINS)] += 1
+            if type(score) is float or type(score) is int:
+                position = int(score * CONFIDENCE_BINS)
+                stats.histogram[
+                    CONFIDENCE_BINS - 1
+                    if position >= CONFIDENCE_BINS
+                    else (position if position > 0 else 0)
+                ] += 1
                 stats.count += 1
                 stats.total += score
                 stats.min = min(stats.min, score)
                 stats.max = max(stats.max, score)
-                stats.below += score < self.threshold
+                if score < threshold:
+                    stats.below += 1
                 lowest = min(lowest, score)
         self.cross[(str(labels.get("intent") or "—"), str(labels.get("difficulty") or "—"))] += 1
         unmapped = labels.get("unmapped")

@@ -4,8 +4,10 @@ For every ``(dimension, value)`` the recommendation is, in this order:
 
 * ``ignore`` when the value already resolves to a tag of its dimension (an id or alias: the run
   predates the alias) or is the id of a tag of another dimension (asked in the wrong place);
-* ``alias`` of an existing tag of the dimension when the value is close to it: a
-  :class:`difflib.SequenceMatcher` ratio of at least :data:`ALIAS_RATIO` with the tag's id,
+* ``alias`` of an existing tag of the dimension when the value is close to it: a similarity
+  ratio (rapidfuzz's ``fuzz.ratio``: the normalized Indel similarity, the measure
+  :class:`difflib.SequenceMatcher` approximates, computed in C++) of at least
+  :data:`ALIAS_RATIO` with the tag's id,
   name or one of its aliases (all normalized: lowercase, words split on ``-``, ``_`` and spaces),
   or, for a value with a dimension, when the tag's id appears whole among the value's words
   (``helm-deployment`` → ``deployment``: a narrower case of an existing tag). A value without a
@@ -17,10 +19,11 @@ For every ``(dimension, value)`` the recommendation is, in this order:
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from rapidfuzz import fuzz, process
 
 from sftlabel.reports._aggregate import TaxonomySummary
 from sftlabel.taxonomy import Taxonomy
@@ -72,10 +75,13 @@ def analyse_unmapped(
         tag.id: cid for cid, category in taxonomy.categories.items() for tag in category.tags
     }
     samples = summary.samples or 1
+    candidates: dict[str, _Candidates] = {}
     for (dim, value), count in summary.unmapped.most_common(limit):
         share = count / samples
         examples = summary.unmapped_examples.get((dim, value), [])
-        action, target, reason = _recommend(taxonomy, owners, dim, value, count=count, share=share)
+        action, target, reason = _recommend(
+            taxonomy, owners, candidates, dim, value, count=count, share=share
+        )
         findings.append(
             UnmappedFinding(
                 dimension=dim,
@@ -92,10 +98,20 @@ def analyse_unmapped(
 
 
 def _recommend(
-    taxonomy: Taxonomy, owners: dict[str, str], dim: str, value: str, *, count: int, share: float
+    taxonomy: Taxonomy,
+    owners: dict[str, str],
+    candidates: dict[str, _Candidates],
+    dim: str,
+    value: str,
+    *,
+    count: int,
+    share: float,
 ) -> tuple[Action, str | None, str]:
-    dims = [dim] if dim in taxonomy.categories else taxonomy.dimensions()
     qualified = dim not in taxonomy.categories
+    dims = taxonomy.dimensions() if qualified else [dim]
+    key = "" if qualified else dim
+    if key not in candidates:
+        candidates[key] = _Candidates(taxonomy, dims)
     for candidate in dims:
         resolved = taxonomy.resolve(candidate, value)
         if resolved is not None:
@@ -105,9 +121,9 @@ def _recommend(
     if slug in owners and owners[slug] not in dims:
         where = f"{owners[slug]}:{slug}"
         return "ignore", where, f"a tag of another dimension ({where})"
-    best = _closest(taxonomy, dims, value, words_rule=not qualified)
+    best = _closest(candidates[key], value, words_rule=not qualified)
     if best is not None:
-        _, tag_dim, tag_id, why = best
+        tag_dim, tag_id, why = best
         where = f"{tag_dim}:{tag_id}" if qualified else tag_id
         return "alias", where, why
     if count >= ADD_MIN_COUNT and share >= ADD_MIN_SHARE:
@@ -119,26 +135,44 @@ def _samples(count: int) -> str:
     return f"{count:,} sample" + ("" if count == 1 else "s")
 
 
+class _Candidates:
+    """The normalized ids, names and aliases of the tags of some dimensions, built once."""
+
+    def __init__(self, taxonomy: Taxonomy, dims: list[str]) -> None:
+        self.texts: list[str] = []
+        self.owners: list[tuple[str, str, str]] = []
+        """(dimension, tag id, original text) of each entry of ``texts``."""
+        self.words: list[tuple[str, str, str]] = []
+        """(dimension, tag id, normalized id) for the contains-its-words rule."""
+        for dim in dims:
+            for tag in taxonomy.categories[dim].tags:
+                for text in (tag.id, tag.name, *tag.aliases):
+                    self.texts.append(_normal(text))
+                    self.owners.append((dim, tag.id, text))
+                words = _normal(tag.id)
+                if len(words) >= 4:
+                    self.words.append((dim, tag.id, f" {words} "))
+
+
 def _closest(
-    taxonomy: Taxonomy, dims: list[str], value: str, *, words_rule: bool
-) -> tuple[float, str, str, str] | None:
-    """The closest tag by spelling, or one whose id is among the value's words (with
-    ``words_rule``: off for a value without a dimension, where ``docker-multi-stage-build``
-    would become the intent ``build``)."""
+    candidates: _Candidates, value: str, *, words_rule: bool
+) -> tuple[str, str, str] | None:
+    """``(dimension, tag id, why)`` of the closest tag by spelling (the Indel similarity of
+    rapidfuzz, the ratio difflib approximates), or of one whose id is among the value's words
+    (with ``words_rule``: off for a value without a dimension, where
+    ``docker-multi-stage-build`` would become the intent ``build``)."""
     normal = _normal(value)
-    words = f" {normal} "
-    best: tuple[float, str, str, str] | None = None
-    matcher = difflib.SequenceMatcher(b=normal, autojunk=False)
-    for dim in dims:
-        for tag in taxonomy.categories[dim].tags:
-            for text in (tag.id, tag.name, *tag.aliases):
-                matcher.set_seq1(_normal(text))
-                if matcher.real_quick_ratio() < ALIAS_RATIO or matcher.quick_ratio() < ALIAS_RATIO:
-                    continue
-                score = matcher.ratio()
-                if score >= ALIAS_RATIO and (best is None or score > best[0]):
-                    best = (score, dim, tag.id, f"spelled like {text!r} (ratio {score:.2f})")
-            tag_words = _normal(tag.id)
-            if words_rule and len(tag_words) >= 4 and f" {tag_words} " in words and best is None:
-                best = (0.0, dim, tag.id, f"a narrower case of {tag.id!r} (contains its words)")
-    return best
+    best = process.extractOne(
+        normal, candidates.texts, scorer=fuzz.ratio, score_cutoff=ALIAS_RATIO * 100
+    )
+    if best is not None:
+        _, score, position = best
+        dim, tag_id, text = candidates.owners[position]
+        return dim, tag_id, f"spelled like {text!r} (ratio {score / 100:.2f})"
+    if words_rule:
+        padded = f" {normal} "
+        found = [(dim, tag, words) for dim, tag, words in candidates.words if words in padded]
+        if found:
+            dim, tag_id, _ = max(found, key=lambda entry: len(entry[2]))
+            return dim, tag_id, f"a narrower case of {tag_id!r} (contains its words)"
+    return None
