@@ -6,12 +6,14 @@ not grow with the number of samples.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from sftlabel.reports._aggregate import (
@@ -78,12 +80,24 @@ def _cards(cards: Sequence[tuple[str, Any]]) -> str:
     return '<div class="cards">' + "".join(_card(k, v) for k, v in cards) + "</div>"
 
 
+@functools.cache
+def _template() -> Any:
+    """The ``plotly_white`` template as JSON, built once (setting it on every figure through
+    ``update_layout`` deep-copies and validates it: 70 ms a figure, a second a dashboard)."""
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
 def _figure(fig: go.Figure, height: int = 360) -> str:
-    fig.update_layout(
-        height=height, margin={"l": 50, "r": 16, "t": 46, "b": 46}, template="plotly_white"
+    spec = fig.to_plotly_json()
+    spec["layout"].update(
+        height=height, margin={"l": 50, "r": 16, "t": 46, "b": 46}, template=_template()
     )
-    body: str = fig.to_html(
-        full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True}
+    body: str = pio.to_html(
+        spec,
+        full_html=False,
+        include_plotlyjs=False,
+        validate=False,
+        config={"displaylogo": False, "responsive": True},
     )
     return f'<div class="panel">{body}</div>'
 
@@ -244,7 +258,8 @@ def _confidence(summary: TaxonomySummary) -> list[str]:
         marker_color="#e45756",
     )
     below.update_layout(
-        title=f"share of samples below {summary.threshold:g}", yaxis={"tickformat": ".0%"}
+        title=f"share of samples below {summary.threshold:g}",
+        yaxis={"tickformat": ".0%", "rangemode": "nonnegative"},
     )
     mean = go.Figure()
     mean.add_bar(x=dims, y=[summary.confidence[d].mean for d in dims], name="mean")
