@@ -62,3 +62,5 @@ def bench(session: nox.Session) -> None:
         "-o", "bench/data/corpus.json",
     )  # fmt: skip
     session.run("python", "bench/slice_throughput.py", "bench/data/corpus.json")
+    # report on a synthetic labeled.jsonl (10^6 samples by default)
+    session.run("python", "bench/report_scale.py")

@@ -13,8 +13,10 @@ from sftlabel import __version__
 
 from .conftest import jsonl, shared, write_jsonl
 
-PENDING = ["report", "review", "compare"]
-BUILTINS = ["detect", "slice", "label", "softlabel", "arbitrate", "info", "test", *PENDING]
+PENDING = ["review", "compare"]
+BUILTINS = [
+    "detect", "slice", "label", "softlabel", "arbitrate", "report", "info", "test", *PENDING
+]  # fmt: skip
 
 
 def test_version(cli) -> None:

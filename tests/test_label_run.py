@@ -104,6 +104,7 @@ def test_labels_the_shared_pangu_samples_into_a_complete_run_directory(
         "failures.jsonl",
         "run.json",
         "dashboard.html",
+        "report.md",
     ):
         assert (run / name).exists(), name
     ordered = json.loads((run / "labeled.json").read_text("utf-8"))

@@ -18,11 +18,6 @@ _ANY_ARGS: dict[str, Any] = {
 Args = Annotated[list[str] | None, typer.Argument(help="Arguments (not implemented yet).")]
 
 
-def report(args: Args = None) -> None:
-    """Build the HTML dashboard and report.md of a run (not implemented yet)."""
-    not_implemented("report")
-
-
 def review(args: Args = None) -> None:
     """Export samples for human review as CSV and apply the corrections (not implemented yet)."""
     not_implemented("review")
@@ -33,5 +28,5 @@ def compare(args: Args = None) -> None:
     not_implemented("compare")
 
 
-for _command in (report, review, compare):
+for _command in (review, compare):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]

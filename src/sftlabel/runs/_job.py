@@ -14,8 +14,8 @@ from sftlabel.errors import UsageError
 from sftlabel.labeling import build_messages
 from sftlabel.llm import ChatRequest, ClientConfig, estimate_tokens
 from sftlabel.model import Sample
-from sftlabel.reports import write_dashboard
-from sftlabel.runs._files import DASHBOARD, STATS, SUMMARY_STATS, PartMap, RunFiles
+from sftlabel.reports import build_report
+from sftlabel.runs._files import STATS, SUMMARY_STATS, PartMap, RunFiles
 from sftlabel.runs._manifest import (
     LabelOptions,
     RunManifest,
@@ -123,7 +123,8 @@ async def execute(
 def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
     """Write ``labeled.json`` (input order), ``stats.json`` and ``dashboard.html`` — per input
     file for a run that mirrors its inputs, plus ``summary_stats.json`` and a global dashboard
-    at the root."""
+    at the root — and ``report.md`` (the dashboards and report are those of ``sftlabel
+    report``)."""
     files = RunFiles(root)
     manifest = read_manifest(root)
     files.touch()
@@ -131,21 +132,20 @@ def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
         files.write_ordered_array()
         stats = compute_stats(files, manifest, taxonomy)
         _write_json(root / STATS, stats)
-        write_dashboard(stats, root / DASHBOARD, title=f"sftlabel run {root.name}")
+        build_report(root, root, taxonomy=taxonomy)
         return stats
     per_file: dict[str, dict[str, Any]] = {}
     for part in files.parts():
         files.write_ordered_array(part)
         stats = compute_stats(files, manifest, taxonomy, part=part)
         _write_json(root / part / STATS, stats)
-        write_dashboard(stats, root / part / DASHBOARD, title=f"sftlabel run {root.name}: {part}")
         per_file[part] = {
             k: stats[k] for k in ("total_samples", "success", "failed", "success_rate")
         }
     summary = compute_stats(files, manifest, taxonomy)
     summary["files"] = per_file
     _write_json(root / SUMMARY_STATS, summary)
-    write_dashboard(summary, root / DASHBOARD, title=f"sftlabel run {root.name} (all files)")
+    build_report(root, root, taxonomy=taxonomy)
     return summary
 
 

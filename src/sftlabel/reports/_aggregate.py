@@ -1,0 +1,446 @@
+"""One streaming pass over a run's records into counters: what the dashboard and report.md show.
+
+Memory depends on the number of distinct tags, parts and unmapped values, never on the number of
+samples: confidences and soft labels go into fixed histograms, examples are a bounded handful.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sftlabel.model import TurnLabel
+from sftlabel.reports._runs import RunData, TaxonomyRecord, _records
+from sftlabel.taxonomy import Taxonomy
+
+CONFIDENCE_BINS = 20
+"""Confidence histograms have bins of 0.05."""
+SOFT_BINS = 20
+"""The soft-label histogram has bins of 0.05."""
+CALIBRATION_BINS = 10
+"""The reliability diagram groups soft labels in bins of 0.1."""
+EXAMPLES = 3
+"""Examples kept per kind (first seen, least confident) for report.md."""
+UNMAPPED_EXAMPLES = 2
+"""Example queries kept per unmapped value."""
+UNMAPPED_EXAMPLE_VALUES = 100_000
+"""Distinct unmapped values that get example queries (counts go on beyond it)."""
+QUERY_CHARS = 160
+"""Example queries are shortened to this many characters."""
+DEFAULT_THRESHOLD = 0.65
+UNKNOWN_DIMENSION = ""
+"""The dimension of an unmapped value the labeler gave without one (older runs)."""
+
+
+def shorten(text: str, limit: int = QUERY_CHARS) -> str:
+    """One line of at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _bin(value: float, bins: int) -> int:
+    return min(max(int(value * bins), 0), bins - 1)
+
+
+@dataclass
+class Example:
+    id: str
+    query: str
+    labels: dict[str, Any]
+    min_confidence: float
+
+
+@dataclass
+class DimensionConfidence:
+    histogram: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
+    count: int = 0
+    total: float = 0.0
+    min: float = 1.0
+    max: float = 0.0
+    below: int = 0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def below_share(self) -> float:
+        return self.below / self.count if self.count else 0.0
+
+    def add(self, other: DimensionConfidence) -> None:
+        self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        self.below += other.below
+
+
+@dataclass
+class TaxonomySummary:
+    """Everything a taxonomy run's views show, aggregated."""
+
+    dimensions: list[str]
+    threshold: float
+    samples: int = 0
+    """Labeled samples."""
+    failed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    calls: int = 0
+    calls_per_sample: Counter[int] = field(default_factory=Counter)
+    arbitrated: int = 0
+    validation_issues: int = 0
+    consistency_warnings: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_unknown: int = 0
+    """Samples whose monitor has no cost (and that were not served from the cache)."""
+    distributions: dict[str, Counter[str]] = field(default_factory=dict)
+    confidence: dict[str, DimensionConfidence] = field(default_factory=dict)
+    cross: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(intent, difficulty) counts."""
+    unmapped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(dimension, value) counts; dimension ``""`` when the labeler gave none."""
+    unmapped_samples: int = 0
+    unmapped_examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    parts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """part -> (labeled, failed)."""
+    first: list[Example] = field(default_factory=list)
+    least_confident: list[tuple[float, int, Example]] = field(default_factory=list)
+    """A max-heap (negated) of the least confident samples."""
+    _seen: int = 0
+
+    def __post_init__(self) -> None:
+        for dim in self.dimensions:
+            self.distributions.setdefault(dim, Counter())
+            self.confidence.setdefault(dim, DimensionConfidence())
+        self._per_dimension = [
+            (dim, self.distributions[dim], self.confidence[dim]) for dim in self.dimensions
+        ]
+
+    @property
+    def total(self) -> int:
+        return self.samples + self.failed
+
+    @property
+    def success_rate(self) -> float:
+        return self.samples / self.total if self.total else 0.0
+
+    @property
+    def calls_per_sample_mean(self) -> float:
+        return self.calls / self.samples if self.samples else 0.0
+
+    @property
+    def arbitrated_rate(self) -> float:
+        return self.arbitrated / self.samples if self.samples else 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def examples(self) -> list[Example]:
+        low = [e for _, _, e in sorted(self.least_confident, key=lambda t: (-t[0], t[1]))]
+        first_ids = {e.id for e in self.first}
+        return self.first + [e for e in low if e.id not in first_ids]
+
+    def add_record(self, record: TaxonomyRecord) -> None:
+        labels, monitor = record.labels, record.monitor
+        self.samples += 1
+        calls = _int(monitor.get("llm_calls"))
+        self.calls += calls
+        self.calls_per_sample[calls] += 1
+        self.arbitrated += bool(monitor.get("arbitrated"))
+        self.validation_issues += _length(monitor.get("validation_issues"))
+        self.consistency_warnings += _length(monitor.get("consistency_warnings"))
+        self.prompt_tokens += _int(monitor.get("prompt_tokens"))
+        self.completion_tokens += _int(monitor.get("completion_tokens"))
+        cost = monitor.get("cost")
+        if isinstance(cost, int | float):
+            self.cost += float(cost)
+        elif not monitor.get("from_cache"):
+            self.cost_unknown += 1
+        confidences = labels.get("confidence")
+        if not isinstance(confidences, dict):
+            confidences = {}
+        lowest = 1.0
+        threshold = self.threshold
+        # the hot loop (9 dimensions x every sample): plain locals, no helper calls
+        for dim, counter, stats in self._per_dimension:
+            value = labels.get(dim)
+            if type(value) is list:
+                for tag in value:
+                    counter[tag if type(tag) is str else str(tag)] += 1
+            elif value:
+                counter[value if type(value) is str else str(value)] += 1
+            score = confidences.get(dim)
+            if type(score) is float or type(score) is int:
+                position = int(score * CONFIDENCE_BINS)
+                stats.histogram[
+                    CONFIDENCE_BINS - 1
+                    if position >= CONFIDENCE_BINS
+                    else (position if position > 0 else 0)
+                ] += 1
+                stats.count += 1
+                stats.total += score
+                stats.min = min(stats.min, score)
+                stats.max = max(stats.max, score)
+                if score < threshold:
+                    stats.below += 1
+                lowest = min(lowest, score)
+        self.cross[(str(labels.get("intent") or "—"), str(labels.get("difficulty") or "—"))] += 1
+        unmapped = labels.get("unmapped")
+        if isinstance(unmapped, list) and unmapped:
+            self.unmapped_samples += 1
+            for key in {_unmapped_key(item, self.dimensions) for item in unmapped}:
+                if not key[1]:
+                    continue
+                self.unmapped[key] += 1
+                examples = self.unmapped_examples.get(key)
+                if examples is None:
+                    if len(self.unmapped_examples) < UNMAPPED_EXAMPLE_VALUES:
+                        self.unmapped_examples[key] = [shorten(record.query)]
+                elif len(examples) < UNMAPPED_EXAMPLES:
+                    examples.append(shorten(record.query))
+        part = self.parts.get(record.part, (0, 0))
+        self.parts[record.part] = (part[0] + 1, part[1])
+        self._keep_example(record, lowest)
+
+    def _keep_example(self, record: TaxonomyRecord, lowest: float) -> None:
+        self._seen += 1
+        if len(self.first) < EXAMPLES:
+            self.first.append(_example(record, lowest))
+        elif len(self.least_confident) < EXAMPLES:
+            heapq.heappush(self.least_confident, (-lowest, -self._seen, _example(record, lowest)))
+        elif -self.least_confident[0][0] > lowest:
+            heapq.heapreplace(
+                self.least_confident, (-lowest, -self._seen, _example(record, lowest))
+            )
+
+    def add_failure(self, part: str, failure: dict[str, Any]) -> None:
+        self.failed += 1
+        self.failures[str(failure.get("reason") or "unknown")] += 1
+        labeled, failed = self.parts.get(part, (0, 0))
+        self.parts[part] = (labeled, failed + 1)
+
+    def merge(self, other: TaxonomySummary) -> None:
+        """Add another summary (of another part) into this one."""
+        for name in ("samples", "failed", "calls", "arbitrated", "validation_issues"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("consistency_warnings", "prompt_tokens", "completion_tokens", "cost"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_unknown += other.cost_unknown
+        self.unmapped_samples += other.unmapped_samples
+        self.failures.update(other.failures)
+        self.calls_per_sample.update(other.calls_per_sample)
+        self.cross.update(other.cross)
+        self.unmapped.update(other.unmapped)
+        for dim in self.dimensions:
+            self.distributions[dim].update(other.distributions[dim])
+            self.confidence[dim].add(other.confidence[dim])
+        for key, examples in other.unmapped_examples.items():
+            mine = self.unmapped_examples.get(key)
+            if mine is None:
+                if len(self.unmapped_examples) < UNMAPPED_EXAMPLE_VALUES:
+                    self.unmapped_examples[key] = list(examples)
+            else:
+                mine.extend(examples[: UNMAPPED_EXAMPLES - len(mine)])
+        for part, (labeled, failed) in other.parts.items():
+            mine_labeled, mine_failed = self.parts.get(part, (0, 0))
+            self.parts[part] = (mine_labeled + labeled, mine_failed + failed)
+        for example in other.first:
+            if len(self.first) < EXAMPLES:
+                self.first.append(example)
+        for _, _, example in other.least_confident:
+            self._seen += 1
+            entry = (-example.min_confidence, -self._seen, example)
+            if len(self.least_confident) < EXAMPLES:
+                heapq.heappush(self.least_confident, entry)
+            elif -self.least_confident[0][0] > example.min_confidence:
+                heapq.heapreplace(self.least_confident, entry)
+
+
+def _example(record: TaxonomyRecord, lowest: float) -> Example:
+    labels = {k: v for k, v in record.labels.items() if k not in ("confidence", "unmapped")}
+    return Example(id=record.id, query=shorten(record.query), labels=labels, min_confidence=lowest)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def _unmapped_key(item: Any, dimensions: list[str]) -> tuple[str, str]:
+    """``(dimension, value)`` of one ``unmapped`` entry: ``{"dimension", "value"}``,
+    ``"dimension:value"`` or a bare ``"value"`` (the shapes found in the baseline runs)."""
+    if isinstance(item, dict):
+        return str(item.get("dimension") or UNKNOWN_DIMENSION), str(item.get("value") or "").strip()
+    text = str(item).strip()
+    head, sep, tail = text.partition(":")
+    if sep and head in dimensions:
+        return head, tail.strip()
+    return UNKNOWN_DIMENSION, text
+
+
+def summarize_taxonomy(
+    run: RunData, taxonomy: Taxonomy, threshold: float
+) -> dict[str, TaxonomySummary]:
+    """One pass over a taxonomy run: a summary per part (``""`` is the root of a single-file run).
+
+    Use :func:`merge_parts` for the whole run.
+    """
+    dims = taxonomy.dimensions()
+    parts: dict[str, TaxonomySummary] = {}
+
+    def summary(part: str) -> TaxonomySummary:
+        found = parts.get(part)
+        if found is None:
+            found = parts[part] = TaxonomySummary(dimensions=dims, threshold=threshold)
+        return found
+
+    for record in run.taxonomy_records():
+        summary(record.part).add_record(record)
+    for part, path in run.failure_files:
+        for failure in _records(path):
+            if isinstance(failure, dict):
+                summary(part).add_failure(part, failure)
+    return parts
+
+
+def merge_parts(
+    parts: Iterable[TaxonomySummary], dims: list[str], threshold: float
+) -> TaxonomySummary:
+    whole = TaxonomySummary(dimensions=dims, threshold=threshold)
+    for part in parts:
+        whole.merge(part)
+    return whole
+
+
+@dataclass
+class Calibration:
+    count: int = 0
+    soft: float = 0.0
+    hard: int = 0
+    """Turns whose hard label is 1."""
+
+
+@dataclass
+class SoftSummary:
+    """Everything a soft-label run's views show, aggregated."""
+
+    turns: int = 0
+    labeled: int = 0
+    failed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    hard: Counter[int] = field(default_factory=Counter)
+    by_group: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
+    """(split, bucket) -> counts of ``labeled``, ``hard1``, ``failed``."""
+    histogram: list[list[int]] = field(default_factory=lambda: [[0] * SOFT_BINS, [0] * SOFT_BINS])
+    """Soft-label histogram, one row per hard label (0, 1)."""
+    calibration: list[Calibration] = field(
+        default_factory=lambda: [Calibration() for _ in range(CALIBRATION_BINS)]
+    )
+    soft_total: float = 0.0
+    disagree: int = 0
+    """Turns whose hard label is not the soft label rounded (the generated token was the less
+    likely label)."""
+    censored_turns: int = 0
+    censored: Counter[str] = field(default_factory=Counter)
+    methods: Counter[str] = field(default_factory=Counter)
+    strategies: Counter[str] = field(default_factory=Counter)
+    models: Counter[str] = field(default_factory=Counter)
+    rationales: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    uncertain: list[tuple[float, int, TurnLabel]] = field(default_factory=list)
+    first: list[TurnLabel] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def success_rate(self) -> float:
+        return self.labeled / self.turns if self.turns else 0.0
+
+    @property
+    def soft_mean(self) -> float:
+        return self.soft_total / self.labeled if self.labeled else 0.0
+
+    @property
+    def calibration_error(self) -> float:
+        """Expected calibration error: the count-weighted mean |mean soft − share of hard 1|."""
+        if not self.labeled:
+            return 0.0
+        gap = sum(abs(b.soft - b.hard) for b in self.calibration if b.count)
+        return gap / self.labeled
+
+    @property
+    def examples(self) -> list[TurnLabel]:
+        ordered = [t for _, _, t in sorted(self.uncertain, key=lambda e: (-e[0], e[1]))]
+        return self.first + ordered
+
+    def add(self, turn: TurnLabel) -> None:
+        self.turns += 1
+        group = self.by_group.setdefault((turn.split, turn.bucket), Counter())
+        if turn.model:
+            self.models[turn.model] += 1
+        if turn.strategy:
+            self.strategies[turn.strategy] += 1
+        monitor = turn.monitor
+        self.calls += _int(monitor.get("llm_calls", monitor.get("calls")))
+        self.prompt_tokens += _int(monitor.get("prompt_tokens"))
+        self.completion_tokens += _int(monitor.get("completion_tokens"))
+        cost = monitor.get("cost")
+        if isinstance(cost, int | float):
+            self.cost += float(cost)
+        soft, hard = turn.soft_label, turn.hard_label
+        if turn.failed or not isinstance(soft, float | int) or not isinstance(hard, int):
+            self.failed += 1
+            self.failures[turn.reason or "error"] += 1
+            group["failed"] += 1
+            return
+        soft = float(soft)
+        hard = 1 if hard else 0
+        self.labeled += 1
+        group["labeled"] += 1
+        group["hard1"] += hard
+        self.hard[hard] += 1
+        self.histogram[hard][_bin(soft, SOFT_BINS)] += 1
+        bucket = self.calibration[_bin(soft, CALIBRATION_BINS)]
+        bucket.count += 1
+        bucket.soft += soft
+        bucket.hard += hard
+        self.soft_total += soft
+        self.disagree += hard != (soft >= 0.5)
+        if turn.censored:
+            self.censored_turns += 1
+            self.censored.update(turn.censored)
+        self.methods[turn.method or "unknown"] += 1
+        self.rationales += isinstance(turn.rationale, str) and bool(turn.rationale)
+        if len(self.first) < EXAMPLES:
+            self.first.append(turn)
+            return
+        closeness = abs(soft - 0.5)
+        entry = (-closeness, -self.turns, turn)
+        if len(self.uncertain) < EXAMPLES:
+            heapq.heappush(self.uncertain, entry)
+        elif -self.uncertain[0][0] > closeness:
+            heapq.heapreplace(self.uncertain, entry)
+
+
+def summarize_soft(run: RunData) -> SoftSummary:
+    """One pass over a soft-label output."""
+    summary = SoftSummary()
+    for _, turn in run.soft_records():
+        summary.add(turn)
+    return summary

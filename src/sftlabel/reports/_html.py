@@ -1,0 +1,481 @@
+"""The dashboard of a run: one self-contained offline HTML page (plotly.js embedded once).
+
+Only aggregates go into the page (counts per tag, histograms, per-part totals), so its size does
+not grow with the number of samples.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from sftlabel.reports._aggregate import (
+    CALIBRATION_BINS,
+    CONFIDENCE_BINS,
+    SOFT_BINS,
+    UNKNOWN_DIMENSION,
+    SoftSummary,
+    TaxonomySummary,
+)
+from sftlabel.taxonomy import Taxonomy
+
+TOP_TAGS = 25
+"""Tags shown per dimension (the rest are counted in the title)."""
+TOP_UNMAPPED = 30
+TOP_PARTS = 60
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }
+h1 { font-size: 22px; margin-bottom: 4px; } .sub { color: #666; margin-bottom: 18px; }
+h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 10px; }
+.card { background: #fff; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px 14px;
+        min-width: 120px; }
+.card .v { font-size: 20px; font-weight: 600; } .card .k { color: #666; font-size: 12px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 14px; }
+.panel { background: #fff; border: 1px solid #e3e3e3; border-radius: 8px; padding: 6px; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; }
+td, th { border: 1px solid #e3e3e3; padding: 4px 8px; text-align: left; vertical-align: top; }
+td.n { text-align: right; } .muted { color: #888; }
+"""
+
+
+@dataclass
+class RunFacts:
+    """What a run's side files (run.json, stats.json, labeling_metadata.json) add to the records."""
+
+    model: str = ""
+    inputs: list[str] = field(default_factory=list)
+    elapsed: float | None = None
+    requests: int | None = None
+    rate_limited: int | None = None
+    cache_hits: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    created: str = ""
+
+
+def _num(value: float | None, digits: int = 0, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _card(label: str, value: Any) -> str:
+    return (
+        f'<div class="card"><div class="v">{html.escape(str(value))}</div>'
+        f'<div class="k">{html.escape(label)}</div></div>'
+    )
+
+
+def _cards(cards: Sequence[tuple[str, Any]]) -> str:
+    return '<div class="cards">' + "".join(_card(k, v) for k, v in cards) + "</div>"
+
+
+@functools.cache
+def _template() -> Any:
+    """The ``plotly_white`` template as JSON, built once (setting it on every figure through
+    ``update_layout`` deep-copies and validates it: 70 ms a figure, a second a dashboard)."""
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def _figure(fig: go.Figure, height: int = 360) -> str:
+    spec = fig.to_plotly_json()
+    spec["layout"].update(
+        height=height, margin={"l": 50, "r": 16, "t": 46, "b": 46}, template=_template()
+    )
+    body: str = pio.to_html(
+        spec,
+        full_html=False,
+        include_plotlyjs=False,
+        validate=False,
+        config={"displaylogo": False, "responsive": True},
+    )
+    return f'<div class="panel">{body}</div>'
+
+
+def _section(title: str, panels: Sequence[str], *, note: str = "") -> str:
+    if not panels:
+        return ""
+    extra = f"<div class='sub'>{html.escape(note)}</div>" if note else ""
+    return f"<h2>{html.escape(title)}</h2>{extra}<div class='grid'>{''.join(panels)}</div>"
+
+
+def _page(title: str, subtitle: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(title)}</h1><div class='sub'>{html.escape(subtitle)}</div>"
+        f"{body}</body></html>"
+    )
+
+
+def _bins(count: int) -> list[str]:
+    width = 1 / count
+    return [f"{i * width:.2f}–{(i + 1) * width:.2f}" for i in range(count)]
+
+
+def _throughput(samples: int, elapsed: float | None) -> str:
+    return _num(samples / elapsed, 2) if elapsed else "n/a"
+
+
+def _tokens(computed: int, fact: int | None) -> int | None:
+    return computed if computed else fact
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{html.escape(str(v))}</td>"
+            for v in row
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<div class='panel'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def taxonomy_cards(summary: TaxonomySummary, facts: RunFacts) -> list[tuple[str, str]]:
+    """Counts from the records; tokens and cost from the run's sessions when known (they include
+    arbitration, failed samples and resumed work), else from the records' monitors."""
+    tokens = (facts.prompt_tokens or 0) + (facts.completion_tokens or 0) or summary.tokens
+    cost = facts.cost
+    if cost is None and summary.cost and not summary.cost_unknown:
+        cost = summary.cost
+    return [
+        ("samples", f"{summary.total:,}"),
+        ("success rate", f"{summary.success_rate:.1%}"),
+        ("failed", f"{summary.failed:,}"),
+        ("LLM calls", f"{summary.calls:,}"),
+        ("calls / sample", f"{summary.calls_per_sample_mean:.2f}"),
+        ("tokens", f"{tokens:,}" if tokens else "n/a"),
+        ("cost", "n/a" if cost is None else f"${cost:,.4f}"),
+        ("arbitrated", f"{summary.arbitrated_rate:.1%}"),
+        ("unmapped values", f"{len(summary.unmapped):,}"),
+        ("samples with unmapped", f"{summary.unmapped_samples:,}"),
+        ("elapsed", _num(facts.elapsed, 1, " s")),
+        ("samples / s", _throughput(summary.total, facts.elapsed)),
+    ]
+
+
+def _observations(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return f"<h2>Observations</h2><div class='panel'><ul>{items}</ul></div>"
+
+
+def render_taxonomy(
+    summary: TaxonomySummary,
+    taxonomy: Taxonomy,
+    facts: RunFacts,
+    *,
+    title: str,
+    observations: Sequence[str] = (),
+) -> str:
+    """The dashboard of a taxonomy run (or of one part of it)."""
+    body = [_cards(taxonomy_cards(summary, facts)), _observations(observations)]
+    body.append(_section("Tag distributions", _distributions(summary, taxonomy)))
+    body.append(
+        _section(
+            "Confidence",
+            _confidence(summary),
+            note=f"threshold {summary.threshold:g}: dimensions below it are candidates for "
+            "arbitration",
+        )
+    )
+    body.append(_section("Intent × difficulty", [_heatmap(summary, taxonomy)]))
+    body.append(_section("Taxonomy coverage", _coverage(summary, taxonomy)))
+    body.append(_section("Unmapped tags", _unmapped(summary)))
+    body.append(_section("Calls, failures and parts", _operations(summary)))
+    subtitle = f"model {facts.model or '?'}"
+    if facts.inputs:
+        subtitle += " · " + ", ".join(facts.inputs[:5])
+    return _page(title, subtitle, "".join(body))
+
+
+def _distributions(summary: TaxonomySummary, taxonomy: Taxonomy) -> list[str]:
+    panels = []
+    for dim in summary.dimensions:
+        counts = summary.distributions[dim]
+        if not counts:
+            continue
+        top = counts.most_common(TOP_TAGS)
+        more = len(counts) - len(top)
+        size = len(taxonomy.categories[dim].tags) if dim in taxonomy.categories else 0
+        fig = go.Figure(
+            go.Bar(
+                x=[c for _, c in top][::-1],
+                y=[t for t, _ in top][::-1],
+                orientation="h",
+                marker_color="#4c78a8",
+            )
+        )
+        extra = f", top {len(top)} shown" if more > 0 else ""
+        fig.update_layout(title=f"{dim}: {len(counts)} of {size} tags used{extra}")
+        panels.append(_figure(fig, height=max(240, 20 * len(top) + 90)))
+    return panels
+
+
+def _confidence(summary: TaxonomySummary) -> list[str]:
+    dims = [d for d in summary.dimensions if summary.confidence[d].count]
+    if not dims:
+        return []
+    labels = _bins(CONFIDENCE_BINS)
+    z = []
+    for dim in dims:
+        stats = summary.confidence[dim]
+        z.append([round(c / stats.count, 4) for c in stats.histogram])
+    heat = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=dims,
+            colorscale="Blues",
+            colorbar={"title": "share"},
+            hovertemplate="%{y} %{x}: %{z:.1%}<extra></extra>",
+        )
+    )
+    heat.update_layout(title="confidence distribution per dimension (share of samples)")
+    below = go.Figure()
+    below.add_bar(
+        x=dims,
+        y=[summary.confidence[d].below_share for d in dims],
+        text=[f"{summary.confidence[d].below:,}" for d in dims],
+        name="below threshold",
+        marker_color="#e45756",
+    )
+    below.update_layout(
+        title=f"share of samples below {summary.threshold:g}",
+        yaxis={"tickformat": ".0%", "rangemode": "nonnegative"},
+    )
+    mean = go.Figure()
+    mean.add_bar(x=dims, y=[summary.confidence[d].mean for d in dims], name="mean")
+    mean.add_scatter(
+        x=dims, y=[summary.confidence[d].min for d in dims], name="min", mode="markers"
+    )
+    mean.update_layout(title="mean and minimum confidence", yaxis={"range": [0, 1]})
+    return [_figure(heat, height=max(300, 28 * len(dims) + 120)), _figure(below), _figure(mean)]
+
+
+def _heatmap(summary: TaxonomySummary, taxonomy: Taxonomy) -> str:
+    def order(dim: str, seen: set[str]) -> list[str]:
+        known = taxonomy.categories[dim].ids if dim in taxonomy.categories else []
+        return [t for t in known if t in seen] + sorted(seen - set(known))
+
+    intents = order("intent", {i for i, _ in summary.cross})
+    levels = order("difficulty", {d for _, d in summary.cross})
+    z = [[summary.cross.get((i, d), 0) for d in levels] for i in intents]
+    fig = go.Figure(
+        go.Heatmap(z=z, x=levels, y=intents, colorscale="Blues", text=z, texttemplate="%{text}")
+    )
+    fig.update_layout(title="samples by intent and difficulty")
+    return _figure(fig, height=max(300, 40 * len(intents) + 120))
+
+
+def _coverage(summary: TaxonomySummary, taxonomy: Taxonomy) -> list[str]:
+    dims = [d for d in summary.dimensions if d in taxonomy.categories]
+    used, unused, rows = [], [], []
+    for dim in dims:
+        ids = taxonomy.categories[dim].ids
+        never = [t for t in ids if t not in summary.distributions[dim]]
+        used.append(len(ids) - len(never))
+        unused.append(len(never))
+        rows.append((dim, len(ids) - len(never), len(never), ", ".join(never) or "—"))
+    fig = go.Figure()
+    fig.add_bar(x=dims, y=used, name="used", marker_color="#54a24b")
+    fig.add_bar(x=dims, y=unused, name="never used", marker_color="#bab0ac")
+    fig.update_layout(title="tags used and never used per category", barmode="stack")
+    return [_figure(fig), _table(("category", "used", "never used", "never-used tags"), rows)]
+
+
+def _unmapped(summary: TaxonomySummary) -> list[str]:
+    if not summary.unmapped:
+        return []
+    top = summary.unmapped.most_common(TOP_UNMAPPED)
+    names = [f"{d or '?'}:{v}" for (d, v), _ in top]
+    fig = go.Figure(
+        go.Bar(x=[c for _, c in top][::-1], y=names[::-1], orientation="h", marker_color="#f58518")
+    )
+    more = len(summary.unmapped) - len(top)
+    fig.update_layout(
+        title=f"unmapped values ({len(summary.unmapped):,} distinct"
+        + (f", top {len(top)} shown)" if more > 0 else ")")
+    )
+    per_dim: dict[str, int] = {}
+    for (dim, _), count in summary.unmapped.items():
+        per_dim[dim or UNKNOWN_DIMENSION] = per_dim.get(dim or UNKNOWN_DIMENSION, 0) + count
+    dims = sorted(per_dim, key=lambda d: -per_dim[d])
+    by_dim = go.Figure(go.Bar(x=[d or "?" for d in dims], y=[per_dim[d] for d in dims]))
+    by_dim.update_layout(title="unmapped values per dimension (? = none given)")
+    return [_figure(fig, height=max(260, 20 * len(top) + 90)), _figure(by_dim)]
+
+
+def _operations(summary: TaxonomySummary) -> list[str]:
+    panels = []
+    if summary.calls_per_sample:
+        calls = sorted(summary.calls_per_sample)
+        fig = go.Figure(
+            go.Bar(x=[str(c) for c in calls], y=[summary.calls_per_sample[c] for c in calls])
+        )
+        fig.update_layout(title="LLM calls per sample", xaxis={"type": "category"})
+        panels.append(_figure(fig))
+    if summary.failures:
+        reasons = summary.failures.most_common()
+        fig = go.Figure(
+            go.Bar(x=[r for r, _ in reasons], y=[c for _, c in reasons], marker_color="#e45756")
+        )
+        fig.update_layout(title=f"failures by reason ({summary.failed:,})")
+        panels.append(_figure(fig))
+    named = {p: v for p, v in summary.parts.items() if p}
+    if named:
+        parts = sorted(named, key=lambda p: -sum(named[p]))[:TOP_PARTS]
+        fig = go.Figure()
+        fig.add_bar(name="labeled", x=parts, y=[named[p][0] for p in parts])
+        fig.add_bar(name="failed", x=parts, y=[named[p][1] for p in parts])
+        fig.update_layout(title="samples per input file (part)", barmode="stack")
+        panels.append(_figure(fig))
+    return panels
+
+
+def soft_cards(summary: SoftSummary, facts: RunFacts) -> list[tuple[str, str]]:
+    tokens = _tokens(summary.tokens, (facts.prompt_tokens or 0) + (facts.completion_tokens or 0))
+    cost = summary.cost if summary.cost else facts.cost
+    calls = summary.calls or facts.requests
+    share1 = summary.hard[1] / summary.labeled if summary.labeled else 0.0
+    censored = summary.censored_turns / summary.labeled if summary.labeled else 0.0
+    return [
+        ("turns", f"{summary.turns:,}"),
+        ("success rate", f"{summary.success_rate:.1%}"),
+        ("failed", f"{summary.failed:,}"),
+        ("LLM calls", _num(calls)),
+        ("tokens", f"{tokens:,}" if tokens else "n/a"),
+        ("cost", "n/a" if cost is None else f"${cost:,.4f}"),
+        ("hard label 1 (no reasoning)", f"{share1:.1%}"),
+        ("mean soft label", f"{summary.soft_mean:.3f}"),
+        ("censored turns", f"{censored:.1%}"),
+        ("calibration gap (ECE)", f"{summary.calibration_error:.3f}"),
+        ("hard ≠ rounded soft", f"{summary.disagree:,}"),
+        ("elapsed", _num(facts.elapsed, 1, " s")),
+        ("turns / s", _throughput(summary.turns, facts.elapsed)),
+    ]
+
+
+def render_soft(
+    summary: SoftSummary, facts: RunFacts, *, title: str, observations: Sequence[str] = ()
+) -> str:
+    """The dashboard of a soft-label output."""
+    body = [_cards(soft_cards(summary, facts)), _observations(observations)]
+    body.append(
+        _section(
+            "Soft labels",
+            _soft_histogram(summary) + _groups(summary),
+            note="soft label = P('1') / (P('0') + P('1')); 1 = does not require reasoning",
+        )
+    )
+    body.append(_section("Calibration: hard vs soft labels", _calibration(summary)))
+    body.append(_section("Censored tokens, methods and failures", _soft_operations(summary)))
+    models = ", ".join(summary.models) or facts.model or "?"
+    return _page(title, f"model {models}", "".join(body))
+
+
+def _soft_histogram(summary: SoftSummary) -> list[str]:
+    if not summary.labeled:
+        return []
+    labels = _bins(SOFT_BINS)
+    fig = go.Figure()
+    fig.add_bar(x=labels, y=summary.histogram[0], name="hard 0 (requires reasoning)")
+    fig.add_bar(x=labels, y=summary.histogram[1], name="hard 1 (no reasoning)")
+    fig.update_layout(title="soft-label histogram by hard label", barmode="stack")
+    return [_figure(fig)]
+
+
+def _groups(summary: SoftSummary) -> list[str]:
+    groups = sorted(summary.by_group)
+    if not groups:
+        return []
+    names = [f"{s or '?'}/{b or '?'}" for s, b in groups]
+    shares, failed = [], []
+    for group in groups:
+        counts = summary.by_group[group]
+        shares.append(counts["hard1"] / counts["labeled"] if counts["labeled"] else 0.0)
+        failed.append(counts["failed"])
+    fig = go.Figure()
+    fig.add_bar(
+        x=names,
+        y=shares,
+        text=[f"{summary.by_group[g]['labeled']:,} turns" for g in groups],
+        name="hard label 1",
+    )
+    fig.update_layout(title="share of hard label 1 by split / bucket", yaxis={"tickformat": ".0%"})
+    panels = [_figure(fig)]
+    if any(failed):
+        fail = go.Figure(go.Bar(x=names, y=failed, marker_color="#e45756"))
+        fail.update_layout(title="failed turns by split / bucket")
+        panels.append(_figure(fail))
+    return panels
+
+
+def _calibration(summary: SoftSummary) -> list[str]:
+    bins = [b for b in summary.calibration if b.count]
+    if not bins:
+        return []
+    x = [b.soft / b.count for b in bins]
+    y = [b.hard / b.count for b in bins]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "#999"}
+    )
+    fig.add_scatter(
+        x=x,
+        y=y,
+        mode="lines+markers",
+        name="observed",
+        text=[f"{b.count:,} turns" for b in bins],
+        hovertemplate="mean soft %{x:.2f}, hard=1 %{y:.1%} (%{text})<extra></extra>",
+    )
+    fig.update_layout(
+        title=f"reliability: share of hard label 1 per soft-label bin "
+        f"(ECE {summary.calibration_error:.3f})",
+        xaxis={"title": "mean soft label", "range": [0, 1]},
+        yaxis={"title": "share hard = 1", "range": [0, 1]},
+    )
+    counts = go.Figure(go.Bar(x=_bins(CALIBRATION_BINS), y=[b.count for b in summary.calibration]))
+    counts.update_layout(title="turns per calibration bin")
+    return [_figure(fig), _figure(counts)]
+
+
+def _soft_operations(summary: SoftSummary) -> list[str]:
+    panels = []
+    censored = [("0", summary.censored["0"]), ("1", summary.censored["1"])]
+    censored += [(k, v) for k, v in summary.censored.items() if k not in ("0", "1")]
+    fig = go.Figure(go.Bar(x=[f"'{k}' missing" for k, _ in censored], y=[v for _, v in censored]))
+    fig.update_layout(
+        title=f"label tokens missing from top_logprobs ({summary.censored_turns:,} turns)"
+    )
+    panels.append(_figure(fig))
+    if summary.methods:
+        methods = summary.methods.most_common()
+        fig = go.Figure(go.Bar(x=[m for m, _ in methods], y=[c for _, c in methods]))
+        fig.update_layout(title="how the soft labels were obtained (method)")
+        panels.append(_figure(fig))
+    if summary.failures:
+        reasons = summary.failures.most_common()
+        fig = go.Figure(
+            go.Bar(x=[r for r, _ in reasons], y=[c for _, c in reasons], marker_color="#e45756")
+        )
+        fig.update_layout(title=f"failures by reason ({summary.failed:,})")
+        panels.append(_figure(fig))
+    return panels
