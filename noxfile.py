@@ -35,7 +35,7 @@ def typing(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """pytest against the installed wheel (not the source tree), so packaging is tested too."""
-    session.install(".[test]")
+    session.install(".[test,xlsx]")
     session.run("pytest", "-m", "not e2e", *session.posargs)
 
 

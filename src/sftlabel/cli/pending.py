@@ -32,11 +32,6 @@ def report(args: Args = None) -> None:
     not_implemented("report")
 
 
-def review(args: Args = None) -> None:
-    """Export samples for human review as CSV and apply the corrections (not implemented yet)."""
-    not_implemented("review")
-
-
 def compare(args: Args = None) -> None:
     """Measure agreement between runs or models (not implemented yet)."""
     not_implemented("compare")
@@ -47,5 +42,5 @@ def test(args: Args = None) -> None:
     not_implemented("test")
 
 
-for _command in (softlabel, report, review, compare, test):
+for _command in (softlabel, report, compare, test):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]
