@@ -15,6 +15,7 @@ order.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import sys
@@ -178,12 +179,20 @@ def _other_name(run: RunData, other: RunData) -> str:
 def _hold(view: _View[Any], other: RunData, summary: ExportSummary) -> dict[str, Compact]:
     """The labels of the other run: one compact tuple per id (interned strings)."""
     held: dict[str, Compact] = {}
-    for record in view.records(other):
-        key = view.key(record)
-        if key in held:
-            summary.duplicate_ids_other += 1
-            continue
-        held[key] = view.compact(record)
+    # a million long-lived tuples make the cyclic collector rescan them again and again (a
+    # third of the time); nothing built here forms a cycle
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for record in view.records(other):
+            key = view.key(record)
+            if key in held:
+                summary.duplicate_ids_other += 1
+                continue
+            held[key] = view.compact(record)
+    finally:
+        if enabled:
+            gc.enable()
     return held
 
 
@@ -292,6 +301,8 @@ class _TaxonomyView(_View[TaxonomyRecord]):
         self.dims = taxonomy.dimensions()
         self.multi = {d for d in self.dims if taxonomy.categories[d].select == "multi"}
         self.has_parts = has_parts
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        """Interned tag tuples (a held run repeats the same few combinations a lot)."""
 
     def records(self, run: RunData) -> Iterator[TaxonomyRecord]:
         return run.taxonomy_records()
@@ -342,7 +353,8 @@ class _TaxonomyView(_View[TaxonomyRecord]):
             value = labels.get(dim)
             if dim in self.multi:
                 items = value if isinstance(value, list) else ([] if value is None else [value])
-                values.append(tuple(sys.intern(str(v)) for v in items))
+                tags = tuple(sys.intern(str(v)) for v in items)
+                values.append(self._shared.setdefault(tags, tags))
             else:
                 values.append(None if value is None else sys.intern(str(value)))
         return tuple(values)
