@@ -36,7 +36,7 @@ def typing(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """pytest against the installed wheel (not the source tree), so packaging is tested too.
     The Azure extra is installed so that remote-storage tests run against Azurite."""
-    session.install(".[test,azure]")
+    session.install(".[test,azure,xlsx]")
     session.run("pytest", "-m", "not e2e", *session.posargs)
 
 

@@ -13,9 +13,10 @@ from sftlabel import __version__
 
 from .conftest import jsonl, shared, write_jsonl
 
-PENDING = ["review", "compare"]
+PENDING = ["compare"]
 BUILTINS = [
-    "detect", "slice", "label", "softlabel", "arbitrate", "report", "info", "test", *PENDING
+    "detect", "slice", "label", "softlabel", "arbitrate", "report", "review", "info", "test",
+    *PENDING,
 ]  # fmt: skip
 
 

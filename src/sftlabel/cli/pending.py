@@ -18,15 +18,10 @@ _ANY_ARGS: dict[str, Any] = {
 Args = Annotated[list[str] | None, typer.Argument(help="Arguments (not implemented yet).")]
 
 
-def review(args: Args = None) -> None:
-    """Export samples for human review as CSV and apply the corrections (not implemented yet)."""
-    not_implemented("review")
-
-
 def compare(args: Args = None) -> None:
     """Measure agreement between runs or models (not implemented yet)."""
     not_implemented("compare")
 
 
-for _command in (review, compare):
+for _command in (compare,):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]

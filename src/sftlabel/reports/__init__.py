@@ -3,12 +3,19 @@
 from sftlabel.reports._aggregate import SoftSummary, TaxonomySummary
 from sftlabel.reports._html import RunFacts
 from sftlabel.reports._report import ReportResult, build_report, default_output
+from sftlabel.reports._review import ExportSummary, ReviewSelection, export_review
+from sftlabel.reports._review_apply import ApplySummary, CellProblem, ReviewFileError, apply_review
 from sftlabel.reports._runs import RunData, RunKind, TaxonomyRecord, first_user_message, open_run
 from sftlabel.reports._unmapped import UnmappedFinding, analyse_unmapped
 from sftlabel.reports.dashboard import render_dashboard, write_dashboard
 
 __all__ = [
+    "ApplySummary",
+    "CellProblem",
+    "ExportSummary",
     "ReportResult",
+    "ReviewFileError",
+    "ReviewSelection",
     "RunData",
     "RunFacts",
     "RunKind",
@@ -17,8 +24,10 @@ __all__ = [
     "TaxonomySummary",
     "UnmappedFinding",
     "analyse_unmapped",
+    "apply_review",
     "build_report",
     "default_output",
+    "export_review",
     "first_user_message",
     "open_run",
     "render_dashboard",

@@ -127,8 +127,11 @@ def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
     report``)."""
     files = RunFiles(root)
     manifest = read_manifest(root)
+    parts = files.parts()
+    # the parts on disk decide (the recorded inputs may no longer exist where the run was made)
+    mirror = any(parts) if parts else PartMap(manifest.inputs).mirror
     files.touch()
-    if not PartMap(manifest.inputs).mirror:
+    if not mirror:
         files.write_ordered_array()
         stats = compute_stats(files, manifest, taxonomy)
         _write_json(root / STATS, stats)
