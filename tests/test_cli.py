@@ -13,8 +13,8 @@ from sftlabel import __version__
 
 from .conftest import jsonl, shared, write_jsonl
 
-PENDING = ["softlabel", "report", "review", "compare", "test"]
-BUILTINS = ["detect", "slice", "label", "arbitrate", "info", *PENDING]
+PENDING = ["softlabel", "report", "review", "test"]
+BUILTINS = ["detect", "slice", "label", "arbitrate", "compare", "info", *PENDING]
 
 
 def test_version(cli) -> None:

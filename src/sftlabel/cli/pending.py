@@ -37,15 +37,10 @@ def review(args: Args = None) -> None:
     not_implemented("review")
 
 
-def compare(args: Args = None) -> None:
-    """Measure agreement between runs or models (not implemented yet)."""
-    not_implemented("compare")
-
-
 def test(args: Args = None) -> None:
     """Check that an endpoint can serve both labeling jobs (not implemented yet)."""
     not_implemented("test")
 
 
-for _command in (softlabel, report, review, compare, test):
+for _command in (softlabel, report, review, test):
     _command.command_settings = _ANY_ARGS  # type: ignore[attr-defined]
