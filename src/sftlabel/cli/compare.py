@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table as RichTable
 
 from sftlabel.cli._common import output_stream, stderr, stdout
@@ -47,9 +48,15 @@ def _print(section: Section, first: bool) -> None:
     for line in section.lines:
         stdout.print(line, markup=False)
     for table in section.tables:
-        rich = RichTable(title=table.title, title_justify="left", title_style="italic")
-        for header, align in zip(table.header, table.alignment(), strict=True):
-            rich.add_column(header, justify="left" if align == "l" else "right")
+        rich = RichTable(
+            title=table.title, title_justify="left", title_style="italic", box=box.SIMPLE_HEAD
+        )
+        for position, (header, align) in enumerate(
+            zip(table.header, table.alignment(), strict=True)
+        ):
+            rich.add_column(
+                header, justify="left" if align == "l" else "right", no_wrap=position == 0
+            )
         for row in table.rows:
             rich.add_row(*row)
         stdout.print(rich)
