@@ -13,10 +13,9 @@ from sftlabel import __version__
 
 from .conftest import jsonl, shared, write_jsonl
 
-PENDING = ["compare"]
 BUILTINS = [
-    "detect", "slice", "label", "softlabel", "arbitrate", "report", "review", "info", "test",
-    *PENDING,
+    "detect", "slice", "label", "softlabel", "arbitrate", "report", "review", "compare",
+    "info", "test",
 ]  # fmt: skip
 
 
@@ -31,17 +30,6 @@ def test_help_lists_every_builtin_command(cli) -> None:
     assert result.exit_code == 0
     for name in BUILTINS:
         assert name in result.stdout
-
-
-@pytest.mark.parametrize("name", PENDING)
-def test_pending_commands_have_help_and_exit_2(cli, name: str) -> None:
-    helped = cli(name, "--help")
-    assert helped.exit_code == 0
-    assert "not implemented yet" in helped.stdout
-    result = cli(name, "./data", "--model", "x")
-    assert result.exit_code == 2
-    assert "not implemented yet" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_python_dash_m_runs_the_cli() -> None:

@@ -41,7 +41,3 @@ class TaxonomyError(SftlabelError):
 
 class InputError(SftlabelError):
     """An input path cannot be read at all (missing, not a file or directory, permission)."""
-
-
-class NotImplementedYetError(UsageError):
-    """A command exists but its implementation has not landed yet."""

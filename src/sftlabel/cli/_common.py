@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, Any, ParamSpec, TypeVar
+from typing import IO, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -104,12 +104,3 @@ def progress(label: str) -> Iterator[Callable[[str], None]]:
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
-
-
-def not_implemented(command: str) -> Any:
-    from sftlabel.errors import NotImplementedYetError
-
-    raise NotImplementedYetError(
-        f"`sftlabel {command}` is not implemented yet",
-        hint="it arrives in a later release; `sftlabel --help` lists what works today",
-    )

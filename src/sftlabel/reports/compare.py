@@ -1,0 +1,1087 @@
+"""Agreement between two or more runs over the same samples (``sftlabel compare``).
+
+Taxonomy runs are paired by sample ``id``, soft-label runs by ``(conversationId, messageId)``,
+never by position. Each run is read once, as a stream; only a compact tuple per sample is kept
+(interned tag values and confidences, keyed by id), so memory grows with the number of samples,
+not with the size of the conversations.
+
+Every run other than the reference is compared with the reference (the second run, or
+``reference=``): exact match, partial match and mean Jaccard for multi-select dimensions, Cohen's
+kappa for single-select ones, per-tag precision / recall / F1 (the reference as truth),
+confidence means, the most frequent disagreements with example ids and the cost ratios. With
+three or more runs: a pairwise matrix of overall agreement. Krippendorff's alpha per dimension
+over all runs (nominal for single-select dimensions, Jaccard distance for multi-select ones).
+
+The result is a :class:`CompareResult` (msgspec Structs); ``to_builtins()`` gives the JSON of
+``sftlabel compare --json``, whose keys are documented in docs/compare.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sftlabel.errors import InputError, UsageError
+from sftlabel.formats._source import iter_raw
+from sftlabel.model import Problem
+from sftlabel.reports._agreement import (
+    EMPTY,
+    AlphaAccumulator,
+    CalibrationAccumulator,
+    TagCounts,
+    cohen_kappa,
+    jaccard,
+    pearson,
+    spearman,
+)
+from sftlabel.reports._runs import RunData, open_run
+from sftlabel.taxonomy import Taxonomy, load_taxonomy
+
+SCHEMA = "sftlabel.compare/1"
+NONE = "(none)"
+"""How an empty value (no tag) is shown in disagreements and confusion tables."""
+KEY_SEPARATOR = "\x1f"
+SOFT_BINS = 10
+
+
+# --------------------------------------------------------------------------- result structs
+
+
+class Resources(msgspec.Struct, kw_only=True):
+    """What a run cost, from ``stats.json`` (or ``labeling_metadata.json``) where it has the
+    figure, otherwise summed over the per-sample monitors; ``None`` when neither has it."""
+
+    source: str
+    samples: int
+    calls: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens: int | None = None
+    cost_usd: float | None = None
+    elapsed_seconds: float | None = None
+    """Wall-clock time of the run."""
+    latency_mean: float | None = None
+    """Mean time spent on one sample (its calls), from the monitors."""
+
+
+class RunInfo(msgspec.Struct, kw_only=True):
+    name: str
+    path: str
+    kind: str
+    model: str
+    records: int
+    """Labeled samples (taxonomy) or labeled turns (soft), each id counted once."""
+    failed: int
+    """Failed samples / turns: counted, never paired."""
+    duplicates: int
+    """Records whose id was already seen in the same run (the first one is kept)."""
+    resources: Resources
+
+
+class DimensionSpec(msgspec.Struct, kw_only=True):
+    name: str
+    select: str
+
+
+class Unpaired(msgspec.Struct, kw_only=True):
+    a_only: int
+    b_only: int
+    a_only_examples: list[str]
+    b_only_examples: list[str]
+
+
+class TagScore(msgspec.Struct, kw_only=True):
+    tag: str
+    support: int
+    """Samples where the reference has the tag."""
+    predicted: int
+    """Samples where run A has the tag."""
+    true_positives: int
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+class Disagreement(msgspec.Struct, kw_only=True):
+    a: str
+    b: str
+    count: int
+    examples: list[str]
+
+
+class DimensionAgreement(msgspec.Struct, kw_only=True):
+    name: str
+    select: str
+    exact: float | None
+    """Share of paired samples with the same value (the same tag set for multi-select)."""
+    partial: float | None
+    """Multi-select: share with at least one common tag or both empty (None for single)."""
+    jaccard: float | None
+    """Multi-select: mean Jaccard similarity, both empty = 1.0 (None for single)."""
+    kappa: float | None
+    """Single-select: Cohen's kappa (None for multi-select, or when undefined)."""
+    confidence_a: float | None
+    confidence_b: float | None
+    micro_precision: float | None
+    micro_recall: float | None
+    micro_f1: float | None
+    macro_f1: float | None
+    """Mean F1 over the tags either run used."""
+    tags: list[TagScore]
+    disagreements: list[Disagreement]
+    confusion: dict[str, dict[str, int]] | None
+    """Single-select: ``{value_a: {value_b: count}}`` (None for multi-select)."""
+
+
+class Ratio(msgspec.Struct, kw_only=True):
+    metric: str
+    a: float | None
+    b: float | None
+    ratio: float | None
+    """a / b."""
+
+
+class PairReport(msgspec.Struct, kw_only=True):
+    a: str
+    b: str
+    """The reference run."""
+    paired: int
+    unpaired: Unpaired
+    all_dimensions_exact: float | None
+    """Share of paired samples whose every dimension matches."""
+    mean_dimension_exact: float | None
+    """Mean of the per-dimension exact match rates."""
+    dimensions: list[DimensionAgreement]
+    resources: list[Ratio]
+
+
+class CalibrationBin(msgspec.Struct, kw_only=True):
+    lower: float
+    upper: float
+    count: int
+    mean_soft: float | None
+    observed: float | None
+    """Share of hard label 1 (does not require reasoning) in the bin."""
+
+
+class Calibration(msgspec.Struct, kw_only=True):
+    against: str
+    """The run or gold file whose hard labels are the outcomes."""
+    turns: int
+    brier: float | None
+    ece: float | None
+    bins: list[CalibrationBin]
+
+
+class SoftPairReport(msgspec.Struct, kw_only=True):
+    a: str
+    b: str
+    paired: int
+    unpaired: Unpaired
+    hard_agreement: float | None
+    kappa: float | None
+    confusion: dict[str, dict[str, int]]
+    disagreements: list[Disagreement]
+    soft_paired: int
+    """Pairs where both runs have a soft label."""
+    pearson: float | None
+    spearman: float | None
+    mean_soft_a: float | None
+    mean_soft_b: float | None
+    mean_abs_difference: float | None
+    soft_grid: list[list[int]]
+    """10×10 counts of (soft label of A, soft label of B) in 0.1 bins: ``grid[bin_a][bin_b]``."""
+    calibration: Calibration
+    """A's soft labels against B's hard labels."""
+    resources: list[Ratio]
+
+
+class GoldReport(msgspec.Struct, kw_only=True):
+    run: str
+    gold: str
+    paired: int
+    unpaired: Unpaired
+    hard_agreement: float | None
+    kappa: float | None
+    calibration: Calibration
+
+
+class Matrix(msgspec.Struct, kw_only=True):
+    metric: str
+    runs: list[str]
+    values: list[list[float | None]]
+    """``values[i][j]``: the metric between runs i and j (1.0 on the diagonal)."""
+
+
+class AlphaReport(msgspec.Struct, kw_only=True):
+    dimension: str
+    distance: str
+    """``nominal`` or ``jaccard`` (1 − Jaccard between tag sets)."""
+    units: int
+    """Samples labeled by at least two runs."""
+    alpha: float | None
+
+
+class CompareResult(msgspec.Struct, kw_only=True):
+    schema: str
+    kind: str
+    """``taxonomy`` or ``soft``."""
+    reference: str
+    runs: list[RunInfo]
+    dimensions: list[DimensionSpec]
+    comparisons: list[PairReport]
+    """Taxonomy runs: every run against the reference."""
+    soft_comparisons: list[SoftPairReport]
+    """Soft-label runs: every run against the reference."""
+    matrices: list[Matrix]
+    """With three or more runs: pairwise agreement of every pair."""
+    alpha: list[AlphaReport]
+    gold: list[GoldReport]
+    """Soft-label runs with a gold file: every run against it."""
+
+    def to_builtins(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class _Run:
+    data: RunData
+    name: str
+    rows: dict[str, tuple[Any, ...]]
+    failed: int = 0
+    duplicates: int = 0
+    resources: Resources = field(default_factory=lambda: Resources(source="", samples=0))
+
+    def info(self) -> RunInfo:
+        return RunInfo(
+            name=self.name,
+            path=str(self.data.path),
+            kind=self.data.kind,
+            model=self.data.model or str((self.data.stats or {}).get("model") or ""),
+            records=len(self.rows),
+            failed=self.failed,
+            duplicates=self.duplicates,
+            resources=self.resources,
+        )
+
+
+class _Interner:
+    """One shared object per distinct value: tag sets and confidences repeat a lot."""
+
+    def __init__(self) -> None:
+        self._values: dict[Any, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        return self._values.setdefault(value, value)
+
+
+def _single(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, list):
+        items = sorted({str(v) for v in value if v not in (None, "")})
+        return ", ".join(items) if items else None
+    return sys.intern(str(value))
+
+
+def _multi(value: Any) -> frozenset[str]:
+    if value is None or value == "":
+        return EMPTY
+    if isinstance(value, list):
+        return frozenset(sys.intern(str(v)) for v in value if v not in (None, ""))
+    return frozenset((sys.intern(str(value)),))
+
+
+class _Totals:
+    """Monitor sums of one run (only the figures some record had)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.latency_n = 0
+
+    def add(self, monitor: dict[str, Any], keys: dict[str, tuple[str, ...]]) -> None:
+        for name, candidates in keys.items():
+            for key in candidates:
+                value = monitor.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.sums[name] = self.sums.get(name, 0.0) + float(value)
+                    if name == "latency":
+                        self.latency_n += 1
+                    break
+
+    def resources(self, samples: int, facts: dict[str, Any] | None, facts_name: str) -> Resources:
+        facts = facts or {}
+        used: set[str] = set()
+
+        def pick(name: str, *keys: str) -> float | None:
+            for key in keys:
+                value = facts.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    used.add(facts_name)
+                    return float(value)
+            if name in self.sums:
+                used.add("monitors")
+                return self.sums[name]
+            return None
+
+        def whole(value: float | None) -> int | None:
+            return None if value is None else int(value)
+
+        prompt = whole(pick("prompt_tokens", "total_prompt_tokens"))
+        completion = whole(pick("completion_tokens", "total_completion_tokens"))
+        tokens = whole(pick("tokens", "total_tokens"))
+        if tokens is None and prompt is not None and completion is not None:
+            tokens = prompt + completion
+        latency = self.sums.get("latency")
+        resources = Resources(
+            source="",
+            samples=samples,
+            calls=whole(pick("calls", "total_llm_calls", "llm_calls", "total_calls")),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            tokens=tokens,
+            cost_usd=pick("cost", "cost_usd", "total_cost_usd"),
+            elapsed_seconds=pick("elapsed", "total_elapsed_seconds", "elapsed_seconds"),
+            latency_mean=latency / self.latency_n
+            if latency is not None and self.latency_n
+            else None,
+        )
+        if latency is not None:
+            used.add("monitors")
+        resources.source = "+".join(sorted(used))
+        return resources
+
+
+_TAXONOMY_MONITOR: dict[str, tuple[str, ...]] = {
+    "calls": ("llm_calls",),
+    "prompt_tokens": ("prompt_tokens",),
+    "completion_tokens": ("completion_tokens",),
+    "cost": ("cost",),
+    "latency": ("elapsed",),
+}
+_SOFT_MONITOR: dict[str, tuple[str, ...]] = {
+    "calls": ("llm_calls", "calls", "requests"),
+    "prompt_tokens": ("prompt_tokens",),
+    "completion_tokens": ("completion_tokens",),
+    "cost": ("cost", "cost_usd"),
+    "latency": ("latency", "elapsed"),
+}
+
+
+class _ValueCache:
+    """Turns the label values of one dimension into shared objects, memoised on the JSON
+    value (a str, or a tuple of the list): repeated tag sets cost one dict lookup."""
+
+    def __init__(self, multi: bool, intern: _Interner) -> None:
+        self.multi = multi
+        self.intern = intern
+        self.seen: dict[Any, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        key = tuple(value) if value.__class__ is list else value
+        try:
+            return self.seen[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable (a dict in a list ...): no memo
+            return self.intern(_multi(value) if self.multi else _single(value))
+        shared = self.intern(_multi(value) if self.multi else _single(value))
+        self.seen[key] = shared
+        return shared
+
+
+def _load_taxonomy_run(
+    run: RunData, name: str, dims: Sequence[DimensionSpec], intern: _Interner
+) -> _Run:
+    names = [d.name for d in dims]
+    caches = [(d.name, _ValueCache(d.select == "multi", intern)) for d in dims]
+    scores_seen: dict[Any, float | None] = {}
+    rows: dict[str, tuple[Any, ...]] = {}
+    totals = _Totals()
+    duplicates = 0
+    for record in run.taxonomy_records():
+        key = sys.intern(record.id)
+        if key in rows:
+            duplicates += 1
+            continue
+        labels = record.labels
+        values = [cache(labels.get(dim)) for dim, cache in caches]
+        scores = labels.get("confidence")
+        if scores.__class__ is dict:
+            for dim in names:
+                score = scores.get(dim)
+                try:
+                    values.append(scores_seen[score])
+                except (KeyError, TypeError):
+                    values.append(_score(score, scores_seen))
+        else:
+            values += [None] * len(names)
+        rows[key] = tuple(values)
+        totals.add(record.monitor, _TAXONOMY_MONITOR)
+    failed = sum(1 for _ in run.failures())
+    loaded = _Run(data=run, name=name, rows=rows, failed=failed, duplicates=duplicates)
+    loaded.resources = totals.resources(len(rows), run.stats, "stats")
+    return loaded
+
+
+def _score(value: Any, seen: dict[Any, float | None]) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    score = float(value) if ok and math.isfinite(value) else None
+    try:
+        return seen.setdefault(value, score)
+    except TypeError:  # unhashable
+        return None
+
+
+def _soft_key(conversation: str, message: str) -> str:
+    return sys.intern(f"{conversation}{KEY_SEPARATOR}{message}")
+
+
+def show_key(key: str) -> str:
+    """A pairing key as shown to people: ``conversationId/messageId`` for soft labels."""
+    return key.replace(KEY_SEPARATOR, "/")
+
+
+def _load_soft_run(run: RunData, name: str, intern: _Interner) -> _Run:
+    rows: dict[str, tuple[Any, ...]] = {}
+    totals = _Totals()
+    failed = duplicates = 0
+    for _, record in run.soft_records():
+        totals.add(record.monitor, _SOFT_MONITOR)
+        if record.failed or not isinstance(record.hard_label, int):
+            failed += 1
+            continue
+        key = _soft_key(record.conversationId, record.messageId)
+        if key in rows:
+            duplicates += 1
+            continue
+        soft = record.soft_label if isinstance(record.soft_label, float | int) else None
+        rows[key] = (record.hard_label, None if soft is None else intern(float(soft)))
+    loaded = _Run(data=run, name=name, rows=rows, failed=failed, duplicates=duplicates)
+    loaded.resources = totals.resources(len(rows), run.metadata, "metadata")
+    return loaded
+
+
+_GOLD_COLUMNS = {
+    "conversation": ("conversationId", "conversation_id", "conversationid"),
+    "message": ("messageId", "message_id", "messageid"),
+    "label": ("hard_label", "label", "gold", "hard"),
+}
+
+
+def _gold_field(record: dict[str, Any], which: str) -> Any:
+    for key in _GOLD_COLUMNS[which]:
+        if key in record:
+            return record[key]
+    return None
+
+
+def load_gold(path: str | Path) -> dict[str, int]:
+    """Hard labels of a gold file: JSONL / JSON (objects) or CSV / TSV (a header row) with
+    ``conversationId``, ``messageId`` and ``hard_label`` (0 or 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"gold file {path}: no such file")
+    gold: dict[str, int] = {}
+    for where, record in _gold_records(path):
+        conversation = _gold_field(record, "conversation")
+        message = _gold_field(record, "message")
+        label = _gold_field(record, "label")
+        if conversation in (None, "") or message in (None, ""):
+            raise InputError(
+                f"{where}: gold record without conversationId / messageId",
+                hint="every row needs conversationId, messageId and hard_label",
+            )
+        text = str(label).strip()
+        if text not in ("0", "1"):
+            raise InputError(f"{where}: hard_label must be 0 or 1, not {label!r}")
+        gold.setdefault(_soft_key(str(conversation), str(message)), int(text))
+    if not gold:
+        raise InputError(f"gold file {path} holds no labels")
+    return gold
+
+
+def _gold_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            for number, row in enumerate(reader, 2):
+                yield f"{path}:{number}", {k.strip(): v for k, v in row.items() if k}
+        return
+    for item in iter_raw(path):
+        if isinstance(item, Problem):
+            if item.severity == "error":
+                raise InputError(f"{item.location}: {item.message}")
+            continue
+        if isinstance(item.data, dict):
+            yield str(item.location), item.data
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, frozenset):
+        return ", ".join(sorted(value)) if value else NONE
+    return NONE if value is None else str(value)
+
+
+def _mean(total: float, count: int) -> float | None:
+    return total / count if count else None
+
+
+def _share(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
+class _Disagreements:
+    """Counts of (value A, value B) pairs with a few example keys each."""
+
+    def __init__(self, examples: int) -> None:
+        self.counts: Counter[tuple[Any, Any]] = Counter()
+        self.examples: dict[tuple[Any, Any], list[str]] = {}
+        self.limit = examples
+
+    def add(self, a: Any, b: Any, key: str) -> None:
+        pair = (a, b)
+        self.counts[pair] += 1
+        kept = self.examples.setdefault(pair, [])
+        if len(kept) < self.limit:
+            kept.append(key)
+
+    def top(self, n: int, show: Callable[[Any], str] = _show) -> list[Disagreement]:
+        return [
+            Disagreement(
+                a=show(a),
+                b=show(b),
+                count=count,
+                examples=[show_key(k) for k in self.examples[a, b]],
+            )
+            for (a, b), count in self.counts.most_common(n)
+        ]
+
+
+def _unpaired(a: _Run, b: _Run, examples: int) -> Unpaired:
+    a_only = [k for k in a.rows if k not in b.rows]
+    b_only = [k for k in b.rows if k not in a.rows]
+    return Unpaired(
+        a_only=len(a_only),
+        b_only=len(b_only),
+        a_only_examples=[show_key(k) for k in a_only[:examples]],
+        b_only_examples=[show_key(k) for k in b_only[:examples]],
+    )
+
+
+def _confusion_table(confusion: Counter[tuple[Any, Any]]) -> dict[str, dict[str, int]]:
+    rows: Counter[Any] = Counter()
+    for (a, _), count in confusion.items():
+        rows[a] += count
+    table: dict[str, dict[str, int]] = {_show(a): {} for a, _ in rows.most_common()}
+    for (a, b), count in sorted(confusion.items(), key=lambda item: -item[1]):
+        table[_show(a)][_show(b)] = count
+    return table
+
+
+def _per_sample(resources: Resources) -> dict[str, float | None]:
+    n = resources.samples
+
+    def each(value: float | None) -> float | None:
+        return None if value is None or not n else value / n
+
+    return {
+        "calls per sample": each(resources.calls),
+        "tokens per sample": each(resources.tokens),
+        "prompt tokens per sample": each(resources.prompt_tokens),
+        "completion tokens per sample": each(resources.completion_tokens),
+        "cost per sample (USD)": each(resources.cost_usd),
+        "wall seconds per sample": each(resources.elapsed_seconds),
+        "latency per sample (s)": resources.latency_mean,
+    }
+
+
+def _ratios(a: Resources, b: Resources) -> list[Ratio]:
+    left, right = _per_sample(a), _per_sample(b)
+    ratios: list[Ratio] = []
+    for metric, value_a in left.items():
+        value_b = right[metric]
+        if value_a is None and value_b is None:
+            continue
+        ratio = value_a / value_b if value_a is not None and value_b else None
+        ratios.append(Ratio(metric=metric, a=value_a, b=value_b, ratio=ratio))
+    return ratios
+
+
+@dataclass
+class _DimAccumulator:
+    multi: bool
+    examples: int
+    exact: int = 0
+    partial: int = 0
+    jaccard: float = 0.0
+    conf_a: float = 0.0
+    conf_a_n: int = 0
+    conf_b: float = 0.0
+    conf_b_n: int = 0
+    confusion: Counter[tuple[Any, Any]] = field(default_factory=Counter)
+    tags: dict[str, TagCounts] = field(default_factory=dict)
+    disagreements: _Disagreements = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.disagreements = _Disagreements(self.examples)
+
+    def tag(self, name: str) -> TagCounts:
+        counts = self.tags.get(name)
+        if counts is None:
+            counts = self.tags[name] = TagCounts()
+        return counts
+
+
+def _compare_taxonomy_pair(
+    a: _Run, b: _Run, dims: Sequence[DimensionSpec], *, top: int, examples: int
+) -> PairReport:
+    n_dims = len(dims)
+    accs = [_DimAccumulator(multi=d.select == "multi", examples=examples) for d in dims]
+    paired = all_match = 0
+    b_rows = b.rows
+    for key, row_a in a.rows.items():
+        row_b = b_rows.get(key)
+        if row_b is None:
+            continue
+        paired += 1
+        matched = True
+        for i in range(n_dims):
+            acc = accs[i]
+            va, vb = row_a[i], row_b[i]
+            same = va is vb or va == vb
+            if same:
+                acc.exact += 1
+            else:
+                matched = False
+                acc.disagreements.add(va, vb, key)
+            if acc.multi:
+                if same:
+                    acc.partial += 1
+                    acc.jaccard += 1.0
+                    for tag in va:
+                        acc.tag(tag).tp += 1
+                else:
+                    common = va & vb
+                    if common:
+                        acc.partial += 1
+                    acc.jaccard += jaccard(va, vb)
+                    for tag in common:
+                        acc.tag(tag).tp += 1
+                    for tag in va - common:
+                        acc.tag(tag).fp += 1
+                    for tag in vb - common:
+                        acc.tag(tag).fn += 1
+            else:
+                acc.confusion[va, vb] += 1
+                if same:
+                    if va is not None:
+                        acc.tag(va).tp += 1
+                else:
+                    if va is not None:
+                        acc.tag(va).fp += 1
+                    if vb is not None:
+                        acc.tag(vb).fn += 1
+            ca, cb = row_a[n_dims + i], row_b[n_dims + i]
+            if ca is not None:
+                acc.conf_a += ca
+                acc.conf_a_n += 1
+            if cb is not None:
+                acc.conf_b += cb
+                acc.conf_b_n += 1
+        if matched:
+            all_match += 1
+    dimensions = [
+        _dimension_report(spec, acc, paired, top) for spec, acc in zip(dims, accs, strict=True)
+    ]
+    exact = [d.exact for d in dimensions if d.exact is not None]
+    return PairReport(
+        a=a.name,
+        b=b.name,
+        paired=paired,
+        unpaired=_unpaired(a, b, examples=5),
+        all_dimensions_exact=_share(all_match, paired),
+        mean_dimension_exact=sum(exact) / len(exact) if exact else None,
+        dimensions=dimensions,
+        resources=_ratios(a.resources, b.resources),
+    )
+
+
+def _dimension_report(
+    spec: DimensionSpec, acc: _DimAccumulator, paired: int, top: int
+) -> DimensionAgreement:
+    scores = [
+        TagScore(
+            tag=tag,
+            support=c.tp + c.fn,
+            predicted=c.tp + c.fp,
+            true_positives=c.tp,
+            precision=c.precision,
+            recall=c.recall,
+            f1=c.f1,
+        )
+        for tag, c in acc.tags.items()
+    ]
+    scores.sort(key=lambda s: (-s.support, -s.predicted, s.tag))
+    micro = TagCounts(
+        tp=sum(c.tp for c in acc.tags.values()),
+        fp=sum(c.fp for c in acc.tags.values()),
+        fn=sum(c.fn for c in acc.tags.values()),
+    )
+    f1s = [s.f1 for s in scores if s.f1 is not None]
+    return DimensionAgreement(
+        name=spec.name,
+        select=spec.select,
+        exact=_share(acc.exact, paired),
+        partial=_share(acc.partial, paired) if acc.multi else None,
+        jaccard=_mean(acc.jaccard, paired) if acc.multi else None,
+        kappa=None if acc.multi else cohen_kappa(acc.confusion),
+        confidence_a=_mean(acc.conf_a, acc.conf_a_n),
+        confidence_b=_mean(acc.conf_b, acc.conf_b_n),
+        micro_precision=micro.precision,
+        micro_recall=micro.recall,
+        micro_f1=micro.f1,
+        macro_f1=sum(f1s) / len(f1s) if f1s else None,
+        tags=scores,
+        disagreements=acc.disagreements.top(top),
+        confusion=None if acc.multi else _confusion_table(acc.confusion),
+    )
+
+
+def _pairwise_matrices(runs: Sequence[_Run], n_dims: int, metrics: Sequence[str]) -> list[Matrix]:
+    """``all_dimensions_exact`` and ``mean_dimension_exact`` (taxonomy) or ``hard_agreement``
+    (soft, one dimension) for every pair of runs."""
+    size = len(runs)
+    tables: list[list[list[float | None]]] = [
+        [[1.0 if i == j else None for j in range(size)] for i in range(size)] for _ in metrics
+    ]
+    for i in range(size):
+        for j in range(i + 1, size):
+            left, right = runs[i].rows, runs[j].rows
+            paired = all_match = 0
+            per_dim = [0] * n_dims
+            for key, row_a in left.items():
+                row_b = right.get(key)
+                if row_b is None:
+                    continue
+                paired += 1
+                matched = True
+                for d in range(n_dims):
+                    if row_a[d] is row_b[d] or row_a[d] == row_b[d]:
+                        per_dim[d] += 1
+                    else:
+                        matched = False
+                all_match += matched
+            values = [
+                _share(all_match, paired),
+                sum(per_dim) / (n_dims * paired) if paired else None,
+            ]
+            for table, value in zip(tables, values, strict=False):
+                table[i][j] = table[j][i] = value
+    names = [r.name for r in runs]
+    return [
+        Matrix(metric=metric, runs=names, values=table)
+        for metric, table in zip(metrics, tables, strict=True)
+    ]
+
+
+def _alpha(runs: Sequence[_Run], dims: Sequence[DimensionSpec]) -> list[AlphaReport]:
+    accumulators = [AlphaAccumulator("jaccard" if d.select == "multi" else "nominal") for d in dims]
+    for position, run in enumerate(runs):
+        earlier = [r.rows for r in runs[:position]]
+        later = [r.rows for r in runs[position + 1 :]]
+        for key, row in run.rows.items():
+            if any(key in rows for rows in earlier):
+                continue  # this unit was gathered with an earlier run
+            unit = [row]
+            for rows in later:
+                other = rows.get(key)
+                if other is not None:
+                    unit.append(other)
+            if len(unit) == 2:
+                first, second = unit
+                for d, accumulator in enumerate(accumulators):
+                    accumulator.add_pair(first[d], second[d])
+            elif len(unit) > 2:
+                for d, accumulator in enumerate(accumulators):
+                    accumulator.add([r[d] for r in unit])
+    return [
+        AlphaReport(dimension=spec.name, distance=acc.metric, units=acc.units, alpha=acc.alpha())
+        for spec, acc in zip(dims, accumulators, strict=True)
+    ]
+
+
+def _calibration(pairs: Iterator[tuple[float, int]], against: str) -> Calibration:
+    acc = CalibrationAccumulator(bins=SOFT_BINS)
+    for probability, outcome in pairs:
+        acc.add(probability, outcome)
+    return Calibration(
+        against=against,
+        turns=acc.n,
+        brier=acc.brier(),
+        ece=acc.ece(),
+        bins=[
+            CalibrationBin(
+                lower=b.lower,
+                upper=b.upper,
+                count=b.count,
+                mean_soft=b.mean_predicted,
+                observed=b.observed,
+            )
+            for b in acc.table()
+        ],
+    )
+
+
+def _soft_bin(value: float) -> int:
+    return min(SOFT_BINS - 1, max(0, int(value * SOFT_BINS)))
+
+
+def _show_hard(value: Any) -> str:
+    return str(value)
+
+
+def _compare_soft_pair(a: _Run, b: _Run, *, top: int, examples: int) -> SoftPairReport:
+    confusion: Counter[tuple[Any, Any]] = Counter()
+    disagreements = _Disagreements(examples)
+    xs: list[float] = []
+    ys: list[float] = []
+    grid = [[0] * SOFT_BINS for _ in range(SOFT_BINS)]
+    outcomes: list[tuple[float, int]] = []
+    for key, (hard_a, soft_a) in a.rows.items():
+        row_b = b.rows.get(key)
+        if row_b is None:
+            continue
+        hard_b, soft_b = row_b
+        confusion[hard_a, hard_b] += 1
+        if hard_a != hard_b:
+            disagreements.add(hard_a, hard_b, key)
+        if soft_a is not None:
+            outcomes.append((soft_a, hard_b))
+            if soft_b is not None:
+                xs.append(soft_a)
+                ys.append(soft_b)
+                grid[_soft_bin(soft_a)][_soft_bin(soft_b)] += 1
+    paired = sum(confusion.values())
+    agree = sum(count for (x, y), count in confusion.items() if x == y)
+    table = {str(x): {str(y): confusion.get((x, y), 0) for y in (0, 1)} for x in (0, 1)}
+    n_soft = len(xs)
+    return SoftPairReport(
+        a=a.name,
+        b=b.name,
+        paired=paired,
+        unpaired=_unpaired(a, b, examples=5),
+        hard_agreement=_share(agree, paired),
+        kappa=cohen_kappa(confusion),
+        confusion=table,
+        disagreements=disagreements.top(top, _show_hard),
+        soft_paired=n_soft,
+        pearson=pearson(xs, ys),
+        spearman=spearman(xs, ys),
+        mean_soft_a=_mean(sum(xs), n_soft),
+        mean_soft_b=_mean(sum(ys), n_soft),
+        mean_abs_difference=_mean(sum(abs(x - y) for x, y in zip(xs, ys, strict=True)), n_soft),
+        soft_grid=grid,
+        calibration=_calibration(iter(outcomes), against=b.name),
+        resources=_ratios(a.resources, b.resources),
+    )
+
+
+def _against_gold(run: _Run, gold: dict[str, int], gold_name: str) -> GoldReport:
+    confusion: Counter[tuple[Any, Any]] = Counter()
+    outcomes: list[tuple[float, int]] = []
+    for key, (hard, soft) in run.rows.items():
+        truth = gold.get(key)
+        if truth is None:
+            continue
+        confusion[hard, truth] += 1
+        if soft is not None:
+            outcomes.append((soft, truth))
+    paired = sum(confusion.values())
+    run_only = [k for k in run.rows if k not in gold]
+    gold_only = [k for k in gold if k not in run.rows]
+    return GoldReport(
+        run=run.name,
+        gold=gold_name,
+        paired=paired,
+        unpaired=Unpaired(
+            a_only=len(run_only),
+            b_only=len(gold_only),
+            a_only_examples=[show_key(k) for k in run_only[:5]],
+            b_only_examples=[show_key(k) for k in gold_only[:5]],
+        ),
+        hard_agreement=_share(sum(c for (x, y), c in confusion.items() if x == y), paired),
+        kappa=cohen_kappa(confusion),
+        calibration=_calibration(iter(outcomes), against=gold_name),
+    )
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _unique_names(runs: Sequence[RunData]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        name = run.name or run.path.name
+        candidate, number = name, 2
+        while candidate in names:
+            candidate = f"{name} ({number})"
+            number += 1
+        names.append(candidate)
+    return names
+
+
+def _reference_index(runs: list[RunData], names: list[str], reference: str | None) -> int:
+    if reference is None:
+        return 1
+    if reference in names:
+        return names.index(reference)
+    path = Path(reference)
+    if path.exists():
+        resolved = path.resolve()
+        for position, run in enumerate(runs):
+            if run.path.resolve() == resolved:
+                return position
+        runs.append(open_run(path))
+        names[:] = _unique_names(runs)
+        return len(runs) - 1
+    raise UsageError(
+        f"--reference {reference!r} is neither the name of a run nor a path",
+        hint=f"runs are: {', '.join(names)}",
+    )
+
+
+def taxonomy_dimensions(taxonomy: Taxonomy) -> list[DimensionSpec]:
+    return [DimensionSpec(name=cid, select=c.select) for cid, c in taxonomy.categories.items()]
+
+
+def default_taxonomy_path(runs: Sequence[RunData]) -> Path | None:
+    """The taxonomy a run was labeled with (``run.json``), when it is still there."""
+    for run in runs:
+        taxonomy = (run.manifest or {}).get("taxonomy")
+        if isinstance(taxonomy, dict) and isinstance(taxonomy.get("path"), str):
+            path = Path(taxonomy["path"])
+            if (path / "taxonomy.yaml").is_file():
+                return path
+    return None
+
+
+def compare_runs(
+    paths: Sequence[str | Path],
+    *,
+    reference: str | None = None,
+    taxonomy: Taxonomy | str | Path | None = None,
+    gold: str | Path | None = None,
+    top: int = 10,
+    examples: int = 3,
+) -> CompareResult:
+    """Compare runs (see the module doc). ``paths`` are RUN arguments (see :func:`open_run`);
+    ``reference`` is a run's name or path (default: the second run; a path that is not among
+    ``paths`` is added); ``taxonomy`` gives the dimensions and their select mode (default: the
+    reference run's own taxonomy when it is recorded, else the built-in one); ``gold`` is a file
+    of hard labels for soft-label runs."""
+    opened = [open_run(p) for p in paths]
+    names = _unique_names(opened)
+    if not opened:
+        raise UsageError("give the runs to compare", hint="sftlabel compare RUN_A RUN_B")
+    ref = _reference_index(opened, names, reference)
+    if len(opened) < 2:
+        raise UsageError(
+            "compare needs two runs or more", hint="sftlabel compare RUN_A RUN_B [RUN_C ...]"
+        )
+    kinds = {run.kind for run in opened}
+    if len(kinds) > 1:
+        listing = ", ".join(f"{n} ({r.kind})" for n, r in zip(names, opened, strict=True))
+        raise UsageError(
+            f"cannot compare taxonomy labels with soft labels: {listing}",
+            hint="compare runs of the same kind",
+        )
+    kind = opened[0].kind
+    intern = _Interner()
+    if kind == "taxonomy":
+        if gold is not None:
+            raise UsageError(
+                "--gold is for soft-label runs",
+                hint="for taxonomy runs pass the gold labels as a run: --reference GOLD.json",
+            )
+        if not isinstance(taxonomy, Taxonomy):
+            if taxonomy is None:
+                ordered = [opened[ref], *opened]
+                taxonomy = default_taxonomy_path(ordered)
+            taxonomy = load_taxonomy(taxonomy)
+        dims = taxonomy_dimensions(taxonomy)
+        runs = [
+            _load_taxonomy_run(run, name, dims, intern)
+            for run, name in zip(opened, names, strict=True)
+        ]
+        others = [r for i, r in enumerate(runs) if i != ref]
+        comparisons = [
+            _compare_taxonomy_pair(r, runs[ref], dims, top=top, examples=examples) for r in others
+        ]
+        soft_comparisons: list[SoftPairReport] = []
+        metrics = ["all_dimensions_exact", "mean_dimension_exact"]
+        gold_reports: list[GoldReport] = []
+    else:
+        dims = [DimensionSpec(name="hard_label", select="single")]
+        runs = [_load_soft_run(run, name, intern) for run, name in zip(opened, names, strict=True)]
+        others = [r for i, r in enumerate(runs) if i != ref]
+        comparisons = []
+        soft_comparisons = [
+            _compare_soft_pair(r, runs[ref], top=top, examples=examples) for r in others
+        ]
+        metrics = ["hard_agreement"]
+        gold_reports = []
+        if gold is not None:
+            labels = load_gold(gold)
+            gold_reports = [_against_gold(r, labels, Path(gold).name) for r in runs]
+    return CompareResult(
+        schema=SCHEMA,
+        kind=kind,
+        reference=runs[ref].name,
+        runs=[r.info() for r in runs],
+        dimensions=dims if kind == "taxonomy" else [],
+        comparisons=comparisons,
+        soft_comparisons=soft_comparisons,
+        matrices=_pairwise_matrices(runs, len(dims), metrics) if len(runs) >= 3 else [],
+        alpha=_alpha(runs, dims),
+        gold=gold_reports,
+    )
+
+
+def encode_result(result: CompareResult) -> bytes:
+    """The ``--json`` output (indented, UTF-8)."""
+    return msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n"
+
+
+__all__ = [
+    "SCHEMA",
+    "AlphaReport",
+    "Calibration",
+    "CompareResult",
+    "DimensionAgreement",
+    "GoldReport",
+    "Matrix",
+    "PairReport",
+    "RunInfo",
+    "SoftPairReport",
+    "compare_runs",
+    "encode_result",
+    "load_gold",
+    "show_key",
+]
