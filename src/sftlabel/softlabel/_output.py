@@ -182,6 +182,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
     per_file: dict[str, Counter[str]] = {}
     prompt = completion = 0
     cost = 0.0
+    priced = 0
     soft_sum = 0.0
     for relative, record in output.records():
         counts = per_file.setdefault(relative, Counter())
@@ -191,7 +192,9 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         totals["llm_calls"] += int(monitor.get("llm_calls", 0))
         prompt += int(monitor.get("prompt_tokens", 0))
         completion += int(monitor.get("completion_tokens", 0))
-        cost += float(monitor.get("cost", 0.0))
+        if "cost" in monitor:
+            cost += float(monitor["cost"])
+            priced += 1
         if record.failed:
             totals["failed"] += 1
             counts["failed"] += 1
@@ -225,6 +228,6 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         "llm_calls": totals["llm_calls"],
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "cost_usd": round(cost, 6),
+        "cost_usd": round(cost, 6) if priced or not totals["llm_calls"] else None,
         "files": {name: dict(counts) for name, counts in sorted(per_file.items())},
     }
