@@ -334,3 +334,41 @@ def test_dry_run_counts_turns_and_sends_nothing(cli, llm_server, tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     assert f"{TURNS} turns, {2 * TURNS} requests" in result.stdout
     assert not (tmp_path / "LABELED_vscodedata_demo_20260101").exists()
+
+
+def test_the_api_key_can_come_from_key_vault(
+    cli, llm_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vault is Azure's (not reachable here): fetch_secret is replaced, the wiring is real."""
+    import sftlabel.cli._keyvault as keyvault
+
+    secret = "sk-from-the-vault-123456"
+    asked: list[tuple[str, str]] = []
+
+    def fetch(vault: str, name: str) -> str:
+        asked.append((vault, name))
+        return secret
+
+    monkeypatch.setattr(keyvault, "fetch_secret", fetch)
+    monkeypatch.setenv("SFTLABEL_KEYVAULT", "my-vault")
+    monkeypatch.setenv("SFTLABEL_KEYVAULT_SECRET", "openai-key")
+    llm_server.configure(require_api_key=secret)
+    data = write_jsonl(
+        tmp_path / "chat.jsonl", [{"id": "c0", "messages": [{"role": "user", "content": "hi"}]}]
+    )
+    result = cli(*args(llm_server, data, "--no-rationales"))
+    assert result.exit_code == 0, result.stderr
+    assert asked == [("my-vault", "openai-key")]
+    assert secret not in result.stderr + result.stdout
+    meta = (tmp_path / "LABELED_chat" / "labeling_metadata.json").read_text("utf-8")
+    assert secret not in meta
+    # --no-keyvault skips the vault: the server then refuses the missing key (exit 3)
+    skipped = cli(*args(llm_server, data, "--no-rationales", "--no-keyvault", "-o", tmp_path / "n"))
+    assert skipped.exit_code == 3 and len(asked) == 1
+    assert secret not in skipped.stderr
+
+
+def test_keyvault_without_a_secret_name_is_a_usage_error(cli, llm_server, tmp_path: Path) -> None:
+    raw = raw_copy(tmp_path)
+    result = cli(*args(llm_server, raw, "--keyvault", "my-vault"))
+    assert result.exit_code == 2 and "--keyvault needs --secret" in result.stderr

@@ -36,7 +36,7 @@ from sftlabel.cli._endpoint import (
     TpmOption,
     build_client_config,
 )
-from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, vault_api_key
+from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, apply_vault_key
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
 from sftlabel.model import encode
@@ -189,10 +189,9 @@ def softlabel(
     if overwrite and resume:
         raise UsageError("--overwrite and --resume exclude each other")
     the_strategy = get_strategy(strategy)
-    key = vault_api_key(keyvault, secret, no_keyvault=no_keyvault)
-    if key is not None:
-        name = "azure_api_key" if azure_deployment else "api_key"
-        settings.override(name, key, "keyvault", f"{keyvault}/{secret}")
+    apply_vault_key(
+        settings, keyvault, secret, no_keyvault=no_keyvault, azure=azure_deployment is not None
+    )
     soft_settings = SoftLabelSettings(
         top_logprobs=top_logprobs,
         logit_bias=logit_bias,

@@ -21,7 +21,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     build_client_config,
 )
-from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, vault_api_key
+from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, apply_vault_key
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
 from sftlabel.llm import LLMClient
@@ -78,10 +78,9 @@ def test(
     chosen = settings.get("model")
     if not chosen:
         raise UsageError("no model given", hint="pass --model NAME or set SFTLABEL_MODEL")
-    key = vault_api_key(keyvault, secret, no_keyvault=no_keyvault)
-    if key is not None:
-        name = "azure_api_key" if azure_deployment else "api_key"
-        settings.override(name, key, "keyvault", f"{keyvault}/{secret}")
+    apply_vault_key(
+        settings, keyvault, secret, no_keyvault=no_keyvault, azure=azure_deployment is not None
+    )
     client_config = build_client_config(
         chosen,
         settings,

@@ -7,7 +7,6 @@ from sftlabel.reports._review import ExportSummary, ReviewSelection, export_revi
 from sftlabel.reports._review_apply import ApplySummary, CellProblem, ReviewFileError, apply_review
 from sftlabel.reports._runs import RunData, RunKind, TaxonomyRecord, first_user_message, open_run
 from sftlabel.reports._unmapped import UnmappedFinding, analyse_unmapped
-from sftlabel.reports.dashboard import render_dashboard, write_dashboard
 
 __all__ = [
     "ApplySummary",
@@ -30,6 +29,4 @@ __all__ = [
     "export_review",
     "first_user_message",
     "open_run",
-    "render_dashboard",
-    "write_dashboard",
 ]

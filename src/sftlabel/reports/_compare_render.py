@@ -469,7 +469,7 @@ details { margin: 10px 0; } summary { cursor: pointer; color: #335; }
 def _figures_taxonomy(pair: PairReport, alpha: dict[str, float | None]) -> list[str]:
     import plotly.graph_objects as go
 
-    from sftlabel.reports.dashboard import _figure
+    from sftlabel.reports._html import _figure
 
     panels: list[str] = []
     names = [d.name for d in pair.dimensions]
@@ -534,7 +534,7 @@ def _figures_taxonomy(pair: PairReport, alpha: dict[str, float | None]) -> list[
 def _calibration_figure(calibration: Calibration, subject: str) -> str:
     import plotly.graph_objects as go
 
-    from sftlabel.reports.dashboard import _figure
+    from sftlabel.reports._html import _figure
 
     used = [b for b in calibration.bins if b.count]
     fig = go.Figure()
@@ -561,7 +561,7 @@ def _calibration_figure(calibration: Calibration, subject: str) -> str:
 def _figures_soft(pair: SoftPairReport) -> list[str]:
     import plotly.graph_objects as go
 
-    from sftlabel.reports.dashboard import _figure
+    from sftlabel.reports._html import _figure
 
     edges = [f"{b / 10:.1f}" for b in range(10)]
     fig = go.Figure(
@@ -585,7 +585,7 @@ def _figures_soft(pair: SoftPairReport) -> list[str]:
 def _figures_all(result: CompareResult) -> list[str]:
     import plotly.graph_objects as go
 
-    from sftlabel.reports.dashboard import _figure
+    from sftlabel.reports._html import _figure
 
     panels: list[str] = []
     for matrix in result.matrices:
@@ -621,7 +621,7 @@ def render_html(result: CompareResult, *, title: str | None = None) -> str:
     """``report.html``: cards, charts and every table, one self-contained offline file."""
     from plotly.offline import get_plotlyjs
 
-    from sftlabel.reports.dashboard import _STYLE, _card
+    from sftlabel.reports._html import _STYLE, _card
 
     every = sections(result)
     title = title or every[0].title
