@@ -40,4 +40,4 @@ def fetch_secret(vault: str, name: str) -> str:
         ) from None
     if not value:
         raise ConfigError(f"secret {name!r} in Key Vault {url} is empty")
-    return value
+    return str(value)  # typed Any when the azure extra is not installed
