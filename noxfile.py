@@ -1,6 +1,6 @@
-"""Checks: `nox` runs lint, typing and tests (the default CI set).
+"""Checks: `nox` runs lint, typing, tests and the wheel check (the default CI set).
 
-nox                 lint + typing + tests
+nox                 lint + typing + tests + wheel
 nox -s tests -- -k slice      pass arguments to pytest
 nox -s e2e          end to end against a real model (llama.cpp + SmolLM2-135M; slow)
 nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
@@ -8,9 +8,13 @@ nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.sessions = ["lint", "typing", "tests", "wheel"]
 nox.options.default_venv_backend = "venv"
 
 RUFF = "ruff==0.17.5"
@@ -38,6 +42,37 @@ def tests(session: nox.Session) -> None:
     The Azure extra is installed so that remote-storage tests run against Azurite."""
     session.install(".[test,azure,xlsx]")
     session.run("pytest", "-m", "not e2e", *session.posargs)
+
+
+@nox.session
+def wheel(session: nox.Session) -> None:
+    """Build the wheel once, install it alone into a fresh venv (as pipx does) and run the CLI
+    from outside the source tree: the taxonomy and every plugin must be inside the wheel."""
+    out = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", ".", "--no-deps", "--quiet", "-w", str(out))
+    (wheel_file,) = out.glob("sftlabel-*.whl")
+    session.install(str(wheel_file))
+    session.chdir(out)
+    session.run("sftlabel", "--version")
+    session.run("sftlabel", "--help", silent=True)
+    info = json.loads(str(session.run("sftlabel", "info", "--json", silent=True)))
+    taxonomy = info["taxonomy"]
+    if taxonomy["total"] != 221 or len(taxonomy["categories"]) != 9:
+        session.error(f"the wheel's taxonomy is incomplete: {taxonomy}")
+    plugins = info["plugins"]
+    broken = [p for p in plugins if p["status"] != "loaded"]
+    groups = {p["group"] for p in plugins}
+    if broken or len(groups) != 3 or len(plugins) < 17:
+        session.error(f"plugins missing or broken in the wheel: {broken or plugins}")
+    session.log(f"wheel OK: {wheel_file.name}, {len(plugins)} plugins, {taxonomy['total']} tags")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Regenerate docs/reference.md from the commands' --help (tests check it is current)."""
+    session.install(".")
+    session.run("python", "-m", "sftlabel.cli._reference", "docs/reference.md")
 
 
 @nox.session

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,31 @@ def test_info_with_a_broken_custom_taxonomy_is_one_error_line(cli, tmp_path: Pat
     assert result.exit_code == 1
     assert result.stderr.startswith("error: invalid taxonomy")
     assert "tags/intent.yaml is missing" in result.stderr
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    """What `sftlabel --install-completion` installs: the shell asks the program itself."""
+    executable = Path(sys.executable).with_name("sftlabel")
+
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_SFTLABEL_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
+        done = subprocess.run(
+            [str(executable)], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        return done.stdout.split()
+
+    assert "softlabel" in complete("sftlabel sof")
+    assert "--no-rationales" in complete("sftlabel softlabel --no-r")
+    shown = subprocess.run(
+        [str(executable), "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0 and "_SFTLABEL_COMPLETE" in shown.stdout

@@ -44,3 +44,13 @@ def test_every_setting_is_documented(key: str) -> None:
     assert f"`{key}`" in DOCS
     for env in FIELDS[key].env:
         assert env in DOCS
+
+
+def test_the_cli_reference_is_generated_from_the_current_help() -> None:
+    from sftlabel.cli._reference import render
+
+    current = (ROOT / "docs" / "reference.md").read_text("utf-8")
+    assert current == render(), (
+        "docs/reference.md is stale: run `nox -s docs` (python -m sftlabel.cli._reference "
+        "docs/reference.md) and commit it"
+    )

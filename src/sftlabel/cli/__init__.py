@@ -22,8 +22,10 @@ from sftlabel.plugins import COMMANDS_GROUP, load_group
 HELP = """Label SFT training data with LLMs.
 
 Reads ShareGPT, Pangu, OpenAI-messages and Copilot turn-record data (JSON, JSONL, .gz, whole
-directory trees), slices multi-turn conversations into one sample per assistant reply, and labels
-them through any OpenAI-compatible endpoint.
+directory trees), slices multi-turn conversations into one sample per assistant reply, labels
+them on a 9-dimension taxonomy (`label`) and every user turn with a reasoning soft label
+(`softlabel`) through any OpenAI-compatible endpoint, then reports (`report`), exports for human
+review (`review`) and compares runs and models (`compare`).
 """
 
 
@@ -50,7 +52,7 @@ def build_app() -> typer.Typer:
         name="sftlabel",
         help=HELP,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion, --show-completion
         pretty_exceptions_show_locals=False,  # locals would leak API keys
         context_settings={"help_option_names": ["-h", "--help"]},
         rich_markup_mode="markdown",
