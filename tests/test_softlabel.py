@@ -372,3 +372,37 @@ def test_keyvault_without_a_secret_name_is_a_usage_error(cli, llm_server, tmp_pa
     raw = raw_copy(tmp_path)
     result = cli(*args(llm_server, raw, "--keyvault", "my-vault"))
     assert result.exit_code == 2 and "--keyvault needs --secret" in result.stderr
+
+
+def test_an_early_rejection_is_written_beside_its_turns(cli, llm_server, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a", "b"):
+        write_jsonl(
+            data / f"{name}.jsonl",
+            [
+                {"id": f"{name}{i}", "messages": [{"role": "user", "content": "hi"}]}
+                for i in range(2)
+            ],
+        )
+    llm_server.script({"status": 400, "content": "bad request for this one"})
+    result = cli(*args(llm_server, data, "--no-rationales", "--concurrency", "1"))
+    assert result.exit_code == 1
+    out = tmp_path / "LABELED_data"
+    assert sorted(p.name for p in out.glob("*.jsonl")) == ["a.jsonl", "b.jsonl"]
+    first = jsonl((out / "a.jsonl").read_text("utf-8"))
+    # the held failure is written once the endpoint has proved it works, into a.jsonl
+    assert {r["conversationId"]: r.get("reason") for r in first} == {"a0": "rejected", "a1": None}
+
+
+def test_systematic_rejections_stop_the_run_without_writing_them(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    raw = raw_copy(tmp_path)
+    llm_server.configure(
+        rules=[{"match": "TURN>>>", "response": {"status": 404, "content": "model not found"}}]
+    )
+    result = cli(*args(llm_server, raw, "--no-rationales", "--concurrency", "1"))
+    assert result.exit_code == 3
+    assert "were all rejected" in result.stderr and "--model" in result.stderr
+    assert output_records(tmp_path / "LABELED_vscodedata_demo_20260101") == []

@@ -110,7 +110,7 @@ async def run_softlabel(
     state.done_before = len(done)
     outcome = SoftOutcome(status="completed", state=state)
     stop = anyio.Event()
-    held: list[TurnLabel] = []
+    held: list[tuple[TurnLabel, Turn]] = []  # rejections before any success
     succeeded = False
 
     def problem(item: Problem) -> None:
@@ -154,7 +154,7 @@ async def run_softlabel(
                     monitor=exc.monitor,
                 )
                 if exc.reason == "rejected" and not succeeded:
-                    held.append(failed)
+                    held.append((failed, turn))
                     if len(held) >= SYSTEMATIC_REJECTIONS:
                         outcome = SoftOutcome(
                             status="aborted",
@@ -184,8 +184,8 @@ async def run_softlabel(
                 state.censored += bool(record.censored)
                 if not succeeded:
                     succeeded = True
-                    for failed in held:  # the endpoint works: these are real failures
-                        output.append(failed, output.relative(None))
+                    for failed, earlier in held:  # the endpoint works: real failures
+                        write(failed, earlier)
                         state.failed += 1
                     held.clear()
             state.client = client.stats
@@ -205,8 +205,8 @@ async def run_softlabel(
             with anyio.CancelScope() as scope:
                 await for_each(pending(), handle, concurrency=job.concurrency, stop=stop)
             if outcome.status != "aborted":
-                for failed in held:
-                    output.append(failed, output.relative(None))
+                for failed, turn in held:  # the run ended before any success: still failures
+                    write(failed, turn)
                     state.failed += 1
         finally:
             state.client = client.stats
