@@ -7,6 +7,7 @@ the turns in flight), plus ``labeling_metadata.json``. The raw folder is never w
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +33,12 @@ class _Key(msgspec.Struct):
     turnIndex: int = 0
 
 
+class _Index(msgspec.Struct):
+    index: int = -1
+
+
 _key_decoder = msgspec.json.Decoder(_Key)
+_index_decoder = msgspec.json.Decoder(_Index)
 _record_decoder = msgspec.json.Decoder(TurnLabel)
 
 
@@ -150,6 +156,28 @@ class SoftOutput:
             handle = self._handles[relative] = path.open("ab")
         handle.write(_encoder.encode(record) + b"\n")
         handle.flush()
+
+    def sort_files(self) -> None:
+        """Rewrite every output file in input order (records are appended as they finish).
+        Streamed: memory holds one (index, offset) pair per record of the file at hand."""
+        self.close()
+        for path in self.files():
+            order: list[tuple[int, int]] = []
+            with path.open("rb") as handle:
+                offset = 0
+                for line in handle:
+                    if line.strip():
+                        order.append((_index_decoder.decode(line).index, offset))
+                    offset += len(line)
+            if all(a <= b for a, b in itertools.pairwise(order)):
+                continue
+            order.sort()
+            partial = path.with_name(path.name + ".partial")
+            with path.open("rb") as source, partial.open("wb") as out:
+                for _, start in order:
+                    source.seek(start)
+                    out.write(source.readline())
+            partial.replace(path)
 
     def close(self) -> None:
         for handle in self._handles.values():

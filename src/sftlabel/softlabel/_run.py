@@ -211,6 +211,8 @@ async def run_softlabel(
         finally:
             state.client = client.stats
             output.close()
+    if outcome.status == "completed":
+        output.sort_files()
     return outcome
 
 
