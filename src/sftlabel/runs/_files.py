@@ -141,26 +141,18 @@ class RunFiles:
 
     def write_ordered_array(self, part: str = "") -> int:
         """``labeled.json`` of a part: its labeled samples as one JSON array, in input order
-        (streamed: memory holds one (index, offset) pair per sample)."""
+        (streamed: memory holds one packed int per sample)."""
         source = self.path(LABELED, part)
         target = self.path(LABELED_ARRAY, part)
-        order: list[tuple[int, int]] = []
-        if source.exists():
-            with source.open("rb") as handle:
-                offset = 0
-                for line in handle:
-                    if line.strip():
-                        order.append((_index_decoder.decode(line).index, offset))
-                    offset += len(line)
-        order.sort()
+        order = _line_order(source) if source.exists() else []
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         with partial.open("wb") as out:
             out.write(b"[")
             if order:
                 with source.open("rb") as handle:
-                    for position, (_, offset) in enumerate(order):
-                        handle.seek(offset)
+                    for position, key in enumerate(order):
+                        handle.seek(key & _OFFSET_MASK)
                         line = handle.readline().rstrip(b"\r\n")
                         out.write((b",\n" if position else b"\n") + line)
             out.write(b"\n]\n")
@@ -196,6 +188,26 @@ def _bare(name: str) -> str:
         if lowered.endswith(suffix):
             return name[: -len(suffix)] or "data"
     return name
+
+
+_OFFSET_BITS = 48
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+
+
+def _line_order(path: Path) -> list[int]:
+    """The byte offsets of a JSONL file's records sorted by their ``index`` field, each packed
+    with its index into one int (``index << 48 | offset``): a third of the memory of tuples,
+    which matters at 10^6 records."""
+    order: list[int] = []
+    with path.open("rb") as handle:
+        offset = 0
+        for line in handle:
+            if line.strip():
+                index = max(_index_decoder.decode(line).index, 0)
+                order.append(index << _OFFSET_BITS | offset)
+            offset += len(line)
+    order.sort()
+    return order
 
 
 def _last_newline(handle: IO[bytes], size: int) -> int:

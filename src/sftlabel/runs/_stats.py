@@ -38,7 +38,8 @@ def compute_stats(
     cost = 0.0
     cost_known = True
     distributions: dict[str, Counter[str]] = {d: Counter() for d in dims}
-    confidences: dict[str, list[float]] = defaultdict(list)
+    # running (count, sum, min, max) per dimension: memory does not grow with the run
+    confidences: dict[str, list[float]] = {}
     low: Counter[str] = Counter()
     unmapped: Counter[str] = Counter()
     cross: dict[str, Counter[str]] = defaultdict(Counter)
@@ -63,7 +64,15 @@ def compute_stats(
                 distributions[dim][str(tag)] += 1
             score = labels.get("confidence", {}).get(dim)
             if isinstance(score, int | float):
-                confidences[dim].append(float(score))
+                value = float(score)
+                acc = confidences.get(dim)
+                if acc is None:
+                    confidences[dim] = [1.0, value, value, value]
+                else:
+                    acc[0] += 1
+                    acc[1] += value
+                    acc[2] = min(acc[2], value)
+                    acc[3] = max(acc[3], value)
                 if score < threshold:
                     low[dim] += 1
         for item in labels.get("unmapped", []):
@@ -103,13 +112,12 @@ def compute_stats(
         "unmapped_unique_count": len(unmapped),
         "confidence_stats": {
             dim: {
-                "mean": round(sum(values) / len(values), 3),
-                "min": min(values),
-                "max": max(values),
+                "mean": round(total_ / count, 3),
+                "min": low_,
+                "max": high,
                 "below_threshold": low[dim],
             }
-            for dim, values in confidences.items()
-            if values
+            for dim, (count, total_, low_, high) in confidences.items()
         },
         "low_confidence_frequency": dict(low.most_common()),
         "tag_distributions": {d: dict(c.most_common()) for d, c in distributions.items()},

@@ -18,7 +18,7 @@ import msgspec
 
 from sftlabel.errors import UsageError
 from sftlabel.model import TurnLabel
-from sftlabel.runs._files import PartMap, _bare, _last_newline
+from sftlabel.runs._files import _OFFSET_MASK, PartMap, _bare, _last_newline, _line_order
 
 METADATA = "labeling_metadata.json"
 PROBLEMS = "problems.jsonl"
@@ -33,12 +33,7 @@ class _Key(msgspec.Struct):
     turnIndex: int = 0
 
 
-class _Index(msgspec.Struct):
-    index: int = -1
-
-
 _key_decoder = msgspec.json.Decoder(_Key)
-_index_decoder = msgspec.json.Decoder(_Index)
 _record_decoder = msgspec.json.Decoder(TurnLabel)
 
 
@@ -162,20 +157,13 @@ class SoftOutput:
         Streamed: memory holds one (index, offset) pair per record of the file at hand."""
         self.close()
         for path in self.files():
-            order: list[tuple[int, int]] = []
-            with path.open("rb") as handle:
-                offset = 0
-                for line in handle:
-                    if line.strip():
-                        order.append((_index_decoder.decode(line).index, offset))
-                    offset += len(line)
-            if all(a <= b for a, b in itertools.pairwise(order)):
-                continue
-            order.sort()
+            order = _line_order(path)
+            if all(a <= b for a, b in itertools.pairwise(k & _OFFSET_MASK for k in order)):
+                continue  # already in input order
             partial = path.with_name(path.name + ".partial")
             with path.open("rb") as source, partial.open("wb") as out:
-                for _, start in order:
-                    source.seek(start)
+                for key in order:
+                    source.seek(key & _OFFSET_MASK)
                     out.write(source.readline())
             partial.replace(path)
 
