@@ -5,7 +5,8 @@ with confidences, a monitor with calls, tokens, elapsed), then runs in a subproc
 
 1. `review RUN -o out.csv --sample 1000 --stratify intent` (the issue's case);
 2. `review RUN -o out.csv --low-confidence` (streams every row that passes);
-3. `review RUN -o out.csv --disagreements-with RUN2 --sample 1000` (RUN2 held as tuples).
+3. `review RUN -o out.csv --disagreements-with RUN2 --sample 1000` (RUN2 held as tuples);
+4. `review --apply sample.csv RUN -o FIXED` of a 1,000-row sample (a new run is written).
 
 and prints wall time, throughput, CPU per sample and peak RSS of each, with the ratio to the
 memory target (a sample must not grow with the run: under 200 MB for 10^6 samples, except (3),
@@ -161,6 +162,14 @@ def main() -> None:
         ],
         args.samples,
     )  # fmt: skip
+    # the round trip: the 1,000-row sample applied back (unchanged rows are copied as they are)
+    sample = args.data / "review_sample.csv"
+    measure("sample for apply", [str(run), "-o", str(sample), "--sample", "1000"], args.samples)
+    measure(
+        "apply the reviewed sample into a new run (labeled.json, stats, dashboard rebuilt)",
+        ["--apply", str(sample), str(run), "-o", str(args.data / "review_fixed"), "--overwrite"],
+        args.samples,
+    )
 
 
 if __name__ == "__main__":
