@@ -222,6 +222,7 @@ def test_refused_credentials_abort_the_run_and_never_show_the_key(
     result = cli(*label_args(llm_server, run, records(5, tmp_path)))
     assert result.exit_code == 3
     assert "refused the credentials (401)" in result.stderr
+    assert "check --api-key / SFTLABEL_API_KEY" in result.stderr  # how to fix it
     assert KEY not in result.output
     for path in run.iterdir():
         assert KEY not in path.read_text("utf-8", errors="replace"), path.name
@@ -442,3 +443,27 @@ def test_random_429_and_5xx_storms_still_label_every_sample(
     assert by_status.get("429", 0) > 0 and by_status.get("200") == 40
     stats = json.loads((run / "stats.json").read_text("utf-8"))
     assert stats["rate_limited_429"] == by_status["429"]
+
+
+def test_json_mode_refused_while_many_requests_are_in_flight(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    """Every request sent before the first refusal turned JSON mode off is asked again."""
+    refuse = {"status": 400, "content": "response_format json_object is not supported"}
+    llm_server.configure(
+        latency=0.05, rules=[{"match": '"response_format"', "response": refuse}, *labeler_rules()]
+    )
+    run = tmp_path / "run"
+    result = cli(*label_args(llm_server, run, records(20, tmp_path), "--concurrency", "20"))
+    assert result.exit_code == 0, result.stderr
+    assert len(ids(run / "labeled.jsonl")) == 20 and ids(run / "failures.jsonl") == []
+
+
+def test_max_cost_needs_a_known_price(cli, llm_server, tmp_path: Path) -> None:
+    args = label_args(llm_server, tmp_path / "run", records(2, tmp_path), "--max-cost", "1")
+    args[args.index("gpt-4o-mini")] = "my-local-model"
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert "--max-cost needs the price of model 'my-local-model'" in result.stderr
+    assert "--prices" in result.stderr
+    assert llm_server.stats()["chat_requests"] == 0

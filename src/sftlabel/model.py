@@ -181,8 +181,8 @@ class TurnLabel(msgspec.Struct, kw_only=True, omit_defaults=True):
     method: str = ""
     """How the soft label was obtained: ``top_logprobs`` (both label tokens seen),
     ``censored`` (one missing: bounded by what top-k leaves), ``resolved`` (the missing one was
-    read by a second biased request), ``first-label-token`` (the first token was not a label;
-    the first label token of the answer was used)."""
+    read by a second biased request), ``first-token-not-label`` (the first token was not a label;
+    the likelier label token of the top-k was used)."""
     censored: list[str] = []
     """Label tokens missing from top_logprobs ("0", "1")."""
     strategy: str = ""

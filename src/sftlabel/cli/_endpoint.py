@@ -154,3 +154,14 @@ def build_client_config(
     if check_endpoint:
         config.endpoint()  # fail early and clearly when no endpoint is configured
     return config
+
+
+def check_budget(config: ClientConfig, max_cost: float | None) -> None:
+    """``--max-cost`` needs the model's price: without one every call counts as $0 and the
+    budget would never stop the run."""
+    if max_cost is not None and config.prices.lookup(config.model) is None:
+        raise UsageError(
+            f"--max-cost needs the price of model {config.model!r}, which the price table "
+            "does not know",
+            hint="pass --prices FILE with its input/output USD per million tokens",
+        )

@@ -39,6 +39,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
     build_client_config,
+    check_budget,
 )
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
@@ -260,6 +261,7 @@ def label(
     if dry_run:
         _dry_run(paths, options, tax, client_config, concurrency, rpm)
         return
+    check_budget(client_config, max_cost)
     arbitration_config = None
     if (
         options.arbitration

@@ -35,6 +35,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
     build_client_config,
+    check_budget,
 )
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, apply_vault_key
 from sftlabel.config import resolve_settings
@@ -228,6 +229,7 @@ def softlabel(
             no_cache=no_cache,
             prices=prices,
         )
+        check_budget(client_config, max_cost)
         job = SoftLabelJob(
             inputs=staged.inputs,
             output=out,

@@ -266,10 +266,13 @@ class Labeler:
                 params["response_format"] = JSON_FORMAT
             else:
                 params.pop("response_format", None)
+            sent_json = "response_format" in params
             try:
                 return await client.chat(client.request(messages, **params))
             except RequestRejectedError as exc:
-                if self._json and self.json_mode == "auto" and _json_mode_refused(exc):
+                # Decide on what *this* request carried: requests sent before another one turned
+                # JSON mode off get the same refusal and must be asked again too.
+                if sent_json and self.json_mode == "auto" and _json_mode_refused(exc):
                     self._json = False  # the endpoint does not do JSON mode: ask without it
                     continue
                 raise LabelingFailed(f"request rejected: {exc}", reason="rejected") from None

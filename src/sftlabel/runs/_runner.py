@@ -167,7 +167,8 @@ async def run_label(
                 else:
                     fail(failure, trace)
             except AuthenticationError as exc:
-                outcome = Outcome(status="aborted", state=state, message=str(exc))
+                message = exc.message + (f" — {exc.hint}" if exc.hint else "")
+                outcome = Outcome(status="aborted", state=state, message=message)
                 stop.set()
                 scope.cancel()
                 return

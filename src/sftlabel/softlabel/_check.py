@@ -102,8 +102,12 @@ async def check_endpoint(
     )
     needed_soft = ("label token ids", "logprobs", "top_logprobs", "logit_bias")
     needed_label = ("taxonomy call", "JSON answer")
+    # "classification" is only recorded when the request itself failed (then the checks after
+    # it could not run): it is missing too
     report.missing = [
-        c.name for c in report.checks if c.ok is False and c.name in needed_soft + needed_label
+        c.name
+        for c in report.checks
+        if c.ok is False and c.name in (*needed_soft, "classification", *needed_label)
     ]
     report.softlabel_ready = all(
         (c := report.check(n)) is not None and c.ok is True for n in needed_soft
