@@ -97,6 +97,7 @@ def test_raw_dataset_in_a_container_gets_its_labeled_twin(cli, llm_server, blob:
     assert len({(r["conversationId"], r["messageId"]) for r in records}) == TURNS
     meta = json.loads(blob.cat_file(f"{twin}/labeling_metadata.json"))
     assert meta["counts"]["turns"] == TURNS and len(meta["sessions"]) == 2
+    assert meta["inputs"] == [RAW]  # the URL, not the local staging copy
     # the raw blobs are untouched
     assert {name: blob.cat_file(name) for name in blob.find(raw_root)} == before
 

@@ -241,6 +241,7 @@ def softlabel(
             concurrency=concurrency,
             limit=limit,
             max_cost=max_cost,
+            sources=list(inputs),
         )
         outcome = _execute(job, staged, previous)
     if outcome.status == "aborted":

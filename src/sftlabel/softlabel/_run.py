@@ -76,6 +76,8 @@ class SoftLabelJob:
     concurrency: int = 50
     limit: int | None = None
     max_cost: float | None = None
+    sources: list[str] = field(default_factory=list)
+    """The inputs as the user gave them (URLs of remote datasets, which ``inputs`` stages)."""
 
 
 def turn_stream(
@@ -251,7 +253,7 @@ def build_metadata(
         "task": "reasoning soft labels: 0 = requires reasoning, 1 = does not",
         "model": config.model,
         "endpoint": config.endpoint().split("?", 1)[0],
-        "inputs": [str(p) for p in job.inputs],
+        "inputs": job.sources or [str(p) for p in job.inputs],
         "strategy": job.strategy.name,
         "options": {
             "context_turns": job.options.context_turns,
