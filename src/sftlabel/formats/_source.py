@@ -216,10 +216,23 @@ def _decode(data: bytes) -> tuple[Any, bool]:
     try:
         try:
             return _decoder.decode(data), False
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, msgspec.DecodeError):
+            # msgspec < 0.23 raises UnicodeDecodeError for invalid UTF-8, 0.23 and newer a
+            # DecodeError ("Invalid UTF-8 encoded string"): tell the two apart by decoding the
+            # bytes ourselves (only on this failure path), and repair only invalid UTF-8.
+            if _is_utf8(data):
+                raise
             return _decoder.decode(data.decode("utf-8", "replace")), True
     except RecursionError:
         raise msgspec.DecodeError("JSON is nested too deeply to be read") from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _decode_document(data: bytes) -> tuple[Any, bool]:
