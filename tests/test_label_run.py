@@ -239,19 +239,23 @@ def test_max_cost_stops_cleanly_and_resume_finishes(cli, llm_server, tmp_path: P
     assert "--max-cost" in stopped.stderr
     partial = ids(run / "labeled.jsonl")
     assert 1 <= len(partial) < 12
-    resumed = cli(
-        "label",
-        "--resume",
-        run,
-        "--base-url",
-        llm_server.base_url,
-        "--cache",
-        tmp_path / "cache.sqlite",
-    )
+    before = llm_server.stats()["chat_requests"]
+    resume = ("label", "--resume", run, "--cache", tmp_path / "cache.sqlite")
+    # the cap is the run's, over every session: a resume without a new cap spends nothing
+    again = cli(*resume)
+    assert again.exit_code == 3 and "--max-cost" in again.stderr
+    assert llm_server.stats()["chat_requests"] == before
+    # a larger cap (and no --base-url: the run recorded its endpoint) finishes the run
+    resumed = cli(*resume, "--max-cost", "10")
     assert resumed.exit_code == 0, resumed.stderr
     assert sorted(ids(run / "labeled.jsonl")) == sorted(f"r{i}" for i in range(12))
     manifest = json.loads((run / "run.json").read_text("utf-8"))
-    assert [s["status"] for s in manifest["sessions"]] == ["budget", "completed"]
+    assert [s["status"] for s in manifest["sessions"]] == ["budget", "budget", "completed"]
+    assert manifest["rate"]["max_cost"] == 10
+    stats = json.loads((run / "stats.json").read_text("utf-8"))
+    spent = sum(s["cost"] for s in manifest["sessions"])
+    assert stats["cost_usd"] == round(spent, 6)
+    assert f"spent ${spent:,.4f}" in resumed.stderr
 
 
 def test_resume_after_kill_9_labels_every_sample_exactly_once(tmp_path: Path) -> None:
@@ -363,7 +367,7 @@ def test_arbitrate_re_asks_low_confidence_dimensions_into_a_new_run(
         "arbitrate", run, "--base-url", llm_server.base_url, "--cache", tmp_path / "cache.sqlite"
     )
     assert result.exit_code == 0, result.stderr
-    assert "difficulty: changed" in result.stdout
+    assert "difficulty: 6 changed" in result.stderr  # summaries go to stderr
     assert llm_server.stats()["chat_requests"] - before == 6  # one arbitration call per sample
     new = json.loads((tmp_path / "run_arbitrated" / "labeled.json").read_text("utf-8"))
     assert [r["labels"]["difficulty"] for r in new] == ["advanced"] * 6

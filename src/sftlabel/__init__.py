@@ -4,6 +4,20 @@ The public library API; the CLI (``sftlabel``) is a thin layer over it.
 """
 
 from sftlabel._version import __version__
+from sftlabel.api import (
+    RunResult,
+    aarbitrate,
+    alabel,
+    apply_review,
+    arbitrate,
+    asoftlabel,
+    compare,
+    label,
+    open_run,
+    report,
+    review,
+    softlabel,
+)
 from sftlabel.errors import (
     ConfigError,
     InputError,
@@ -32,6 +46,7 @@ __all__ = [
     "Message",
     "Problem",
     "Reader",
+    "RunResult",
     "Sample",
     "SftlabelError",
     "SparsePolicy",
@@ -41,8 +56,19 @@ __all__ = [
     "Truncation",
     "UsageError",
     "__version__",
+    "aarbitrate",
+    "alabel",
+    "apply_review",
+    "arbitrate",
+    "asoftlabel",
+    "compare",
     "iter_samples",
+    "label",
     "load_taxonomy",
+    "open_run",
+    "report",
+    "review",
     "slice_conversation",
+    "softlabel",
     "truncate",
 ]

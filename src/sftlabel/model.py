@@ -151,6 +151,11 @@ class Failure(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str
     sample: Sample
     monitor: dict[str, Any] = {}
+    session: int | None = None
+    """The session (1 = the first run, 2 = the first resume ...) of this attempt."""
+    attempts: int = 1
+    history: list[dict[str, Any]] = []
+    """Earlier failed attempts of the same sample (reason, error, session), oldest first."""
 
 
 class TurnLabel(msgspec.Struct, kw_only=True, omit_defaults=True):

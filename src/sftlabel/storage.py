@@ -153,7 +153,7 @@ def stage(
         paths = [Path(i) for i in inputs]
         for path in paths:
             if not path.exists():
-                raise InputError(f"{path}: no such file or directory")
+                raise UsageError(f"{path}: no such file or directory")
         out = Path(output) if output else default_output(paths)
         yield Staged(inputs=paths, output=out, display_output=str(out))
         return
@@ -167,7 +167,7 @@ def stage(
         else:
             path = Path(item)
             if not path.exists():
-                raise InputError(f"{path}: no such file or directory")
+                raise UsageError(f"{path}: no such file or directory")
             local_inputs.append(path)
     if output is None:
         first = inputs[0]

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from sftlabel import __version__
+from sftlabel._version import __version__
 from sftlabel.cli._common import guard, stderr, warn
 from sftlabel.plugins import COMMANDS_GROUP, load_group
 

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from sftlabel.api import client_config
+from sftlabel.api._endpoint import check_budget
 from sftlabel.config import Settings
-from sftlabel.errors import UsageError
-from sftlabel.llm import ClientConfig, PriceTable, Secret
+from sftlabel.llm import ClientConfig
 
 CONNECTION = "Endpoint"
 RATE = "Rate and budget"
@@ -54,12 +55,22 @@ AzureDeploymentOption = Annotated[
 ]
 
 ApiVersionOption = Annotated[
-    str, typer.Option(help="Azure OpenAI API version.", rich_help_panel=CONNECTION)
+    str | None,
+    typer.Option(
+        help="Azure OpenAI API version [default: 2024-10-21].",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
 ]
 
 TimeoutOption = Annotated[
-    float,
-    typer.Option(help="Seconds to wait for an answer.", min=1, rich_help_panel=CONNECTION),
+    float | None,
+    typer.Option(
+        help="Seconds to wait for an answer [default: 120].",
+        min=1,
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
 ]
 
 CacheOption = Annotated[
@@ -81,7 +92,13 @@ NoCacheOption = Annotated[
 ]
 
 ConcurrencyOption = Annotated[
-    int, typer.Option(help="Requests in flight at most.", min=1, rich_help_panel=RATE)
+    int | None,
+    typer.Option(
+        help="Requests in flight at most [default: 50].",
+        min=1,
+        rich_help_panel=RATE,
+        show_default=False,
+    ),
 ]
 
 RpmOption = Annotated[
@@ -112,9 +129,9 @@ def build_client_config(
     *,
     headers: list[str] | None,
     azure_deployment: str | None,
-    api_version: str,
-    timeout: float,
-    concurrency: int,
+    api_version: str | None,
+    timeout: float | None,
+    concurrency: int | None,
     rpm: float | None,
     tpm: float | None,
     cache: Path | None,
@@ -122,46 +139,23 @@ def build_client_config(
     prices: Path | None,
     check_endpoint: bool = True,
 ) -> ClientConfig:
-    """The client configuration from the resolved settings and the command's options."""
-    extra: dict[str, str] = {}
-    for item in headers or []:
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"--header {item!r} is not 'Name: value'")
-        extra[name.strip()] = value.strip()
-    azure = azure_deployment is not None
-    key = settings.get("api_key")
-    if azure:
-        key = settings.get("azure_api_key") or key
-    cache_path = None
-    if not no_cache:
-        cache_path = cache or Path(settings.get("cache_dir") or ".") / "responses.sqlite"
-    config = ClientConfig(
-        model=model,
-        base_url=settings.get("base_url"),
-        api_key=Secret(key) if key else None,
-        headers=extra,
-        azure_endpoint=settings.get("azure_endpoint"),
+    """The client configuration of a command that calls a model (see
+    :func:`sftlabel.api.client_config`)."""
+    return client_config(
+        model,
+        settings,
+        headers=headers,
         azure_deployment=azure_deployment,
         api_version=api_version,
-        timeout=timeout,
-        concurrency=concurrency,
+        timeout=timeout or 120.0,
+        concurrency=concurrency or 50,
         rpm=rpm,
         tpm=tpm,
-        cache_path=cache_path,
-        prices=PriceTable.with_overrides(prices),
+        cache=cache,
+        no_cache=no_cache,
+        prices=prices,
+        check_endpoint=check_endpoint,
     )
-    if check_endpoint:
-        config.endpoint()  # fail early and clearly when no endpoint is configured
-    return config
 
 
-def check_budget(config: ClientConfig, max_cost: float | None) -> None:
-    """``--max-cost`` needs the model's price: without one every call counts as $0 and the
-    budget would never stop the run."""
-    if max_cost is not None and config.prices.lookup(config.model) is None:
-        raise UsageError(
-            f"--max-cost needs the price of model {config.model!r}, which the price table "
-            "does not know",
-            hint="pass --prices FILE with its input/output USD per million tokens",
-        )
+__all__ = ["build_client_config", "check_budget"]

@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
+from sftlabel.api._endpoint import apply_vault_key
 from sftlabel.cli._endpoint import CONNECTION
-from sftlabel.config import Settings
-from sftlabel.errors import UsageError
-from sftlabel.llm._keyvault import fetch_secret
 
 KeyVaultOption = Annotated[
     str | None,
@@ -44,19 +42,4 @@ NoKeyVaultOption = Annotated[
 ]
 
 
-def apply_vault_key(
-    settings: Settings,
-    vault: str | None,
-    secret: str | None,
-    *,
-    no_keyvault: bool,
-    azure: bool,
-) -> None:
-    """Put the API key read from Key Vault into ``settings`` (when a vault is configured and not
-    switched off): the Azure key for an Azure deployment, the API key otherwise."""
-    if no_keyvault or vault is None:
-        return
-    if not secret:
-        raise UsageError("--keyvault needs --secret NAME (the secret holding the API key)")
-    key = fetch_secret(vault, secret)
-    settings.override("azure_api_key" if azure else "api_key", key, "keyvault", f"{vault}/{secret}")
+__all__ = ["KeyVaultOption", "NoKeyVaultOption", "SecretOption", "apply_vault_key"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 import typer
-from rich.table import Table
 
-from sftlabel.cli._common import stderr, stdout
+from sftlabel import api
+from sftlabel.cli._common import stderr
 from sftlabel.cli._endpoint import (
+    RATE,
     ApiKeyOption,
     ApiVersionOption,
     AzureDeploymentOption,
@@ -24,12 +24,9 @@ from sftlabel.cli._endpoint import (
     RpmOption,
     TimeoutOption,
     TpmOption,
-    build_client_config,
 )
-from sftlabel.config import resolve_settings
-from sftlabel.runs import finalize, read_manifest
-from sftlabel.runs._arbitrate import arbitrate_run
-from sftlabel.taxonomy import load_taxonomy
+from sftlabel.cli._progress import progress
+from sftlabel.cli._runs import JsonOption, finish
 
 
 def arbitrate(
@@ -41,23 +38,41 @@ def arbitrate(
         typer.Option(
             "--output",
             "-o",
-            help="New run directory [default: `<RUN>_arbitrated`]",
+            help="New run directory [default: <RUN>_arbitrated]",
             show_default=False,
         ),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted arbitration in --output.")
+    ] = False,
     threshold: Annotated[
-        float, typer.Option(min=0, max=1, help="Re-ask dimensions whose confidence is below this.")
-    ] = 0.65,
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Re-ask dimensions whose confidence is below this [default: 0.65].",
+            show_default=False,
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            help="Hard cap in USD for the arbitration, over every session.",
+            min=0,
+            rich_help_panel=RATE,
+        ),
+    ] = None,
+    json_output: JsonOption = False,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     api_key: ApiKeyOption = None,
     header: HeaderOption = None,
     azure_deployment: AzureDeploymentOption = None,
-    api_version: ApiVersionOption = "2024-10-21",
-    timeout: TimeoutOption = 120.0,
+    api_version: ApiVersionOption = None,
+    timeout: TimeoutOption = None,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
-    concurrency: ConcurrencyOption = 50,
+    concurrency: ConcurrencyOption = None,
     rpm: RpmOption = None,
     tpm: TpmOption = None,
     prices: PricesOption = None,
@@ -67,53 +82,52 @@ def arbitrate(
 
     Every dimension whose confidence is below `--threshold` is asked again (temperature 0.3,
     `--model` or the run's model); the more confident answer wins and `labeling_monitor` keeps
-    both. Samples that need nothing and failures are copied. Reports what changed.
+    both. Samples that need nothing and failures are copied. The new run resumes like any
+    other (`--resume`), with the same progress, budget and exit status as `label`.
+
+    Examples:
+
+      sftlabel arbitrate runs/r1 --threshold 0.7
+
+      sftlabel arbitrate runs/r1 --model gpt-4o -o runs/r1_strong --max-cost 5
+
+      sftlabel arbitrate runs/r1 -o runs/r1_strong --resume
     """
-    manifest = read_manifest(run)
-    settings = resolve_settings(
-        {"model": model, "base_url": base_url, "api_key": api_key}, config_file=config
-    )
-    chosen = model or manifest.options.model
-    taxonomy = load_taxonomy(manifest.taxonomy.path)
-    client_config = build_client_config(
-        chosen,
-        settings,
-        headers=header,
-        azure_deployment=azure_deployment,
-        api_version=api_version,
-        timeout=timeout,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        cache=cache,
-        no_cache=no_cache,
-        prices=prices,
-    )
-    target = output or run.with_name(run.name + "_arbitrated")
-    report = anyio.run(
-        lambda: arbitrate_run(
+    with progress("arbitrating") as on_progress:
+        result = api.arbitrate(
             run,
-            target,
-            taxonomy=taxonomy,
-            client_config=client_config,
+            on_progress=on_progress,
+            output=output,
+            resume=resume,
             threshold=threshold,
+            max_cost=max_cost,
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            headers=header,
+            azure_deployment=azure_deployment,
+            api_version=api_version,
+            timeout=timeout,
+            cache=cache,
+            no_cache=no_cache,
             concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            prices=prices,
+            config=config,
         )
+    counters = result.counters
+    changed = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("changed:")}
+    stderr.print(
+        f"{counters.get('arbitrated', 0):,} samples had a dimension below the threshold; "
+        f"{counters.get('kept_first', 0):,} dimensions kept as they were"
+        + (
+            f"; {counters['arbitration_failed']:,} arbitrations failed (labels kept)"
+            if counters.get("arbitration_failed")
+            else ""
+        ),
+        markup=False,
     )
-    finalize(target, taxonomy)
-    table = Table(title=f"arbitration of {run} → {target}", title_justify="left", box=None)
-    table.add_column("", style="dim")
-    table.add_column("", justify="right")
-    table.add_row("samples", f"{report.samples:,}")
-    table.add_row(f"samples with a dimension below {threshold}", f"{report.arbitrated:,}")
-    for dim, count in report.changed.most_common():
-        table.add_row(f"  {dim}: changed", f"{count:,}")
-    table.add_row("dimensions kept as they were", f"{report.kept_first:,}")
-    table.add_row("arbitration calls failed (labels kept)", f"{report.failed:,}")
-    stats = report.client
-    table.add_row("requests (from cache)", f"{stats.requests:,} ({stats.cache_hits:,})")
-    table.add_row("cost", f"${stats.cost:,.4f}" if stats.cost_known else "unknown")
-    stdout.print(table)
-    if report.aborted:
-        stderr.print(f"aborted: {report.aborted}", style="bold red", markup=False)
-        raise typer.Exit(3)
+    for dim, count in sorted(changed.items(), key=lambda kv: -kv[1]):
+        stderr.print(f"  {dim}: {count:,} changed", markup=False)
+    finish(result, json_output=json_output)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sftlabel import __version__
+from sftlabel._version import __version__
 from sftlabel.cli._common import stdout
 from sftlabel.config import resolve_settings
 from sftlabel.model import encode

@@ -18,6 +18,7 @@ from sftlabel.llm._errors import (
 )
 from sftlabel.llm._limits import AdaptiveLimiter, TokenBucket, parse_duration
 from sftlabel.llm._pricing import Price, PriceTable
+from sftlabel.llm._tokens import LabelTokens, resolve_label_tokens
 
 __all__ = [
     "AdaptiveLimiter",
@@ -28,6 +29,7 @@ __all__ = [
     "ClientStats",
     "LLMClient",
     "LLMError",
+    "LabelTokens",
     "Price",
     "PriceTable",
     "RequestRejectedError",
@@ -38,4 +40,5 @@ __all__ = [
     "cache_key",
     "estimate_tokens",
     "parse_duration",
+    "resolve_label_tokens",
 ]

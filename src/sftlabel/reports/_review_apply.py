@@ -371,6 +371,9 @@ def _write(
         )
         write_manifest(partial, manifest)
         finalize(partial, taxonomy)
+        from sftlabel.reports._report import build_report
+
+        build_report(partial, partial, taxonomy=taxonomy)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -454,6 +457,6 @@ def _manifest(run: RunData, taxonomy: Taxonomy) -> RunManifest:
         created=now(),
         inputs=[str(run.path)],
         endpoint="",
-        options=LabelOptions(model=model),
+        options=msgspec.structs.asdict(LabelOptions(model=model)),
         taxonomy=taxonomy_ref(taxonomy),
     )

@@ -68,6 +68,9 @@ class RunData:
         for source in (self.manifest, self.metadata):
             if source and isinstance(source.get("model"), str):
                 return str(source["model"])
+            options = source.get("options") if source else None
+            if isinstance(options, dict) and isinstance(options.get("model"), str):
+                return str(options["model"])  # run.json records the model with the options
         return ""
 
     def taxonomy_records(self) -> Iterator[TaxonomyRecord]:

@@ -1,27 +1,66 @@
-"""Run directories: streaming writers, checkpoint/resume, stats."""
+"""The run engine, the run store and the tasks that run on it (label, softlabel, arbitrate).
 
+Nothing here imports the reports or any presentation code: the API layer (:mod:`sftlabel.api`)
+calls the engine, then draws the dashboards.
+"""
+
+from sftlabel.runs._arbitrate import ArbitrateTask, copy_side_files
+from sftlabel.runs._engine import (
+    SYSTEMATIC_REJECTIONS,
+    BudgetReached,
+    Engine,
+    ItemFailed,
+    Outcome,
+    OutputError,
+    RunControl,
+    RunState,
+    Status,
+    Store,
+    Task,
+    Written,
+)
 from sftlabel.runs._files import (
     DASHBOARD,
     FAILURES,
     LABELED,
     LABELED_ARRAY,
-    MANIFEST,
     MONITOR,
+    OFFSET_MASK,
     PROBLEMS,
     STATS,
+    SUMMARY_STATS,
     RunFiles,
+    last_newline,
+    line_order,
 )
-from sftlabel.runs._job import Estimate, LabelJob, estimate, execute, finalize, start
+from sftlabel.runs._label import (
+    Estimate,
+    LabelTask,
+    estimate,
+    finalize,
+    prompt_version,
+    sample_stream,
+)
 from sftlabel.runs._manifest import (
+    MANIFEST,
+    Endpoint,
     LabelOptions,
+    RateOptions,
+    RunKind,
     RunManifest,
     Session,
+    TaxonomyRef,
+    has_manifest,
+    merge_options,
+    merge_rate,
     now,
     read_manifest,
     taxonomy_ref,
     write_manifest,
 )
-from sftlabel.runs._runner import Outcome, RunState, run_label, sample_stream
+from sftlabel.runs._paths import PartMap, bare, check_not_input, inside, safe_component
+from sftlabel.runs._softlabel import SoftLabelTask, build_metadata, turn_stream
+from sftlabel.runs._softstore import METADATA, PREFIX, SoftOutput, default_output, summarize
 from sftlabel.runs._stats import compute_stats
 
 __all__ = [
@@ -30,26 +69,60 @@ __all__ = [
     "LABELED",
     "LABELED_ARRAY",
     "MANIFEST",
+    "METADATA",
     "MONITOR",
+    "OFFSET_MASK",
+    "PREFIX",
     "PROBLEMS",
     "STATS",
+    "SUMMARY_STATS",
+    "SYSTEMATIC_REJECTIONS",
+    "ArbitrateTask",
+    "BudgetReached",
+    "Endpoint",
+    "Engine",
     "Estimate",
-    "LabelJob",
+    "ItemFailed",
     "LabelOptions",
+    "LabelTask",
     "Outcome",
+    "OutputError",
+    "PartMap",
+    "RateOptions",
+    "RunControl",
     "RunFiles",
+    "RunKind",
     "RunManifest",
     "RunState",
     "Session",
+    "SoftLabelTask",
+    "SoftOutput",
+    "Status",
+    "Store",
+    "Task",
+    "TaxonomyRef",
+    "Written",
+    "bare",
+    "build_metadata",
+    "check_not_input",
     "compute_stats",
+    "copy_side_files",
+    "default_output",
     "estimate",
-    "execute",
     "finalize",
+    "has_manifest",
+    "inside",
+    "last_newline",
+    "line_order",
+    "merge_options",
+    "merge_rate",
     "now",
+    "prompt_version",
     "read_manifest",
-    "run_label",
+    "safe_component",
     "sample_stream",
-    "start",
+    "summarize",
     "taxonomy_ref",
+    "turn_stream",
     "write_manifest",
 ]

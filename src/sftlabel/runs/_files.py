@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+
+from sftlabel.runs._paths import inside
 
 LABELED = "labeled.jsonl"
 LABELED_ARRAY = "labeled.json"
@@ -37,6 +39,7 @@ class _Indexed(msgspec.Struct):
 
 _id_decoder = msgspec.json.Decoder(_Id)
 _index_decoder = msgspec.json.Decoder(_Indexed)
+_any_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
 
 
@@ -83,17 +86,59 @@ class RunFiles:
                     handle.seek(max(size - 1, 0))
                     if handle.read(1) == b"\n":
                         continue
-                    handle.truncate(_last_newline(handle, size))
+                    handle.truncate(last_newline(handle, size))
                     repaired += 1
         return repaired
 
     def done_ids(self) -> set[str]:
         """Ids of the samples already labeled or failed, in every part."""
-        done: set[str] = set()
-        for name in (LABELED, FAILURES):
-            for line in self.lines(name):
-                done.add(_id_decoder.decode(line).id)
-        return done
+        labeled, failed = self.done()
+        return {str(k) for k in labeled | failed}
+
+    def done(self) -> tuple[set[Hashable], set[Hashable]]:
+        """Ids of the samples labeled, and of those with a failure record (in every part)."""
+        labeled: set[Hashable] = {_id_decoder.decode(line).id for line in self.lines(LABELED)}
+        failed: set[Hashable] = {_id_decoder.decode(line).id for line in self.lines(FAILURES)}
+        return labeled, failed
+
+    def problem(self, problem: Any) -> None:
+        self.append(PROBLEMS, problem)
+
+    def compact_failures(self) -> int:
+        """Rewrite every ``failures.jsonl`` with one record per sample that is still failed:
+        samples labeled by a later session are dropped, and a sample that failed in several
+        sessions keeps its latest failure with the earlier ones in ``history``. Returns the
+        number of failed samples."""
+        labeled, _ = self.done()
+        total = 0
+        for part in self.parts():
+            path = self.path(FAILURES, part)
+            if not path.exists():
+                continue
+            latest: dict[str, dict[str, Any]] = {}
+            changed = False
+            for line in self.lines(FAILURES, part):
+                record = _any_decoder.decode(line)
+                key = str(record.get("id"))
+                if key in labeled:
+                    changed = True
+                    continue
+                earlier = latest.pop(key, None)
+                if earlier is not None:
+                    changed = True
+                    history = [*earlier.pop("history", []), _attempt(earlier)]
+                    record["history"] = [*history, *record.get("history", [])]
+                    record["attempts"] = len(record["history"]) + 1
+                latest[key] = record
+            total += len(latest)
+            if not changed:
+                continue  # one record per failed sample already: the file stays as it is
+            partial = path.with_name(path.name + ".partial")
+            with partial.open("wb") as out:
+                for record in latest.values():
+                    out.write(_encoder.encode(record) + b"\n")
+            partial.replace(path)
+        return total
 
     def lines(self, name: str, part: str | None = None) -> Iterator[bytes]:
         """The non-blank lines of a file in one part, or in every part (``part=None``)."""
@@ -119,9 +164,9 @@ class RunFiles:
             if len(self._handles) >= self.MAX_OPEN:
                 oldest = next(k for k in self._handles if k[1] != PROBLEMS)
                 self._handles.pop(oldest).close()
-            folder = self.root / part
+            folder = inside(self.root, self.root / part) if part else self.root
             folder.mkdir(parents=True, exist_ok=True)
-            handle = self._handles[key] = (folder / name).open("ab")
+            handle = self._handles[key] = inside(self.root, folder / name).open("ab")
         else:
             self._handles.move_to_end(key)
         handle.write(_encoder.encode(record) + b"\n")
@@ -144,7 +189,7 @@ class RunFiles:
         (streamed: memory holds one packed int per sample)."""
         source = self.path(LABELED, part)
         target = self.path(LABELED_ARRAY, part)
-        order = _line_order(source) if source.exists() else []
+        order = line_order(source) if source.exists() else []
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         with partial.open("wb") as out:
@@ -152,7 +197,7 @@ class RunFiles:
             if order:
                 with source.open("rb") as handle:
                     for position, key in enumerate(order):
-                        handle.seek(key & _OFFSET_MASK)
+                        handle.seek(key & OFFSET_MASK)
                         line = handle.readline().rstrip(b"\r\n")
                         out.write((b",\n" if position else b"\n") + line)
             out.write(b"\n]\n")
@@ -160,41 +205,11 @@ class RunFiles:
         return len(order)
 
 
-class PartMap:
-    """Which part (sub-directory of the run) the samples of an input file go to."""
-
-    def __init__(self, inputs: list[str]) -> None:
-        self.inputs = [Path(i) for i in inputs]
-        self.mirror = len(self.inputs) > 1 or any(p.is_dir() for p in self.inputs)
-
-    def __call__(self, path: str) -> str:
-        if not self.mirror:
-            return ""
-        file = Path(path)
-        for source in self.inputs:
-            prefix = [source.name] if len(self.inputs) > 1 else []
-            if file == source:
-                return _bare(source.name)
-            if file.is_relative_to(source):
-                relative = file.relative_to(source)
-                return "/".join([*prefix, *relative.parent.parts, _bare(relative.name)])
-        return _bare(file.name)
-
-
-def _bare(name: str) -> str:
-    """A file name without its data suffixes (``a.jsonl.gz`` -> ``a``)."""
-    lowered = name.lower()
-    for suffix in (".json.gz", ".jsonl.gz", ".jsonl", ".json", ".gz"):
-        if lowered.endswith(suffix):
-            return name[: -len(suffix)] or "data"
-    return name
-
-
 _OFFSET_BITS = 48
-_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
+OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 
 
-def _line_order(path: Path) -> list[int]:
+def line_order(path: Path) -> list[int]:
     """The byte offsets of a JSONL file's records sorted by their ``index`` field, each packed
     with its index into one int (``index << 48 | offset``): a third of the memory of tuples,
     which matters at 10^6 records."""
@@ -210,7 +225,7 @@ def _line_order(path: Path) -> list[int]:
     return order
 
 
-def _last_newline(handle: IO[bytes], size: int) -> int:
+def last_newline(handle: IO[bytes], size: int) -> int:
     """The length of the file up to and including its last newline (0 if none)."""
     block = 64 * 1024
     position = size
@@ -223,3 +238,8 @@ def _last_newline(handle: IO[bytes], size: int) -> int:
             return start + found + 1
         position = start
     return 0
+
+
+def _attempt(record: dict[str, Any]) -> dict[str, Any]:
+    """What the history of a failed sample keeps of one earlier attempt."""
+    return {k: record[k] for k in ("reason", "error", "session") if k in record}

@@ -1,24 +1,37 @@
-"""``run.json``: what a run was asked to do, so ``--resume`` can finish it the same way."""
+"""``run.json``: one manifest for every kind of run (label, softlabel, arbitrate).
+
+It records what the run was asked to do, so that ``--resume`` finishes it the same way: the kind,
+the inputs as absolute paths (and as given, for URLs), every option that changes an answer, the
+endpoint without credentials, the taxonomy and prompt versions, the rate options, the budget, and
+one entry per session with what it did and spent.
+
+One resume rule for every kind (:func:`merge_options`): an answer-changing option given again
+with another value than the recorded one is refused, naming it and its recorded value; rate
+options are kept unless given again; the endpoint and the key may be given again.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import platform
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
-from sftlabel import __version__
+from sftlabel._version import __version__
 from sftlabel.errors import UsageError
 from sftlabel.taxonomy import Taxonomy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MANIFEST = "run.json"
+RunKind = Literal["label", "softlabel", "arbitrate"]
 
 
 class LabelOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
-    """Every option that changes which samples a run labels or how (resume reuses them)."""
+    """Every option that changes which samples a label run labels or how."""
 
     model: str
     sparse: bool = False
@@ -36,6 +49,16 @@ class LabelOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
     temperature: float = 0.0
 
 
+class RateOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """How fast and how much: kept by a resume unless given again."""
+
+    concurrency: int = 50
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 120.0
+    max_cost: float | None = None
+
+
 class TaxonomyRef(msgspec.Struct, kw_only=True):
     name: str
     version: str
@@ -51,27 +74,65 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str = "running"
     labeled: int = 0
     failed: int = 0
+    retried: int = 0
     requests: int = 0
     cache_hits: int = 0
     retries: int = 0
     rate_limited: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost: float = 0.0
     elapsed: float = 0.0
     message: str | None = None
 
 
+class Endpoint(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Where the requests went (never a credential)."""
+
+    url: str
+    base_url: str | None = None
+    azure_deployment: str | None = None
+    api_version: str | None = None
+
+
 class RunManifest(msgspec.Struct, kw_only=True):
     format: int = FORMAT_VERSION
+    kind: RunKind = "label"
     sftlabel: str = __version__
     python: str = platform.python_version()
     created: str
     inputs: list[str]
-    endpoint: str
-    options: LabelOptions
-    taxonomy: TaxonomyRef
+    """Absolute paths (or URLs) of the inputs."""
+    given_inputs: list[str] = []
+    """The inputs as the user typed them (for display only)."""
+    endpoint: Endpoint | str
+    options: dict[str, Any]
+    """Every option that changes an answer, by name (``LabelOptions`` for label runs)."""
+    rate: RateOptions = msgspec.field(default_factory=RateOptions)
+    taxonomy: TaxonomyRef | None = None
+    prompt_version: str | None = None
+    origin: str | None = None
+    """The run an ``arbitrate`` run was made from."""
     sessions: list[Session] = []
+
+    @property
+    def model(self) -> str:
+        return str(self.options.get("model") or "")
+
+    @property
+    def spent(self) -> float:
+        """USD spent over every session of the run."""
+        return sum(s.cost for s in self.sessions)
+
+    def label_options(self) -> LabelOptions:
+        return msgspec.convert(self.options, LabelOptions)
+
+    def endpoint_url(self) -> str:
+        return self.endpoint if isinstance(self.endpoint, str) else self.endpoint.url
+
+    def recorded_base_url(self) -> str | None:
+        return None if isinstance(self.endpoint, str) else self.endpoint.base_url
 
 
 def now() -> str:
@@ -92,11 +153,19 @@ def taxonomy_ref(taxonomy: Taxonomy) -> TaxonomyRef:
     )
 
 
+def manifest_path(root: Path) -> Path:
+    return root / MANIFEST
+
+
+def has_manifest(root: Path) -> bool:
+    return manifest_path(root).is_file()
+
+
 def read_manifest(root: Path) -> RunManifest:
-    path = root / "run.json"
+    path = manifest_path(root)
     if not path.is_file():
         raise UsageError(
-            f"{root} is not a run directory (no run.json)",
+            f"{root} is not a run directory (no {MANIFEST})",
             hint="pass the directory a previous `sftlabel label` run wrote",
         )
     try:
@@ -106,7 +175,61 @@ def read_manifest(root: Path) -> RunManifest:
 
 
 def write_manifest(root: Path, manifest: RunManifest) -> None:
-    path = root / "run.json"
-    partial = path.with_name("run.json.partial")
+    path = manifest_path(root)
+    partial = path.with_name(MANIFEST + ".partial")
     partial.write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
     partial.replace(path)
+
+
+SCOPE_OPTIONS = frozenset({"limit"})
+"""Options that change how many items a run covers, not the answers: a resume may change them
+(like rate options, they are kept unless given again)."""
+
+
+def merge_options(
+    recorded: Mapping[str, Any], given: Mapping[str, Any], *, flag_names: Mapping[str, str]
+) -> dict[str, Any]:
+    """The options of a resumed run: the recorded ones, checked against those given again.
+
+    ``given`` holds only what the caller set explicitly (``None`` means "not given"); an
+    answer-changing option given with another value than the recorded one is refused with its
+    flag name and recorded value.
+    """
+    merged = dict(recorded)
+    for name, value in given.items():
+        if value is None or name not in recorded:
+            continue
+        if _same(recorded[name], value):
+            continue
+        if name in SCOPE_OPTIONS:
+            merged[name] = value  # how many items, not how they are labeled
+            continue
+        flag = flag_names.get(name, "--" + name.replace("_", "-"))
+        raise UsageError(
+            f"{flag} {_show(value)} differs from this run's {_show(recorded[name])}: resuming "
+            "would mix answers made two ways in one run",
+            hint=f"resume with {flag} {_show(recorded[name])} (or without it), or start a new "
+            "run in another directory",
+        )
+    return merged
+
+
+def merge_rate(recorded: RateOptions, given: Mapping[str, Any]) -> RateOptions:
+    """Rate options of a resumed run: recorded values unless given again."""
+    values = msgspec.structs.asdict(recorded)
+    values.update({k: v for k, v in given.items() if v is not None and k in values})
+    return RateOptions(**values)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return bool(a == b)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

@@ -31,7 +31,7 @@ def compute_stats(
     """Totals, distributions and confidence of a run (or of one part of it: one input file of a
     directory run), in the shape of the baseline stats."""
     dims = taxonomy.dimensions()
-    threshold = manifest.options.confidence_threshold
+    threshold = float(manifest.options.get("confidence_threshold", 0.65))
     decode_labeled = msgspec.json.Decoder(_Labeled).decode
     success = calls = arbitrated = issues = warnings = 0
     prompt = completion = cached = 0
@@ -124,12 +124,15 @@ def compute_stats(
         "intent_x_difficulty": {k: dict(v) for k, v in sorted(cross.items())},
         "failures_by_reason": dict(failures.most_common()),
         "input_problems": dict(problems),
-        "model": manifest.options.model,
+        "model": manifest.model,
         "confidence_threshold": threshold,
     }
     if part is not None:
         stats["part"] = part
         return stats
+    # what the run paid, over every session (the figure of run.json, the summary and the
+    # budget stop line); the per-sample costs above leave out calls that were not kept
+    stats["cost_usd"] = round(manifest.spent, 6) if cost_known or manifest.spent else None
     stats["sessions"] = len(sessions)
     stats["requests"] = sum(s.requests for s in sessions)
     stats["cache_hits"] = sum(s.cache_hits for s in sessions)

@@ -10,21 +10,7 @@ from sftlabel.softlabel._classify import (
     first_token,
     read_labels,
 )
-from sftlabel.softlabel._output import (
-    METADATA,
-    PROBLEMS,
-    SoftOutput,
-    default_output,
-    summarize,
-)
-from sftlabel.softlabel._run import (
-    SoftLabelJob,
-    SoftOutcome,
-    SoftRunState,
-    build_metadata,
-    run_softlabel,
-    turn_stream,
-)
+from sftlabel.softlabel._prompts import classification_messages, rationale_messages
 from sftlabel.softlabel._strategies import (
     DEFAULT_STRATEGY,
     Strategy,
@@ -36,30 +22,21 @@ from sftlabel.softlabel._turns import Turn, conversation_turns, iter_turns
 
 __all__ = [
     "DEFAULT_STRATEGY",
-    "METADATA",
-    "PROBLEMS",
     "FirstToken",
     "LogprobsUnsupportedError",
     "Reading",
-    "SoftLabelJob",
     "SoftLabelSettings",
     "SoftLabeler",
-    "SoftOutcome",
-    "SoftOutput",
-    "SoftRunState",
     "Strategy",
     "StrategyOptions",
     "Turn",
     "TurnFailed",
-    "build_metadata",
+    "classification_messages",
     "conversation_turns",
-    "default_output",
     "first_token",
     "get_strategy",
     "iter_turns",
     "load_strategies",
+    "rationale_messages",
     "read_labels",
-    "run_softlabel",
-    "summarize",
-    "turn_stream",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,7 +18,8 @@ import msgspec
 
 from sftlabel.errors import UsageError
 from sftlabel.model import TurnLabel
-from sftlabel.runs._files import _OFFSET_MASK, PartMap, _bare, _last_newline, _line_order
+from sftlabel.runs._files import OFFSET_MASK, last_newline, line_order
+from sftlabel.runs._paths import PartMap, bare, inside
 
 METADATA = "labeling_metadata.json"
 PROBLEMS = "problems.jsonl"
@@ -31,6 +32,7 @@ class _Key(msgspec.Struct):
     conversationId: str
     messageId: str
     turnIndex: int = 0
+    error: str | None = None
 
 
 _key_decoder = msgspec.json.Decoder(_Key)
@@ -39,8 +41,8 @@ _record_decoder = msgspec.json.Decoder(TurnLabel)
 
 def default_output(inputs: list[Path]) -> Path:
     """``LABELED_<name>`` beside the (first) input."""
-    first = inputs[0]
-    return first.parent / f"{PREFIX}{_bare(first.name)}"
+    first = inputs[0].resolve()  # `.` and `..` have a name once resolved
+    return first.parent / f"{PREFIX}{bare(first.name)}"
 
 
 class SoftOutput:
@@ -54,6 +56,7 @@ class SoftOutput:
         self._parts = PartMap([str(i) for i in inputs])
         self._handles: dict[str, IO[bytes]] = {}
         self._relative: dict[str | None, str] = {}
+        self._problems: IO[bytes] | None = None
 
     def relative(self, source: str | None) -> str:
         """The output file (relative to the root) of the turns read from ``source``."""
@@ -62,7 +65,7 @@ class SoftOutput:
             if source is None:
                 known = "turns.jsonl"
             else:
-                known = (self._parts(source) or _bare(Path(source).name)) + ".jsonl"
+                known = (self._parts(source) or bare(Path(source).name)) + ".jsonl"
             self._relative[source] = known
         return known
 
@@ -114,17 +117,37 @@ class SoftOutput:
             with path.open("rb+") as handle:
                 handle.seek(size - 1)
                 if handle.read(1) != b"\n":
-                    handle.truncate(_last_newline(handle, size))
+                    handle.truncate(last_newline(handle, size))
                     repaired += 1
         return repaired
 
     def done_keys(self) -> set[tuple[str, str, int]]:
         """Turns already written (labeled or failed)."""
-        done: set[tuple[str, str, int]] = set()
+        labeled, failed = self.done()
+        return {k for k in labeled | failed if isinstance(k, tuple)}
+
+    def done(self) -> tuple[set[Hashable], set[Hashable]]:
+        """Turns written with a label, and turns with a failure record."""
+        labeled: set[Hashable] = set()
+        failed: set[Hashable] = set()
         for line in self.lines():
             key = _key_decoder.decode(line)
-            done.add((key.conversationId, key.messageId, key.turnIndex))
-        return done
+            (failed if key.error is not None else labeled).add(
+                (key.conversationId, key.messageId, key.turnIndex)
+            )
+        return labeled, failed
+
+    def open(self) -> None:
+        """Start a session: ``problems.jsonl`` is written anew (the inputs are read again), and
+        only when there is a problem to report."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / PROBLEMS).unlink(missing_ok=True)
+
+    def problem(self, problem: Any) -> None:
+        if self._problems is None:
+            self._problems = (self.root / PROBLEMS).open("wb")
+        self._problems.write(_encoder.encode(problem) + b"\n")
+        self._problems.flush()
 
     def lines(self) -> Iterator[bytes]:
         for path in self.files():
@@ -141,29 +164,36 @@ class SoftOutput:
                     if line.strip():
                         yield relative, _record_decoder.decode(line)
 
-    def append(self, record: TurnLabel, relative: str) -> None:
+    def append(self, relative: str, record: Any, part: str = "") -> None:
         handle = self._handles.get(relative)
         if handle is None:
             if len(self._handles) >= self.MAX_OPEN:
                 self._handles.pop(next(iter(self._handles))).close()
-            path = self.root / relative
+            path = inside(self.root, self.root / relative)
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = self._handles[relative] = path.open("ab")
         handle.write(_encoder.encode(record) + b"\n")
         handle.flush()
 
     def sort_files(self) -> None:
-        """Rewrite every output file in input order (records are appended as they finish).
-        Streamed: memory holds one (index, offset) pair per record of the file at hand."""
+        """Rewrite every output file in input order (records are appended as they finish), one
+        record per turn: a turn that failed in one session and was labeled (or failed again) in
+        a later one keeps its latest record. Streamed: memory holds one packed int per record
+        of the file at hand (and the keys of the turns written more than once)."""
         self.close()
         for path in self.files():
-            order = _line_order(path)
-            if all(a <= b for a, b in itertools.pairwise(k & _OFFSET_MASK for k in order)):
-                continue  # already in input order
+            order = line_order(path)
+            drop = _superseded(path)
+            in_order = all(a <= b for a, b in itertools.pairwise(k & OFFSET_MASK for k in order))
+            if in_order and not drop:
+                continue  # already in input order, one record per turn
             partial = path.with_name(path.name + ".partial")
             with path.open("rb") as source, partial.open("wb") as out:
                 for key in order:
-                    source.seek(key & _OFFSET_MASK)
+                    offset = key & OFFSET_MASK
+                    if offset in drop:
+                        continue
+                    source.seek(offset)
                     out.write(source.readline())
             partial.replace(path)
 
@@ -171,6 +201,9 @@ class SoftOutput:
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
+        if self._problems is not None:
+            self._problems.close()
+            self._problems = None
 
     def write_metadata(self, metadata: dict[str, Any]) -> Path:
         path = self.root / METADATA
@@ -247,3 +280,40 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         "cost_usd": round(cost, 6) if priced or not totals["llm_calls"] else None,
         "files": {name: dict(counts) for name, counts in sorted(per_file.items())},
     }
+
+
+def _superseded(path: Path) -> set[int]:
+    """Offsets of records replaced by a later record of the same turn (a labeled record wins
+    over failures, else the last failure). Two passes: the first keeps one hash per record,
+    the second looks only at the turns seen more than once."""
+    seen: set[int] = set()
+    repeated: set[int] = set()
+    for _, turn, _ in _keys(path):
+        digest = hash(turn)
+        (repeated if digest in seen else seen).add(digest)
+    if not repeated:
+        return set()
+    kept: dict[tuple[str, str, int], tuple[int, bool]] = {}
+    drop: set[int] = set()
+    for offset, turn, labeled in _keys(path):
+        if hash(turn) not in repeated:
+            continue
+        previous = kept.get(turn)
+        if previous is None:
+            kept[turn] = (offset, labeled)
+        elif labeled or not previous[1]:
+            drop.add(previous[0])
+            kept[turn] = (offset, labeled)
+        else:
+            drop.add(offset)
+    return drop
+
+
+def _keys(path: Path) -> Iterator[tuple[int, tuple[str, str, int], bool]]:
+    offset = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                key = _key_decoder.decode(line)
+                yield offset, (key.conversationId, key.messageId, key.turnIndex), key.error is None
+            offset += len(line)

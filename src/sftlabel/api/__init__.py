@@ -1,0 +1,34 @@
+"""The library API: what the ``sftlabel`` commands call, for notebooks and embedding.
+
+Every long-running function has a synchronous form and an ``a...`` coroutine, accepts an
+injected httpx ``transport`` (tests, embedding), a progress callback and a
+:class:`~sftlabel.runs.RunControl` to stop it, and returns a typed :class:`RunResult`.
+"""
+
+from sftlabel.api._arbitrate import aarbitrate, arbitrate
+from sftlabel.api._endpoint import client_config, settings_for
+from sftlabel.api._label import alabel, label, label_estimate
+from sftlabel.api._session import RunResult, SessionFigures
+from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
+from sftlabel.api._views import apply_review, compare, open_run, report, review
+
+__all__ = [
+    "RunResult",
+    "SessionFigures",
+    "SoftOptions",
+    "aarbitrate",
+    "alabel",
+    "apply_review",
+    "arbitrate",
+    "asoftlabel",
+    "client_config",
+    "compare",
+    "label",
+    "label_estimate",
+    "open_run",
+    "report",
+    "review",
+    "settings_for",
+    "softlabel",
+    "softlabel_estimate",
+]

@@ -1,0 +1,228 @@
+"""``sftlabel.arbitrate``: re-ask the low-confidence dimensions of a run, into a new run that
+resumes like any other (same engine, same store, same budget and progress)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from sftlabel.api._endpoint import check_budget, client_config, settings_for
+from sftlabel.api._label import _result
+from sftlabel.api._session import (
+    ProgressCallback,
+    RunResult,
+    new_session,
+    record_session,
+    run_sync,
+    with_signals,
+)
+from sftlabel.errors import UsageError
+from sftlabel.labeling import Labeler
+from sftlabel.llm import LLMClient
+from sftlabel.reports import build_report
+from sftlabel.runs import (
+    LABELED,
+    ArbitrateTask,
+    Engine,
+    RateOptions,
+    RunControl,
+    RunFiles,
+    RunState,
+    copy_side_files,
+    finalize,
+    merge_options,
+    merge_rate,
+    now,
+    read_manifest,
+    write_manifest,
+)
+from sftlabel.taxonomy import load_taxonomy
+
+PathLike = str | os.PathLike[str]
+_RATE = tuple(RateOptions.__struct_fields__)
+_KNOWN = {
+    *_RATE,
+    "threshold",
+    "model",
+    "base_url",
+    "api_key",
+    "output",
+    "resume",
+    "cache",
+    "no_cache",
+    "prices",
+    "headers",
+    "azure_deployment",
+    "api_version",
+    "keyvault",
+    "secret",
+    "no_keyvault",
+    "config",
+    "report",
+}
+
+
+def arbitrate(
+    run: PathLike,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
+    **options: Any,
+) -> RunResult:
+    """Re-ask every dimension of ``run`` whose confidence is below ``threshold`` (0.65) with
+    ``model`` (the run's by default), into ``output`` (``<run>_arbitrated``); ``resume=True``
+    continues an interrupted arbitration. Counters say what changed (``changed:<dim>``)."""
+    return run_sync(
+        lambda: aarbitrate(
+            run, transport=transport, on_progress=on_progress, control=control, **options
+        )
+    )
+
+
+async def aarbitrate(
+    run: PathLike,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
+    **options: Any,
+) -> RunResult:
+    """The async form of :func:`arbitrate`."""
+    opts = _check(options)
+    source = Path(run)
+    source_manifest = read_manifest(source)
+    output = opts.get("output")
+    target = Path(output) if output else source.with_name(source.name + "_arbitrated")
+    resume = bool(opts.get("resume"))
+    existing = (target / "run.json").is_file()
+    if existing and not resume:
+        raise UsageError(
+            f"{target} already holds an arbitration run",
+            hint="continue it with --resume, or choose another --output",
+        )
+    if not existing and target.exists() and any(target.iterdir()):
+        raise UsageError(f"output directory {target} already exists and is not empty")
+    settings = settings_for(
+        model=opts.get("model"),
+        base_url=opts.get("base_url"),
+        api_key=opts.get("api_key"),
+        config=opts.get("config"),
+        keyvault=opts.get("keyvault"),
+        secret=opts.get("secret"),
+        no_keyvault=bool(opts.get("no_keyvault")),
+        azure=opts.get("azure_deployment") is not None,
+    )
+    given = {"model": opts.get("model"), "confidence_threshold": opts.get("threshold")}
+    if existing:
+        manifest = read_manifest(target)
+        if manifest.kind != "arbitrate":
+            raise UsageError(f"{target} is a {manifest.kind} run, not an arbitration")
+        recorded = {
+            "model": manifest.options.get("arbitration_model") or manifest.model,
+            "confidence_threshold": manifest.options.get("confidence_threshold"),
+        }
+        merge_options(recorded, given, flag_names={"confidence_threshold": "--threshold"})
+        model = str(recorded["model"])
+        threshold = float(recorded["confidence_threshold"] or 0.65)
+        rate = merge_rate(manifest.rate, {k: opts.get(k) for k in _RATE})
+    else:
+        model = opts.get("model") or source_manifest.model
+        threshold = float(opts.get("threshold") or 0.65)
+        rate = merge_rate(RateOptions(), {k: opts.get(k) for k in _RATE})
+        manifest = msgspec.structs.replace(
+            source_manifest,
+            kind="arbitrate",
+            created=now(),
+            origin=str(source.resolve()),
+            options={
+                **source_manifest.options,
+                "confidence_threshold": threshold,
+                "arbitration": True,
+                **({"arbitration_model": model} if model != source_manifest.model else {}),
+            },
+            rate=rate,
+            sessions=[],
+        )
+    taxonomy = load_taxonomy(source_manifest.taxonomy.path if source_manifest.taxonomy else None)
+    recorded_url = source_manifest.recorded_base_url()
+    config = client_config(
+        model,
+        settings,
+        base_url=opts.get("base_url") or recorded_url,
+        headers=opts.get("headers"),
+        azure_deployment=opts.get("azure_deployment"),
+        api_version=opts.get("api_version"),
+        timeout=rate.timeout,
+        concurrency=rate.concurrency,
+        rpm=rate.rpm,
+        tpm=rate.tpm,
+        cache=opts.get("cache"),
+        no_cache=bool(opts.get("no_cache")),
+        prices=opts.get("prices"),
+    )
+    check_budget(config, rate.max_cost)
+    client = LLMClient(config, transport=transport)
+    files = RunFiles(target)
+    try:
+        if not existing:
+            target.mkdir(parents=True, exist_ok=True)
+            copy_side_files(source, target)
+        else:
+            files.repair()
+        new_session(manifest)
+        manifest.sessions[-1].message = f"arbitrate {source}"
+        write_manifest(target, manifest)
+        labeler = Labeler(client, taxonomy, confidence_threshold=threshold)
+        task = ArbitrateTask(labeler, source)
+        state = RunState(spent_before=manifest.spent)
+        if on_progress is not None:
+            state.total = sum(1 for _ in RunFiles(source).lines(LABELED))
+        engine = Engine(
+            task=task,
+            store=files,
+            clients=[client],
+            concurrency=rate.concurrency,
+            max_cost=rate.max_cost,
+            retry_failed=False,  # the source run's failures are copied, not arbitrated
+            on_progress=on_progress,
+            state=state,
+            control=control or RunControl(),
+        )
+        started = time.monotonic()
+        files.open(truncate_problems=False)
+        outcome = await with_signals(engine.control, engine.run)
+    finally:
+        await client.aclose()
+    record_session(target, manifest, outcome, started, status="finalizing")
+    finalize(target, taxonomy)
+    if opts.get("report", True):
+        build_report(target, target, taxonomy=taxonomy)
+    record_session(target, manifest, outcome, started, status=outcome.status)
+    result = _result(
+        target,
+        manifest=manifest,
+        status=outcome.status,
+        message=outcome.message,
+        state=state,
+        started=started,
+    )
+    if result.status != "completed":
+        result.resume_hint = f"sftlabel arbitrate {source} -o {target} --resume"
+    return result
+
+
+def _check(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - _KNOWN)
+    if unknown:
+        raise UsageError(
+            f"unknown option(s) {', '.join(unknown)}",
+            hint="options mirror the flags of `sftlabel arbitrate --help` in snake case",
+        )
+    return dict(options)

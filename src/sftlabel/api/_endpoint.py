@@ -1,0 +1,145 @@
+"""Settings → client configuration, for every command that calls a model (library and CLI).
+
+Precedence: an explicit argument (a CLI flag) > environment > config file > defaults; a key read
+from Key Vault replaces the API key. Errors name the actual source of a setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sftlabel.config import Settings, resolve_settings
+from sftlabel.errors import UsageError
+from sftlabel.llm import ClientConfig, PriceTable, Secret
+from sftlabel.llm._keyvault import fetch_secret
+
+DEFAULT_API_VERSION = "2024-10-21"
+
+
+def settings_for(
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    taxonomy: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    keyvault: str | None = None,
+    secret: str | None = None,
+    no_keyvault: bool = False,
+    azure: bool = False,
+) -> Settings:
+    """The effective settings, with the Key Vault key applied when a vault is configured."""
+    settings = resolve_settings(
+        {"model": model, "base_url": base_url, "api_key": api_key, "taxonomy": taxonomy},
+        config_file=config,
+    )
+    apply_vault_key(settings, keyvault, secret, no_keyvault=no_keyvault, azure=azure)
+    return settings
+
+
+def apply_vault_key(
+    settings: Settings,
+    vault: str | None,
+    secret: str | None,
+    *,
+    no_keyvault: bool,
+    azure: bool,
+) -> None:
+    """Put the API key read from Key Vault into ``settings`` (when a vault is configured and not
+    switched off): the Azure key for an Azure deployment, the API key otherwise."""
+    vault = vault or os.environ.get("SFTLABEL_KEYVAULT")
+    secret = secret or os.environ.get("SFTLABEL_KEYVAULT_SECRET")
+    if no_keyvault or vault is None:
+        return
+    if not secret:
+        raise UsageError("--keyvault needs --secret NAME (the secret holding the API key)")
+    key = fetch_secret(vault, secret)
+    settings.override("azure_api_key" if azure else "api_key", key, "keyvault", f"{vault}/{secret}")
+
+
+def parse_headers(headers: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if isinstance(headers, Mapping):
+        return {str(k): str(v) for k, v in headers.items()}
+    extra: dict[str, str] = {}
+    for item in headers:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {item!r} is not 'Name: value'")
+        extra[name.strip()] = value.strip()
+    return extra
+
+
+def key_source(settings: Settings, azure: bool) -> str | None:
+    """Where the API key came from, for messages (``LITELLM_KEY``, ``--api-key``, a file)."""
+    setting = settings.values.get("azure_api_key" if azure else "api_key")
+    if setting is None or not setting.value:
+        if azure and settings.values["api_key"].value:
+            setting = settings.values["api_key"]
+        else:
+            return None
+    if setting.source == "flag":
+        return "--api-key"
+    return setting.detail or setting.source
+
+
+def client_config(
+    model: str,
+    settings: Settings,
+    *,
+    base_url: str | None = None,
+    headers: Sequence[str] | Mapping[str, str] | None = None,
+    azure_deployment: str | None = None,
+    api_version: str | None = None,
+    timeout: float = 120.0,
+    concurrency: int = 50,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    no_cache: bool = False,
+    prices: str | os.PathLike[str] | None = None,
+    check_endpoint: bool = True,
+) -> ClientConfig:
+    """The client configuration from the resolved settings and a command's options.
+    ``base_url`` overrides the settings' one (a resumed run's recorded endpoint)."""
+    azure = azure_deployment is not None
+    key = settings.get("api_key")
+    if azure:
+        key = settings.get("azure_api_key") or key
+    cache_path = None
+    if not no_cache:
+        cache_path = (
+            Path(cache) if cache else Path(settings.get("cache_dir") or ".") / "responses.sqlite"
+        )
+    config = ClientConfig(
+        model=model,
+        base_url=base_url or settings.get("base_url"),
+        api_key=Secret(key) if key else None,
+        headers=parse_headers(headers),
+        azure_endpoint=settings.get("azure_endpoint"),
+        azure_deployment=azure_deployment,
+        api_version=api_version or DEFAULT_API_VERSION,
+        timeout=timeout,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        cache_path=cache_path,
+        prices=PriceTable.with_overrides(Path(prices) if prices else None),
+    )
+    if check_endpoint:
+        config.endpoint()  # fail early and clearly when no endpoint is configured
+    return config
+
+
+def check_budget(config: ClientConfig, max_cost: float | None) -> None:
+    """``max_cost`` needs the model's price: without one every call counts as $0 and the
+    budget would never stop the run."""
+    if max_cost is not None and config.prices.lookup(config.model) is None:
+        raise UsageError(
+            f"--max-cost needs the price of model {config.model!r}, which the price table "
+            "does not know",
+            hint="pass --prices FILE with its input/output USD per million tokens",
+        )

@@ -1,0 +1,394 @@
+"""``sftlabel.label`` / ``alabel``: taxonomy labels for every sample, into a resumable run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from sftlabel.api._endpoint import check_budget, client_config, settings_for
+from sftlabel.api._session import (
+    ProgressCallback,
+    RunResult,
+    counters_of,
+    exit_code,
+    figures,
+    new_session,
+    record_session,
+    run_sync,
+    with_signals,
+)
+from sftlabel.errors import UsageError
+from sftlabel.labeling import Labeler
+from sftlabel.llm import LLMClient
+from sftlabel.reports import build_report
+from sftlabel.runs import (
+    FAILURES,
+    LABELED,
+    Endpoint,
+    Engine,
+    Estimate,
+    LabelOptions,
+    LabelTask,
+    RateOptions,
+    RunControl,
+    RunFiles,
+    RunManifest,
+    RunState,
+    check_not_input,
+    estimate,
+    finalize,
+    merge_options,
+    merge_rate,
+    now,
+    prompt_version,
+    read_manifest,
+    sample_stream,
+    taxonomy_ref,
+    write_manifest,
+)
+from sftlabel.taxonomy import load_taxonomy
+
+PathLike = str | os.PathLike[str]
+
+FLAGS = {
+    "model": "--model",
+    "arbitration": "--no-arbitration",
+    "max_chars": "--max-chars",
+}
+"""CLI spellings of options whose flag is not ``--<name>``."""
+
+_ANSWER_OPTIONS = tuple(LabelOptions.__struct_fields__)
+_RATE_OPTIONS = tuple(RateOptions.__struct_fields__)
+
+
+def label(
+    inputs: Sequence[PathLike] | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
+    **options: Any,
+) -> RunResult:
+    """Label every sample of ``inputs`` (files or directories) on the taxonomy's dimensions.
+
+    Keyword options mirror the CLI flags of ``sftlabel label`` in snake case: ``model``,
+    ``base_url``, ``api_key``, ``output``, ``resume`` (a run directory to continue),
+    ``concurrency``, ``rpm``, ``tpm``, ``timeout``, ``max_cost``, ``sparse``, ``max_chars``,
+    ``limit``, ``shuffle``, ``seed``, ``confidence_threshold``, ``arbitration`` (False for
+    ``--no-arbitration``), ``arbitration_model``, ``json_mode``, ``max_tokens``, ``taxonomy``,
+    ``cache``, ``no_cache``, ``prices``, ``headers``, ``azure_deployment``, ``api_version``,
+    ``keyvault``, ``secret``, ``config``, ``retry_failed`` (False for ``--skip-failed``),
+    ``report`` (False: no dashboard). ``transport`` is an httpx transport for tests and
+    embedding. Returns a :class:`RunResult`; raises :class:`~sftlabel.SftlabelError` (with an
+    ``exit_code``) for configuration errors.
+    """
+    return run_sync(
+        lambda: alabel(
+            inputs, transport=transport, on_progress=on_progress, control=control, **options
+        )
+    )
+
+
+class _Plan(msgspec.Struct, kw_only=True):
+    root: Path
+    inputs: list[str]
+    given_inputs: list[str]
+    options: LabelOptions
+    rate: RateOptions
+    manifest: RunManifest | None
+    taxonomy_path: str | None
+
+
+def _plan(
+    inputs: Sequence[PathLike] | None, opts: dict[str, Any], settings_model: str | None
+) -> _Plan:
+    given = {k: opts.get(k) for k in _ANSWER_OPTIONS}
+    rate_given = {k: opts.get(k) for k in _RATE_OPTIONS}
+    resume = opts.get("resume")
+    if resume is not None:
+        if inputs:
+            raise UsageError("--resume takes the inputs from the run; do not pass PATH too")
+        root = Path(resume)
+        manifest = read_manifest(root)
+        if manifest.kind != "label":
+            raise UsageError(f"{root} is a {manifest.kind} run, not a label run")
+        merged = merge_options(manifest.options, given, flag_names=FLAGS)
+        return _Plan(
+            root=root,
+            inputs=manifest.inputs,
+            given_inputs=manifest.given_inputs,
+            options=msgspec.convert(merged, LabelOptions),
+            rate=merge_rate(manifest.rate, rate_given),
+            manifest=manifest,
+            taxonomy_path=manifest.taxonomy.path if manifest.taxonomy else None,
+        )
+    if not inputs:
+        raise UsageError(
+            "give the files or directories to label", hint="sftlabel label ./data --model NAME"
+        )
+    model = given.get("model") or settings_model
+    if not model:
+        raise UsageError("no model given", hint="pass --model NAME or set SFTLABEL_MODEL")
+    given["model"] = model
+    missing = [str(p) for p in inputs if "://" not in str(p) and not Path(p).exists()]
+    if missing:
+        raise UsageError(
+            f"{missing[0]}: no such file or directory",
+            hint="check the path (inputs are files or directories of conversations)",
+        )
+    options = LabelOptions(**{k: v for k, v in given.items() if v is not None})
+    rate = merge_rate(RateOptions(), rate_given)
+    output = opts.get("output")
+    root = Path(output) if output else default_root(model)
+    return _Plan(
+        root=root,
+        inputs=[_absolute(os.fspath(p)) for p in inputs],
+        given_inputs=[os.fspath(p) for p in inputs],
+        options=options,
+        rate=rate,
+        manifest=None,
+        taxonomy_path=None,
+    )
+
+
+def _absolute(given: str) -> str:
+    """An input as the manifest records it: a resolved path, or a URL as given."""
+    return given if "://" in given else str(Path(given).resolve())
+
+
+def default_root(model: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
+    return Path("runs") / f"{dt.datetime.now():%Y%m%d_%H%M%S}_{slug}"
+
+
+async def alabel(
+    inputs: Sequence[PathLike] | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
+    **options: Any,
+) -> RunResult:
+    """The async form of :func:`label` (for notebooks and embedding)."""
+    opts = _check_keywords(options)
+    settings = settings_for(
+        model=opts.get("model"),
+        base_url=opts.get("base_url"),
+        api_key=opts.get("api_key"),
+        taxonomy=opts.get("taxonomy"),
+        config=opts.get("config"),
+        keyvault=opts.get("keyvault"),
+        secret=opts.get("secret"),
+        no_keyvault=bool(opts.get("no_keyvault")),
+        azure=opts.get("azure_deployment") is not None,
+    )
+    plan = _plan(inputs, opts, settings.get("model"))
+    taxonomy = load_taxonomy(opts.get("taxonomy") or plan.taxonomy_path or settings.get("taxonomy"))
+    recorded_taxonomy = plan.manifest.taxonomy if plan.manifest is not None else None
+    if recorded_taxonomy is not None and recorded_taxonomy.hash != taxonomy_ref(taxonomy).hash:
+        raise UsageError(
+            f"the taxonomy changed since this run started ({recorded_taxonomy.path})",
+            hint="resume with the run's taxonomy (--taxonomy), or start a new run",
+        )
+    recorded_url = plan.manifest.recorded_base_url() if plan.manifest else None
+    config = client_config(
+        plan.options.model,
+        settings,
+        base_url=opts.get("base_url") or recorded_url,
+        headers=opts.get("headers"),
+        azure_deployment=opts.get("azure_deployment"),
+        api_version=opts.get("api_version"),
+        timeout=plan.rate.timeout,
+        concurrency=plan.rate.concurrency,
+        rpm=plan.rate.rpm,
+        tpm=plan.rate.tpm,
+        cache=opts.get("cache"),
+        no_cache=bool(opts.get("no_cache")),
+        prices=opts.get("prices"),
+    )
+    check_budget(config, plan.rate.max_cost)
+    check_not_input(plan.root, plan.inputs)
+    if plan.manifest is None and plan.root.exists() and any(plan.root.iterdir()):
+        raise UsageError(
+            f"output directory {plan.root} already exists and is not empty",
+            hint=f"continue it with --resume {plan.root}, or choose another --output",
+        )
+    # everything that can fail on the configuration fails before the run directory exists
+    client = LLMClient(config, transport=transport)
+    arbiter = None
+    options_ = plan.options
+    if options_.arbitration and options_.arbitration_model not in (None, options_.model):
+        arbiter = LLMClient(
+            replace(config, model=str(options_.arbitration_model)), transport=transport
+        )
+    files = RunFiles(plan.root)
+    try:
+        if plan.manifest is None:
+            plan.root.mkdir(parents=True, exist_ok=True)
+            manifest = RunManifest(
+                kind="label",
+                created=now(),
+                inputs=plan.inputs,
+                given_inputs=plan.given_inputs,
+                endpoint=Endpoint(
+                    url=config.endpoint(),
+                    base_url=config.base_url,
+                    azure_deployment=config.azure_deployment,
+                    api_version=config.api_version if config.azure else None,
+                ),
+                options=msgspec.structs.asdict(options_),
+                rate=plan.rate,
+                taxonomy=taxonomy_ref(taxonomy),
+                prompt_version=prompt_version(taxonomy),
+            )
+        else:
+            manifest = plan.manifest
+            manifest.rate = plan.rate
+            files.repair()
+        session_number = new_session(manifest)
+        write_manifest(plan.root, manifest)
+        labeler = Labeler(
+            client,
+            taxonomy,
+            confidence_threshold=options_.confidence_threshold,
+            arbitration=options_.arbitration,
+            arbitration_client=arbiter,
+            json_mode=options_.json_mode,
+            max_tokens=options_.max_tokens,
+            temperature=options_.temperature,
+        )
+        task = LabelTask(labeler, plan.inputs, options_, session=session_number)
+        state = RunState(spent_before=manifest.spent)
+        if on_progress is not None:
+            state.total = sum(1 for _ in sample_stream(plan.inputs, options_))
+        engine = Engine(
+            task=task,
+            store=files,
+            clients=[c for c in (client, arbiter) if c is not None],
+            concurrency=plan.rate.concurrency,
+            max_cost=plan.rate.max_cost,
+            retry_failed=bool(opts.get("retry_failed", True)),
+            on_progress=on_progress,
+            state=state,
+            control=control or RunControl(),
+        )
+        started = time.monotonic()
+        files.open()
+        outcome = await with_signals(engine.control, engine.run)
+    finally:
+        await client.aclose()
+        if arbiter is not None:
+            await arbiter.aclose()
+    record_session(plan.root, manifest, outcome, started, status="finalizing")
+    finalize(plan.root, taxonomy)
+    if opts.get("report", True):
+        build_report(plan.root, plan.root, taxonomy=taxonomy)
+    record_session(plan.root, manifest, outcome, started, status=outcome.status)
+    return _result(
+        plan.root,
+        manifest=manifest,
+        status=outcome.status,
+        message=outcome.message,
+        state=state,
+        started=started,
+    )
+
+
+def _result(
+    root: Path,
+    *,
+    manifest: RunManifest,
+    status: str,
+    message: str | None,
+    state: RunState,
+    started: float,
+) -> RunResult:
+    files = RunFiles(root)
+    labeled = sum(1 for _ in files.lines(LABELED))
+    reasons: Counter[str] = Counter()
+    for line in files.lines(FAILURES):
+        reasons[str(msgspec.json.decode(line).get("reason") or "unknown")] += 1
+    failed = sum(reasons.values())
+    hint = None
+    if status != "completed":
+        hint = f"sftlabel label --resume {root}"
+    return RunResult(
+        kind=manifest.kind,
+        path=str(root),
+        status=status,
+        exit_code=exit_code(status, failed, state.unreadable),
+        message=message,
+        labeled=labeled,
+        failed=failed,
+        skipped=state.skipped,
+        retried=state.retried,
+        unreadable=state.unreadable,
+        problems=state.problems,
+        spent=round(manifest.spent, 6),
+        max_cost=manifest.rate.max_cost,
+        session=figures(state, started),
+        counters=counters_of(state),
+        failures_by_reason=dict(reasons.most_common()),
+        resume_hint=hint,
+    )
+
+
+def label_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
+    """What ``label`` would send, without sending anything (``--dry-run``)."""
+    opts = _check_keywords(options)
+    settings = settings_for(
+        model=opts.get("model"),
+        base_url=opts.get("base_url"),
+        api_key=opts.get("api_key"),
+        taxonomy=opts.get("taxonomy"),
+        config=opts.get("config"),
+    )
+    plan = _plan(inputs, {**opts, "resume": None}, settings.get("model"))
+    taxonomy = load_taxonomy(opts.get("taxonomy") or settings.get("taxonomy"))
+    config = client_config(
+        plan.options.model, settings, no_cache=True, prices=opts.get("prices"), check_endpoint=False
+    )
+    return estimate(plan.inputs, plan.options, taxonomy, config)
+
+
+_KNOWN = {
+    *_ANSWER_OPTIONS,
+    *_RATE_OPTIONS,
+    "base_url",
+    "api_key",
+    "output",
+    "resume",
+    "taxonomy",
+    "cache",
+    "no_cache",
+    "prices",
+    "headers",
+    "azure_deployment",
+    "api_version",
+    "keyvault",
+    "secret",
+    "no_keyvault",
+    "config",
+    "retry_failed",
+    "report",
+}
+
+
+def _check_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - _KNOWN)
+    if unknown:
+        raise UsageError(
+            f"unknown option(s) {', '.join(unknown)}",
+            hint="options mirror the flags of `sftlabel label --help` in snake case",
+        )
+    return dict(options)

@@ -1,0 +1,366 @@
+"""``sftlabel.softlabel`` / ``asoftlabel``: P(does not require reasoning) for every user turn,
+into a ``LABELED_`` folder beside the raw dataset (which is never written)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from sftlabel.api._endpoint import check_budget, client_config, settings_for
+from sftlabel.api._session import (
+    ProgressCallback,
+    RunResult,
+    counters_of,
+    exit_code,
+    figures,
+    new_session,
+    record_session,
+    run_sync,
+    with_signals,
+)
+from sftlabel.errors import UsageError
+from sftlabel.llm import ChatRequest, LLMClient, estimate_tokens, resolve_label_tokens
+from sftlabel.model import Problem
+from sftlabel.runs import (
+    MANIFEST,
+    Endpoint,
+    Engine,
+    Estimate,
+    RateOptions,
+    RunControl,
+    RunManifest,
+    RunState,
+    SoftLabelTask,
+    SoftOutput,
+    build_metadata,
+    default_output,
+    merge_options,
+    merge_rate,
+    now,
+    read_manifest,
+    summarize,
+    turn_stream,
+    write_manifest,
+)
+from sftlabel.softlabel import (
+    DEFAULT_STRATEGY,
+    SoftLabeler,
+    SoftLabelSettings,
+    StrategyOptions,
+    classification_messages,
+    get_strategy,
+)
+from sftlabel.storage import stage
+
+PathLike = str | os.PathLike[str]
+
+
+class SoftOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """Every option that changes a soft label (a resume must use the same)."""
+
+    model: str
+    strategy: str = DEFAULT_STRATEGY
+    context_turns: int = 2
+    top_logprobs: int = 5
+    logit_bias: float = 5.0
+    temperature: float = 1.0
+    rationales: bool = True
+    rationale_max_tokens: int = 128
+    rationale_temperature: float = 0.7
+    resolve_missing: bool = False
+    limit: int | None = None
+    label_token_ids: str | None = None
+
+
+FLAGS = {"rationales": "--rationales/--no-rationales", "resolve_missing": "--resolve-missing"}
+_ANSWER = tuple(SoftOptions.__struct_fields__)
+_RATE = tuple(RateOptions.__struct_fields__)
+_KNOWN = {
+    *_ANSWER,
+    *_RATE,
+    "base_url",
+    "api_key",
+    "output",
+    "resume",
+    "overwrite",
+    "cache",
+    "no_cache",
+    "prices",
+    "headers",
+    "azure_deployment",
+    "api_version",
+    "keyvault",
+    "secret",
+    "no_keyvault",
+    "config",
+    "retry_failed",
+}
+
+
+def softlabel(
+    inputs: Sequence[PathLike],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
+    **options: Any,
+) -> RunResult:
+    """Soft-label every user turn of ``inputs`` (a RAW dataset folder, files, or fsspec URLs).
+
+    Keyword options mirror ``sftlabel softlabel``'s flags in snake case (``model``,
+    ``base_url``, ``output``, ``resume=True``, ``overwrite``, ``strategy``, ``context_turns``,
+    ``rationales``, ``top_logprobs``, ``logit_bias``, ``label_token_ids``, ``resolve_missing``,
+    ``limit``, ``concurrency``, ``rpm``, ``tpm``, ``max_cost``, ...).
+    """
+    return run_sync(
+        lambda: asoftlabel(
+            inputs, transport=transport, on_progress=on_progress, control=control, **options
+        )
+    )
+
+
+def _recorded(out: SoftOutput) -> RunManifest | None:
+    """The output's manifest, or one rebuilt from an older output's labeling_metadata.json."""
+    if (out.root / MANIFEST).is_file():
+        manifest = read_manifest(out.root)
+        if manifest.kind != "softlabel":
+            raise UsageError(f"{out.root} is a {manifest.kind} run, not a softlabel output")
+        return manifest
+    metadata = out.read_metadata()
+    if not metadata:
+        return None
+    recorded = dict(metadata.get("options") or {})
+    recorded.pop("concurrency", None)
+    recorded["model"] = metadata.get("model") or ""
+    recorded["strategy"] = metadata.get("strategy") or DEFAULT_STRATEGY
+    options = msgspec.structs.asdict(msgspec.convert(recorded, SoftOptions, strict=False))
+    return RunManifest(
+        kind="softlabel",
+        created=str(metadata.get("created") or now()),
+        inputs=list(metadata.get("inputs") or []),
+        endpoint=Endpoint(url=str(metadata.get("endpoint") or "")),
+        options=options,
+    )
+
+
+async def asoftlabel(
+    inputs: Sequence[PathLike],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_progress: ProgressCallback | None = None,
+    control: RunControl | None = None,
+    **options: Any,
+) -> RunResult:
+    """The async form of :func:`softlabel`."""
+    opts = _check(options)
+    if not inputs:
+        raise UsageError(
+            "give the RAW dataset (a folder, files or a URL)",
+            hint="sftlabel softlabel ./RAW_dataset --model NAME",
+        )
+    resume, overwrite = bool(opts.get("resume")), bool(opts.get("overwrite"))
+    if overwrite and resume:
+        raise UsageError("--overwrite and --resume exclude each other")
+    azure = opts.get("azure_deployment") is not None
+    settings = settings_for(
+        model=opts.get("model"),
+        base_url=opts.get("base_url"),
+        api_key=opts.get("api_key"),
+        config=opts.get("config"),
+        keyvault=opts.get("keyvault"),
+        secret=opts.get("secret"),
+        no_keyvault=bool(opts.get("no_keyvault")),
+        azure=azure,
+    )
+    given = {k: opts.get(k) for k in _ANSWER}
+    sources = [os.fspath(i) for i in inputs]
+    cache_dir = settings.get("cache_dir")
+    output = opts.get("output")
+    with stage(
+        sources,
+        os.fspath(output) if output is not None else None,
+        default_output,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+    ) as staged:
+        out = SoftOutput(staged.output, staged.inputs)
+        out.check(overwrite=overwrite, resume=resume)
+        recorded = _recorded(out) if resume else None
+        if recorded is not None:
+            merged = merge_options(recorded.options, given, flag_names=FLAGS)
+            soft = msgspec.convert(merged, SoftOptions)
+            rate = merge_rate(recorded.rate, {k: opts.get(k) for k in _RATE})
+        else:
+            model = given.get("model") or settings.get("model")
+            if not model:
+                raise UsageError("no model given", hint="pass --model NAME or set SFTLABEL_MODEL")
+            given["model"] = model
+            soft = SoftOptions(**{k: v for k, v in given.items() if v is not None})
+            rate = merge_rate(RateOptions(), {k: opts.get(k) for k in _RATE})
+        strategy = get_strategy(soft.strategy)
+        recorded_url = recorded.recorded_base_url() if recorded else None
+        config = client_config(
+            soft.model,
+            settings,
+            base_url=opts.get("base_url") or recorded_url,
+            headers=opts.get("headers"),
+            azure_deployment=opts.get("azure_deployment"),
+            api_version=opts.get("api_version"),
+            timeout=rate.timeout,
+            concurrency=rate.concurrency,
+            rpm=rate.rpm,
+            tpm=rate.tpm,
+            cache=opts.get("cache"),
+            no_cache=bool(opts.get("no_cache")),
+            prices=opts.get("prices"),
+        )
+        check_budget(config, rate.max_cost)
+        client = LLMClient(config, transport=transport)
+        try:
+            tokens = await resolve_label_tokens(client, soft.label_token_ids)
+            manifest = recorded or RunManifest(
+                kind="softlabel",
+                created=now(),
+                inputs=[str(p.resolve()) for p in staged.inputs],
+                given_inputs=sources,
+                endpoint=Endpoint(
+                    url=config.endpoint(),
+                    base_url=config.base_url,
+                    azure_deployment=config.azure_deployment,
+                ),
+                options=msgspec.structs.asdict(soft),
+            )
+            manifest.rate = rate
+            if not manifest.given_inputs:
+                manifest.given_inputs = sources
+            out.root.mkdir(parents=True, exist_ok=True)
+            out.repair()
+            new_session(manifest)
+            write_manifest(out.root, manifest)
+            labeler = SoftLabeler(
+                client,
+                tokens,
+                strategy,
+                options=StrategyOptions(context_turns=soft.context_turns),
+                settings=SoftLabelSettings(
+                    top_logprobs=soft.top_logprobs,
+                    logit_bias=soft.logit_bias,
+                    temperature=soft.temperature,
+                    rationales=soft.rationales,
+                    rationale_max_tokens=soft.rationale_max_tokens,
+                    rationale_temperature=soft.rationale_temperature,
+                    resolve_missing=soft.resolve_missing,
+                ),
+            )
+            state = RunState(spent_before=manifest.spent)
+            if on_progress is not None:
+                state.total = sum(1 for _ in turn_stream(staged.inputs, soft.limit))
+            engine = Engine(
+                task=SoftLabelTask(labeler, staged.inputs, out, limit=soft.limit),
+                store=out,
+                clients=[client],
+                concurrency=rate.concurrency,
+                max_cost=rate.max_cost,
+                retry_failed=bool(opts.get("retry_failed", True)),
+                on_progress=on_progress,
+                state=state,
+                control=control or RunControl(),
+            )
+            started = time.monotonic()
+            out.open()
+            outcome = await with_signals(engine.control, engine.run)
+        finally:
+            await client.aclose()
+        record_session(out.root, manifest, outcome, started, status="finalizing")
+        if outcome.status == "completed":
+            out.sort_files()
+        out.write_metadata(build_metadata(manifest, out, tokens))
+        record_session(out.root, manifest, outcome, started, status=outcome.status)
+        out.write_metadata(build_metadata(manifest, out, tokens))
+        staged.sync()
+        counts = summarize(out)
+    failed = int(counts["failed"])
+    return RunResult(
+        kind="softlabel",
+        path=staged.display_output,
+        status=outcome.status,
+        exit_code=exit_code(outcome.status, failed, state.unreadable),
+        message=outcome.message,
+        labeled=int(counts["labeled"]),
+        failed=failed,
+        skipped=state.skipped,
+        retried=state.retried,
+        unreadable=state.unreadable,
+        problems=state.problems,
+        spent=round(manifest.spent, 6),
+        max_cost=rate.max_cost,
+        session=figures(state, started),
+        counters=counters_of(state),
+        failures_by_reason=dict(counts["failure_reasons"]),
+        resume_hint=None if outcome.status == "completed" else "the same command with --resume",
+    )
+
+
+RATIONALE_COMPLETION = 96
+"""Completion tokens assumed per rationale for estimates."""
+
+
+def softlabel_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
+    """What ``softlabel`` would send, without sending anything (``--dry-run``): turns,
+    requests, prompt and completion tokens and the cost at the model's price."""
+    opts = _check(options)
+    settings = settings_for(model=opts.get("model"), config=opts.get("config"))
+    model = opts.get("model") or settings.get("model") or ""
+    strategy = get_strategy(opts.get("strategy") or DEFAULT_STRATEGY)
+    rationales = opts.get("rationales") is not False
+    view = StrategyOptions(context_turns=opts.get("context_turns") or 2)
+    config = client_config(
+        model, settings, no_cache=True, prices=opts.get("prices"), check_endpoint=False
+    )
+    turns = problems = unreadable = prompt = 0
+
+    def count(problem: Problem) -> None:
+        nonlocal problems, unreadable
+        problems += 1
+        unreadable += problem.severity == "error"
+
+    cache_dir = settings.get("cache_dir")
+    with stage(
+        [os.fspath(i) for i in inputs],
+        None,
+        default_output,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+    ) as staged:
+        for _, turn in turn_stream(staged.inputs, opts.get("limit"), count):
+            turns += 1
+            text = strategy.render(turn, view)
+            tokens = estimate_tokens(
+                ChatRequest(model="", messages=classification_messages(strategy, text))
+            )
+            prompt += tokens * (2 if rationales else 1)
+    requests = turns * (2 if rationales else 1)
+    completion = turns * (1 + (RATIONALE_COMPLETION if rationales else 0))
+    return Estimate(
+        samples=turns,
+        requests=requests,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=config.prices.cost(model, prompt, completion) if model else None,
+        problems=problems,
+        unreadable=unreadable,
+    )
+
+
+def _check(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - _KNOWN)
+    if unknown:
+        raise UsageError(
+            f"unknown option(s) {', '.join(unknown)}",
+            hint="options mirror the flags of `sftlabel softlabel --help` in snake case",
+        )
+    return dict(options)

@@ -1,0 +1,220 @@
+"""The label task on the engine: one item is one sample; two calls, validation, arbitration.
+
+Records go to the run directory (:class:`~sftlabel.runs.RunFiles`): ``labeled.jsonl`` and a
+``monitor.jsonl`` trace per labeled sample, ``failures.jsonl`` and a trace per failed one, in the
+sample's part. :func:`finalize` writes the ordered ``labeled.json`` and ``stats.json`` (the API
+layer draws the dashboards afterwards: this package never imports the reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sftlabel.formats import Reader
+from sftlabel.labeling import Labeler, LabelingFailed, build_messages
+from sftlabel.llm import ChatRequest, ClientConfig, estimate_tokens
+from sftlabel.model import Failure, LabeledSample, Problem, Sample
+from sftlabel.runs._engine import ItemFailed, Written
+from sftlabel.runs._files import FAILURES, LABELED, MONITOR, STATS, SUMMARY_STATS, RunFiles
+from sftlabel.runs._manifest import LabelOptions, read_manifest
+from sftlabel.runs._paths import PartMap
+from sftlabel.runs._stats import compute_stats
+from sftlabel.slicing import SparsePolicy, iter_samples
+from sftlabel.taxonomy import Taxonomy
+
+COMPLETION_ESTIMATE = 180
+"""Completion tokens assumed per labeling call for estimates (a JSON answer)."""
+
+_EMPTY = Sample(id="", source_id="", source_format="", turn_index=1, total_turns=1, messages=[])
+
+
+def sample_stream(
+    inputs: list[str], options: LabelOptions, on_problem: Callable[[Problem], None] | None = None
+) -> Iterator[tuple[int, Sample]]:
+    """``(index, sample)`` in input order, exactly as the run sees them (deterministic)."""
+    policy = (
+        SparsePolicy(threshold=options.sparse_threshold, ratio=options.sparse_ratio)
+        if options.sparse
+        else None
+    )
+    index = 0
+    for item in iter_samples(
+        Reader().read(inputs),
+        sparse=policy,
+        max_chars=options.max_chars,
+        limit=options.limit,
+        shuffle=options.shuffle,
+        seed=options.seed,
+    ):
+        if isinstance(item, Problem):
+            if on_problem is not None:
+                on_problem(item)
+            continue
+        yield index, item
+        index += 1
+
+
+class LabelTask:
+    """Taxonomy labels for every sample of the inputs."""
+
+    kind = "label"
+    noun = "sample"
+
+    def __init__(
+        self,
+        labeler: Labeler,
+        inputs: list[str],
+        options: LabelOptions,
+        *,
+        session: int = 1,
+    ) -> None:
+        self.labeler = labeler
+        self.inputs = inputs
+        self.options = options
+        self.session = session
+        self.part_of = PartMap(inputs)
+
+    def items(self, on_problem: Callable[[Problem], None]) -> Iterator[tuple[int, Sample]]:
+        return sample_stream(self.inputs, self.options, on_problem)
+
+    def key(self, item: tuple[int, Sample]) -> Hashable:
+        return item[1].id
+
+    def _part(self, sample: Sample) -> str:
+        return self.part_of(sample.location.path if sample.location is not None else None)
+
+    async def process(self, item: tuple[int, Sample]) -> Written:
+        index, sample = item
+        try:
+            result = await self.labeler.label(sample)
+        except LabelingFailed as exc:
+            raise ItemFailed(exc.reason, str(exc), endpoint_fault=_endpoint_fault(exc)) from None
+        record = LabeledSample(
+            **msgspec.structs.asdict(sample),
+            index=index,
+            labels=result.labels,
+            labeling_monitor=result.monitor,
+        )
+        trace = {"id": sample.id, "index": index, "status": "labeled", **result.monitor}
+        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample))
+
+    def failure(self, item: tuple[int, Sample], exc: ItemFailed) -> Written:
+        index, sample = item
+        failure = Failure(
+            id=sample.id,
+            index=index,
+            reason=exc.reason,
+            error=exc.message,
+            sample=sample,
+            session=self.session,
+        )
+        trace: dict[str, Any] = {
+            "id": sample.id,
+            "index": index,
+            "status": "failed",
+            "reason": exc.reason,
+            "error": exc.message,
+        }
+        return Written([(FAILURES, failure), (MONITOR, trace)], part=self._part(sample))
+
+
+def _endpoint_fault(exc: LabelingFailed) -> bool:
+    """A rejection that may be the endpoint's (unknown model, wrong path, unsupported
+    parameter), as opposed to this sample's content."""
+    if exc.reason != "rejected":
+        return False
+    return getattr(exc, "cause", "endpoint") != "content"
+
+
+def prompt_version(taxonomy: Taxonomy) -> str:
+    """The identity of the prompts a run sends: a hash of both calls' static part (system
+    prompt, rules, examples) as rendered for ``taxonomy``, recorded in every run manifest."""
+    digest = hashlib.blake2b(digest_size=8)
+    for call in (1, 2):
+        for message in build_messages(taxonomy, call, _EMPTY)[:1]:
+            digest.update(msgspec.json.encode(message))
+    return digest.hexdigest()
+
+
+def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
+    """Compact ``failures.jsonl``, write ``labeled.json`` (input order) and ``stats.json`` — per
+    input file for a run that mirrors its inputs, plus ``summary_stats.json`` at the root."""
+    files = RunFiles(root)
+    manifest = read_manifest(root)
+    files.compact_failures()
+    parts = files.parts()
+    # the parts on disk decide (the recorded inputs may no longer exist where the run was made)
+    mirror = any(parts) if parts else PartMap(manifest.inputs).mirror
+    files.touch()
+    if not mirror:
+        files.write_ordered_array()
+        stats = compute_stats(files, manifest, taxonomy)
+        _write_json(root / STATS, stats)
+        return stats
+    per_file: dict[str, dict[str, Any]] = {}
+    for part in files.parts():
+        files.write_ordered_array(part)
+        stats = compute_stats(files, manifest, taxonomy, part=part)
+        _write_json(root / part / STATS, stats)
+        per_file[part] = {
+            k: stats[k] for k in ("total_samples", "success", "failed", "success_rate")
+        }
+    summary = compute_stats(files, manifest, taxonomy)
+    summary["files"] = per_file
+    _write_json(root / SUMMARY_STATS, summary)
+    return summary
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n")
+
+
+class Estimate(msgspec.Struct, kw_only=True):
+    samples: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    problems: int
+    unreadable: int = 0
+
+
+def estimate(
+    inputs: list[str], options: LabelOptions, taxonomy: Taxonomy, client_config: ClientConfig
+) -> Estimate:
+    """What a run would send, without sending anything (two calls per sample, no arbitration)."""
+    samples = problems = unreadable = prompt = 0
+    system_tokens = {
+        call: estimate_tokens(
+            ChatRequest(model="", messages=build_messages(taxonomy, call, _EMPTY)[:1])
+        )
+        for call in (1, 2)
+    }
+
+    def count_problem(problem: Problem) -> None:
+        nonlocal problems, unreadable
+        problems += 1
+        unreadable += problem.severity == "error"
+
+    for _, sample in sample_stream(inputs, options, count_problem):
+        samples += 1
+        user = estimate_tokens(
+            ChatRequest(model="", messages=build_messages(taxonomy, 1, sample)[1:])
+        )
+        prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
+    completion = samples * 2 * COMPLETION_ESTIMATE
+    cost = client_config.prices.cost(options.model, prompt, completion)
+    return Estimate(
+        samples=samples,
+        requests=samples * 2,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=cost,
+        problems=problems,
+        unreadable=unreadable,
+    )

@@ -1,0 +1,139 @@
+"""The soft-label task on the engine: one item is one user turn; a classification (and an
+optional rationale) per turn, written into the ``LABELED_`` folder (:class:`SoftOutput`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sftlabel._version import __version__
+from sftlabel.formats import Reader
+from sftlabel.llm import LabelTokens
+from sftlabel.model import Problem, TurnLabel
+from sftlabel.runs._engine import ItemFailed, Written
+from sftlabel.runs._manifest import RunManifest
+from sftlabel.runs._softstore import SoftOutput, summarize
+from sftlabel.softlabel import SoftLabeler, Turn, TurnFailed, iter_turns
+
+
+def turn_stream(
+    inputs: list[Path],
+    limit: int | None = None,
+    on_problem: Callable[[Problem], None] | None = None,
+) -> Iterator[tuple[int, Turn]]:
+    """``(index, turn)`` in input order (deterministic, so a resume sees the same turns)."""
+    index = 0
+    for item in iter_turns(Reader().read([str(p) for p in inputs])):
+        if isinstance(item, Problem):
+            if on_problem is not None:
+                on_problem(item)
+            continue
+        if limit is not None and index >= limit:
+            return
+        yield index, item
+        index += 1
+
+
+class SoftLabelTask:
+    """P(does not need reasoning) for every user turn of the inputs."""
+
+    kind = "softlabel"
+    noun = "turn"
+
+    def __init__(
+        self, labeler: SoftLabeler, inputs: list[Path], output: SoftOutput, *, limit: int | None
+    ) -> None:
+        self.labeler = labeler
+        self.inputs = inputs
+        self.output = output
+        self.limit = limit
+
+    def items(self, on_problem: Callable[[Problem], None]) -> Iterator[tuple[int, Turn]]:
+        return turn_stream(self.inputs, self.limit, on_problem)
+
+    def key(self, item: tuple[int, Turn]) -> Hashable:
+        return item[1].key
+
+    def _file(self, turn: Turn) -> str:
+        return self.output.relative(turn.location.path if turn.location else None)
+
+    async def process(self, item: tuple[int, Turn]) -> Written:
+        index, turn = item
+        try:
+            record = await self.labeler.label(turn, index=index)
+        except TurnFailed as exc:
+            cause = getattr(exc, "cause", "endpoint")
+            raise ItemFailed(
+                exc.reason,
+                str(exc),
+                endpoint_fault=exc.reason == "rejected" and cause != "content",
+                monitor=exc.monitor,
+            ) from None
+        return Written(
+            [(self._file(turn), record)], counters={"censored": int(bool(record.censored))}
+        )
+
+    def failure(self, item: tuple[int, Turn], exc: ItemFailed) -> Written:
+        index, turn = item
+        record = TurnLabel(
+            conversationId=turn.conversation_id,
+            messageId=turn.message_id,
+            split=turn.split,
+            bucket=turn.bucket,
+            turnIndex=turn.turn_index,
+            strategy=self.labeler.strategy.name,
+            model=self.labeler.client.config.model,
+            error=exc.message,
+            reason=exc.reason,
+            index=index,
+            monitor=exc.monitor,
+        )
+        return Written([(self._file(turn), record)])
+
+
+def build_metadata(
+    manifest: RunManifest, output: SoftOutput, tokens: LabelTokens | None
+) -> dict[str, Any]:
+    """``labeling_metadata.json``: a rendered view of the run's manifest (model, options,
+    token ids, counts over the whole output, sessions)."""
+    sessions = [
+        {
+            "started": s.started,
+            "finished": s.finished,
+            "status": s.status,
+            "message": s.message,
+            "elapsed_seconds": s.elapsed,
+            "turns_labeled": s.labeled,
+            "turns_failed": s.failed,
+            "turns_retried": s.retried,
+            "requests": s.requests,
+            "cache_hits": s.cache_hits,
+            "retries": s.retries,
+            "rate_limited_429": s.rate_limited,
+            "cost_usd": round(s.cost, 6),
+        }
+        for s in manifest.sessions
+    ]
+    options = dict(manifest.options)
+    model = options.pop("model", "")
+    strategy = options.pop("strategy", "")
+    options["limit"] = options.get("limit")
+    options["concurrency"] = manifest.rate.concurrency
+    ids = tokens.ids if tokens else manifest.options.get("label_token_ids")
+    return {
+        "sftlabel_version": __version__,
+        "task": "reasoning soft labels: 0 = requires reasoning, 1 = does not",
+        "model": model,
+        "endpoint": manifest.endpoint_url().split("?", 1)[0],
+        "inputs": manifest.given_inputs or manifest.inputs,
+        "strategy": strategy,
+        "options": options,
+        "label_token_ids": ids,
+        "label_token_source": tokens.source if tokens else None,
+        "label_token_verified": tokens.verified if tokens else None,
+        "counts": summarize(output),
+        "cost_usd": round(manifest.spent, 6),
+        "elapsed_seconds": round(sum(s.elapsed for s in manifest.sessions), 3),
+        "sessions": sessions,
+    }
