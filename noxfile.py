@@ -19,14 +19,16 @@ nox.options.default_venv_backend = "venv"
 
 RUFF = "ruff==0.17.5"
 MYPY = "mypy==2.4.1"
+IMPORT_LINTER = "import-linter==2.17"
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.install(RUFF)
+    """ruff: lint and formatting; import-linter: the layers (pyproject.toml) hold."""
+    session.install(RUFF, IMPORT_LINTER)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports", env={"PYTHONPATH": "src"})
 
 
 @nox.session

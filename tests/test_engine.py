@@ -478,7 +478,8 @@ def _engine(task: _Task, store: _Store, **extra: Any) -> Engine[int]:
 
 def test_a_full_disk_stops_the_run_with_one_error_naming_the_path() -> None:
     store = _Store(error_after=3)
-    with pytest.raises(OutputError, match=r"cannot write /out/labeled\.jsonl: No space left") as err:
+    expected = r"cannot write /out/labeled\.jsonl: No space left"
+    with pytest.raises(OutputError, match=expected) as err:
         anyio.run(_engine(_Task(20), store).run)
     assert err.value.exit_code == 3
 

@@ -25,7 +25,7 @@ import httpx
 import msgspec
 import stamina
 
-from sftlabel import __version__
+from sftlabel._version import __version__
 from sftlabel.errors import ConfigError
 from sftlabel.llm._cache import ResponseCache, cache_key
 from sftlabel.llm._errors import (
