@@ -89,7 +89,7 @@ def test_raw_dataset_in_a_container_gets_its_labeled_twin(cli, llm_server, blob:
     assert again.exit_code == 2 and "already exists" in again.stderr
     # ... and finished with --resume: only the missing turns are sent
     llm_server.reset()
-    resumed = cli("softlabel", RAW, *common, "--resume")
+    resumed = cli("softlabel", RAW, *common, "--resume", "--limit", str(TURNS))
     assert resumed.exit_code == 0, resumed.stderr
     assert llm_server.stats()["chat_requests"] == TURNS - 40
     records = remote_records(blob)
@@ -117,3 +117,18 @@ def test_a_missing_remote_dataset_is_a_clear_error(cli, llm_server, blob: Any) -
     )
     assert result.exit_code != 0
     assert "no such file or folder" in result.stderr
+
+
+def test_label_reads_a_dataset_in_a_container(cli, llm_server, blob: Any, tmp_path: Path) -> None:
+    """`label` gets remote inputs the same way as `softlabel`: staged, recorded as URLs."""
+    run = tmp_path / "run"
+    common = ["--model", "smol", "--base-url", llm_server.base_url, "--no-cache"]
+    result = cli("label", RAW, "-o", run, *common, "--no-arbitration", "--limit", "5")
+    assert result.exit_code in (0, 1), result.stderr  # the fake server's default answer is no JSON
+    manifest = json.loads((run / "run.json").read_text("utf-8"))
+    assert manifest["inputs"] == [RAW]
+    done = sum(1 for _ in run.rglob("labeled.jsonl")) + sum(1 for _ in run.rglob("failures.jsonl"))
+    parts = {p.parent.relative_to(run).parts[0] for p in run.rglob("labeled.jsonl")}
+    assert done and parts <= {"train", "val", "test"}  # the parts mirror the remote folder
+    remote = cli("label", RAW, "-o", "az://datasets/runs/r", *common)
+    assert remote.exit_code == 2 and "must be local" in remote.stderr

@@ -29,7 +29,7 @@ from sftlabel.api._session import (
 )
 from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler
-from sftlabel.llm import LLMClient
+from sftlabel.llm import ClientConfig, LLMClient
 from sftlabel.reports import build_report
 from sftlabel.runs import (
     FAILURES,
@@ -56,7 +56,8 @@ from sftlabel.runs import (
     taxonomy_ref,
     write_manifest,
 )
-from sftlabel.taxonomy import load_taxonomy
+from sftlabel.storage import stage
+from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
 PathLike = str | os.PathLike[str]
 
@@ -149,6 +150,11 @@ def _plan(
     options = LabelOptions(**{k: v for k, v in given.items() if v is not None})
     rate = merge_rate(RateOptions(), rate_given)
     output = opts.get("output")
+    if output is not None and "://" in os.fspath(output):
+        raise UsageError(
+            "a label run directory must be local",
+            hint="pass a local -o (remote inputs are fine); copy the run directory afterwards",
+        )
     root = Path(output) if output else default_root(model)
     return _Plan(
         root=root,
@@ -223,7 +229,40 @@ async def alabel(
             f"output directory {plan.root} already exists and is not empty",
             hint=f"continue it with --resume {plan.root}, or choose another --output",
         )
-    # everything that can fail on the configuration fails before the run directory exists
+    cache_dir = settings.get("cache_dir")
+    with stage(
+        plan.inputs,
+        str(plan.root),
+        lambda _: plan.root,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+    ) as staged:
+        # remote inputs (az://, s3://, gs://) are read from a local staging copy; the run
+        # records the URLs, so a resume stages them again
+        local = [str(p) for p in staged.inputs]
+        return await _run(
+            plan,
+            local_inputs=local,
+            config=config,
+            taxonomy=taxonomy,
+            opts=opts,
+            transport=transport,
+            on_progress=on_progress,
+            control=control,
+        )
+
+
+async def _run(
+    plan: _Plan,
+    *,
+    local_inputs: list[str],
+    config: ClientConfig,
+    taxonomy: Taxonomy,
+    opts: dict[str, Any],
+    transport: httpx.AsyncBaseTransport | None,
+    on_progress: ProgressCallback | None,
+    control: RunControl | None,
+) -> RunResult:
+    # everything that can fail on the configuration has failed before the run directory exists
     client = LLMClient(config, transport=transport)
     arbiter = None
     options_ = plan.options
@@ -267,10 +306,10 @@ async def alabel(
             max_tokens=options_.max_tokens,
             temperature=options_.temperature,
         )
-        task = LabelTask(labeler, plan.inputs, options_, session=session_number)
+        task = LabelTask(labeler, local_inputs, options_, session=session_number)
         state = RunState(spent_before=manifest.spent)
         if on_progress is not None:
-            state.total = sum(1 for _ in sample_stream(plan.inputs, options_))
+            state.total = sum(1 for _ in sample_stream(local_inputs, options_))
         engine = Engine(
             task=task,
             store=files,

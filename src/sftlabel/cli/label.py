@@ -35,9 +35,10 @@ LABELING = "Labeling"
 
 def label(
     inputs: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
-            help="Files or directories to label (not with --resume).",
+            help="Files or directories to label, or fsspec URLs (az://, s3://, gs://) with the "
+            "matching extra (not with --resume).",
             show_default=False,
             metavar="PATH",
         ),
