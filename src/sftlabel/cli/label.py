@@ -44,11 +44,11 @@ def label(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
-            help="Run directory [default: runs/<YYYYmmdd_HHMMSS>_<model>/]",
+            help="Run directory (local) [default: runs/<YYYYmmdd_HHMMSS>_<model>/]",
             show_default=False,
         ),
     ] = None,
