@@ -158,8 +158,9 @@ class Reader:
                 severity="error",
                 code="unknown-format",
                 message=(
-                    f"record matches no known format (its keys: {keys}); "
-                    f"`sftlabel info` lists the formats ({', '.join(_source_keys(self.formats))})"
+                    f"record matches no known format (its keys: {keys}); expected one of "
+                    f"{', '.join(repr(k) for k in _source_keys(self.formats))} "
+                    "(docs/formats.md; `sftlabel info` lists the format plugins)"
                 ),
                 location=raw.location,
                 record_id=_plain_id(record),
@@ -198,13 +199,17 @@ class Reader:
                     record_id=_plain_id(record),
                 )
                 return
-            losers = sorted({_key(f) for f in candidates[number + 1 :]} - {_key(fmt)})
+            losers = [
+                key
+                for key in dict.fromkeys(_key(f) for f in candidates[number + 1 :])
+                if key != _key(fmt) and record.get(key) not in (None, "", [], {})
+            ]
             if losers:
                 ctx.warn(
                     "ambiguous-source",
                     f"record has {' and '.join(repr(k) for k in [_key(fmt), *losers])}; read "
-                    f"{_key(fmt)!r} (priority: {' > '.join(_source_keys(self.formats))}), "
-                    "the other kept in metadata",
+                    f"{_key(fmt)!r}, which comes first (docs/formats.md: source priority); "
+                    f"{' and '.join(repr(k) for k in losers)} kept in metadata",
                 )
             break
         for note in notes:

@@ -22,7 +22,7 @@ class SampleFormat:
     name = "sample"
     description = "sftlabel samples (what `sftlabel slice` writes): passed on, never re-sliced"
     priority = 1
-    source_key = "sample"
+    source_key = "messages"
 
     def matches(self, record: dict[str, Any]) -> bool:
         return isinstance(record.get("messages"), list) and all(k in record for k in _REQUIRED)

@@ -1,0 +1,107 @@
+"""Damaged text: invalid UTF-8 bytes, raw surrogate bytes and escaped lone surrogates are
+repaired with U+FFFD and a warning, never a lost record (whatever msgspec version raises)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from sftlabel.formats import Reader
+from sftlabel.formats._normalize import join_text, parse_parts
+from sftlabel.model import Conversation, Problem
+
+
+def _line(user: bytes) -> bytes:
+    return (
+        b'{"id": "r", "messages": [{"role": "user", "content": "'
+        + user
+        + b'"}, {"role": "assistant", "content": "ok"}]}\n'
+    )
+
+
+def _read(path: Path) -> tuple[list[Conversation], list[Problem]]:
+    conversations: list[Conversation] = []
+    problems: list[Problem] = []
+    for item in Reader().read([path]):
+        if isinstance(item, Problem):
+            problems.append(item)
+        else:
+            assert isinstance(item, Conversation)
+            conversations.append(item)
+    return conversations, problems
+
+
+CASES = [
+    (b"bad \xff byte", "bad \ufffd byte", ["invalid-utf8"]),
+    (b"raw surrogate \xed\xa0\x80", "raw surrogate \ufffd\ufffd\ufffd", ["invalid-utf8"]),
+    (b"lone high \\ud800 here", "lone high \ufffd here", ["lone-surrogate"]),
+    (b"lone high at the end \\ud83d", "lone high at the end \ufffd", ["lone-surrogate"]),
+    (b"lone low \\uDC00", "lone low \ufffd", ["lone-surrogate"]),
+    (
+        b"pair \\ud83d\\ude00 and lone \\ud800",
+        "pair \U0001f600 and lone \ufffd",
+        ["lone-surrogate"],
+    ),
+    (
+        b"escaped backslash \\\\ud800 \\ud800",
+        "escaped backslash \\ud800 \ufffd",
+        ["lone-surrogate"],
+    ),
+    (b"both \xff and \\udfff", "both \ufffd and \ufffd", ["invalid-utf8", "lone-surrogate"]),
+]
+
+
+def test_damaged_text_is_repaired_with_a_warning_per_record(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.jsonl"
+    path.write_bytes(b"".join(_line(raw) for raw, _, _ in CASES) + _line(b"fine \\ud83d\\ude00"))
+    conversations, problems = _read(path)
+    assert [c.messages[0].content for c in conversations] == [
+        *(text for _, text, _ in CASES),
+        "fine \U0001f600",
+    ]
+    expected = [(code, number) for number, (_, _, found) in enumerate(CASES, 1) for code in found]
+    assert [(p.code, p.location.line) for p in problems if p.code != "duplicate-id"] == expected
+    assert all(p.severity == "warning" for p in problems)
+
+
+def test_damaged_text_in_a_json_array_and_a_document(tmp_path: Path) -> None:
+    array = tmp_path / "array.json"
+    array.write_bytes(b"[" + _line(b"a \\udc01").strip() + b"]")
+    conversations, problems = _read(array)
+    assert conversations[0].messages[0].content == "a \ufffd"
+    assert [p.code for p in problems] == ["lone-surrogate"]
+    document = tmp_path / "doc.json"
+    document.write_bytes(json.dumps({"messages": []}, indent=2).encode()[:-1] + b', "x": "\xff"}')
+    _, problems = _read(document)
+    assert "invalid-utf8" in [p.code for p in problems]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=["Cc"]), max_size=40))
+@example("\ud800x\udc00\ud83d\ude00\\ud800")
+def test_any_escaped_string_reads_back_with_lone_surrogates_replaced(text: str) -> None:
+    from sftlabel.formats._source import _decode
+
+    encoded = json.dumps(text).encode("ascii")  # \\u escapes, lone surrogates included
+    value, repairs = _decode(encoded)
+    expected = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    assert value == expected
+    assert bool(repairs) == (expected != text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=6))
+def test_text_parts_keep_every_piece_in_order(pieces: list[str]) -> None:
+    joined = join_text(pieces)
+    position = 0
+    for piece in pieces:
+        found = joined.find(piece, position)
+        assert found >= 0
+        position = found + len(piece)
+    assert len(joined) <= sum(map(len, pieces)) + max(len(pieces) - 1, 0)
+    parts = parse_parts([{"type": "text", "text": p} for p in pieces])
+    assert parts.text == joined
+    assert not parts.unknown and not parts.coerced
