@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sftlabel.formats import Reader
-from sftlabel.model import Conversation, Problem, Sample, decode_sample
+from sftlabel.model import Conversation, Problem, Sample
 from sftlabel.slicing import iter_samples
 
 from .conftest import jsonl, shared, write_jsonl
@@ -198,7 +198,7 @@ def test_anthropic_messages(tmp_path: Path) -> None:
     assert problems == []
     assert conversation.source_format == "anthropic"
     assert conversation.system == "You are a coding agent."
-    user, call, result, final = conversation.messages
+    _, call, result, final = conversation.messages
     assert (call.content, call.reasoning) == ("Let me look.", "Use the ls tool.")
     assert [(c.name, json.loads(c.arguments), c.id) for c in call.tool_calls] == [
         ("ls", {"path": "."}, "tu1")
@@ -391,7 +391,8 @@ def test_lmsys_and_wildchat_ids(tmp_path: Path) -> None:
 
 def test_glaive_function_calling(tmp_path: Path) -> None:
     record = {
-        "system": 'SYSTEM: You are a helpful assistant with access to the following functions. {"name": "get_price"}',
+        "system": "SYSTEM: You are a helpful assistant with access to the following "
+        'functions. {"name": "get_price"}',
         "chat": (
             "USER: Price of AAPL?\n\n\nASSISTANT: <functioncall> "
             '{"name": "get_price", "arguments": \'{"symbol": "AAPL"}\'} <|endoftext|>\n\n\n'
