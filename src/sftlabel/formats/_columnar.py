@@ -63,7 +63,7 @@ def iter_columnar(path: Path, kind: str) -> Iterator[tuple[Any, Location] | Prob
         for batch in batches:
             for start in range(0, batch.num_rows, BATCH_ROWS):
                 for row in batch.slice(start, BATCH_ROWS).to_pylist():
-                    yield row, Location(path=where, index=produced)
+                    yield _drop_nulls(row), Location(path=where, index=produced)
                     produced += 1
     except (OSError, pa.ArrowException) as exc:
         yield Problem(
@@ -80,6 +80,20 @@ def iter_columnar(path: Path, kind: str) -> Iterator[tuple[Any, Location] | Prob
             message=f"{kind} file has no rows",
             location=Location(path=where),
         )
+
+
+def _drop_nulls(value: Any) -> Any:
+    """``value`` without the null fields of its objects.
+
+    A column holds every key any row has, so a row gets ``null`` for the keys it lacks (and a
+    struct for the fields other rows' structs have): in columnar data a null and a missing key
+    are the same, and dropping them reads a row exactly as its JSON twin.
+    """
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
 
 
 def _arrow_batches(pa: Any, where: str) -> Iterator[Any]:
