@@ -501,3 +501,84 @@ def test_walks_skip_run_directories_and_labeled_folders_with_a_note(tmp_path: Pa
     assert "skipped" in result.stderr
     # named explicitly, an output folder is read
     items, _ = read(labeled / "train" / "a.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------
+# truncation keeps middle context
+
+
+def test_an_oversized_message_before_the_reply_is_shortened_not_dropped() -> None:
+    from sftlabel.model import Message
+    from sftlabel.slicing import truncate
+
+    sample = Sample(
+        id="t",
+        source_id="t",
+        source_format="openai",
+        turn_index=1,
+        total_turns=1,
+        messages=[
+            Message(role="user", content="fix the bug " * 20),
+            Message(role="assistant", content="running the tests"),
+            Message(role="tool", content="x" * 50_000),
+            Message(role="assistant", content="the fix " * 100),
+        ],
+    )
+    result = truncate(sample, 20_000)
+    assert result.truncation is not None
+    kept = result.messages
+    assert [m.role for m in kept] == ["user", "tool", "assistant"]
+    assert "characters omitted" in kept[1].content
+    assert 15_000 < len(kept[1].content) <= 20_000
+    assert result.truncation.shortened_messages == 1
+    assert result.truncation.omitted_messages == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the terminal: control characters in the data are shown escaped; a closed pipe is fine
+
+
+def test_detect_prints_ids_with_control_characters_escaped(tmp_path: Path, cli) -> None:
+    hostile = "evil\x1b[2J\x1b]0;pwned\x07\x00\u202eid"
+    record = {
+        "id": hostile,
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+    }
+    path = write_jsonl(tmp_path / "h.jsonl", [record, record])
+    result = cli("detect", path)
+    assert result.exit_code == 0
+    for raw in ("\x1b", "\x00", "\x07", "\u202e"):
+        assert raw not in result.stdout + result.stderr
+    assert "evil\\x1b[2J" in result.stdout
+    assert "\\u202eid" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["detect", "slice"])
+def test_a_closed_stdout_pipe_ends_quietly_with_exit_0(tmp_path: Path, command: str) -> None:
+    import subprocess
+    import sys
+
+    records = [
+        {
+            "id": f"r{i}",
+            "messages": [
+                {"role": "user", "content": "q" * 200},
+                {"role": "assistant", "content": "a" * 200},
+            ],
+        }
+        for i in range(3000)
+    ]
+    path = write_jsonl(tmp_path / "many.jsonl", records)
+    args = [str(path), "--records"] if command == "detect" else [str(path), "-o", "-"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sftlabel", command, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.read(300)  # `| head -c 300`
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert b"Traceback" not in err
+    assert b"BrokenPipe" not in err

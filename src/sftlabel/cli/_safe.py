@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from rich.console import Console
 
 # C0 and C1 control characters, DEL, and the bidirectional overrides/isolates that can make a
 # line display something else than it holds ("Trojan source").
@@ -25,8 +26,18 @@ def printable(text: str) -> str:
 
 
 @contextmanager
-def closed_pipe_is_fine() -> Iterator[None]:
-    """End the command quietly with exit 0 when stdout's reader goes away (``| head``)."""
+def closed_pipe_is_fine(console: Console | None = None) -> Iterator[None]:
+    """End the command quietly with exit 0 when stdout's reader goes away (``| head``).
+
+    ``console``: a rich Console writing to stdout; rich ends the process with exit 1 on a
+    broken pipe by default (``Console.on_broken_pipe``), which is replaced here.
+    """
+
+    def broken() -> None:
+        raise BrokenPipeError
+
+    if console is not None:
+        console.on_broken_pipe = broken  # type: ignore[method-assign]
     try:
         yield
     except BrokenPipeError:
@@ -34,3 +45,6 @@ def closed_pipe_is_fine() -> Iterator[None]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(0) from None
+    finally:
+        if console is not None:
+            del console.on_broken_pipe

@@ -48,7 +48,7 @@ def detect(
     def note(problem: Problem) -> None:  # what directory walks left out, and why
         stderr.print(Text(printable(str(problem)), style="dim"))
 
-    with closed_pipe_is_fine(), progress("reading") as update:
+    with closed_pipe_is_fine(stdout), progress("reading") as update:
         for report in detect_paths(
             paths, records=limit, on_file=lambda p: update(printable(str(p))), on_note=note
         ):
