@@ -144,14 +144,14 @@ class Reader:
                 location=raw.location,
             )
             return
-        if not nested:
+        candidates = self._candidates(record)
+        if not nested and (not candidates or _key(candidates[0]) in WRAPPER_KEYS):
             wrapped = _wrapped(record, self.formats)
             if wrapped:
                 yield from self._unwrap(
                     record, wrapped, raw, path, file_number=file_number, tag=tag
                 )
                 return
-        candidates = [fmt for fmt in self.formats if fmt.matches(record)]
         if not candidates:
             keys = ", ".join(sorted(map(str, record))[:8]) or "none"
             yield Problem(
@@ -240,6 +240,20 @@ class Reader:
             problem.record_id = conversation.id
             yield problem
         yield conversation
+
+    def _candidates(self, record: dict[str, Any]) -> list[InputFormat]:
+        """The formats that claim ``record``, by priority: the first one, and those after it
+        whose source key the record has (checked by key first: most records have one)."""
+        for index, fmt in enumerate(self.formats):
+            if fmt.matches(record):
+                others = [
+                    later
+                    for later in self.formats[index + 1 :]
+                    if (_key(later) in record or not hasattr(later, "source_key"))
+                    and later.matches(record)
+                ]
+                return [fmt, *others]
+        return []
 
     def _unwrap(
         self,
