@@ -56,8 +56,10 @@ def iter_columnar(path: Path, kind: str) -> Iterator[tuple[Any, Location] | Prob
     produced = 0
     try:
         if kind == "parquet":
-            parquet = pq.ParquetFile(where, memory_map=False, buffer_size=1 << 20)
-            batches: Iterator[Any] = parquet.iter_batches(batch_size=BATCH_ROWS)
+            # No pre-buffering and no threads: pyarrow would otherwise read ahead whole row
+            # groups (tens of MB each in `datasets` files of long conversations).
+            parquet = pq.ParquetFile(where, memory_map=False, buffer_size=1 << 20, pre_buffer=False)
+            batches: Iterator[Any] = parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False)
         else:
             batches = _arrow_batches(pa, where)
         for batch in batches:
