@@ -1007,3 +1007,12 @@ def test_identical_records_without_an_id_do_not_collide(tmp_path: Path, cli) -> 
     result, samples = slice_to(cli, tmp_path / "out.jsonl", path)
     assert result.exit_code == 0
     assert len({s["id"] for s in samples}) == 2
+
+
+def test_ids_stay_unique_over_many_records(tmp_path: Path) -> None:
+    records = [record(i % 3000) for i in range(6000)]
+    conversations, problems = read(write_jsonl(tmp_path / "many.jsonl", records))
+    assert len({c.id for c in conversations}) == 6000
+    assert ids(conversations)[:2] == ["r0", "r1"]
+    assert ids(conversations)[3000:3002] == ["r0~2", "r1~2"]
+    assert len(problems) == 3000

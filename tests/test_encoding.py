@@ -108,3 +108,38 @@ def test_text_parts_keep_every_piece_in_order(pieces: list[str]) -> None:
     parts = parse_parts([{"type": "text", "text": p} for p in pieces])
     assert parts.text == joined
     assert not parts.unknown and not parts.coerced
+
+
+KEYS = [
+    "id", "messages", "conversations", "data", "conversation", "chat", "query", "answers",
+    "prompt", "completion", "instruction", "input", "output", "response", "system", "tools",
+    "role", "content", "from", "value", "type", "text", "tool_calls", "weight", "turnsArray",
+    "source_id", "turn_index", "total_turns", "train", "reasoning_content", "tool_use_id",
+    "input_text", "refusal", "thinking", "name", "arguments", "function",
+]  # fmt: skip
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from(KEYS),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), _json, max_size=6))
+def test_any_record_is_read_or_refused_never_a_reader_failure(record: dict[str, object]) -> None:
+    import tempfile
+
+    from sftlabel.model import Sample
+    from sftlabel.slicing import iter_samples
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "one.jsonl"
+        path.write_text(json.dumps(record) + "\n", "utf-8")
+        items = list(Reader().read([path]))
+    assert not any(isinstance(i, Problem) and i.code == "reader-failed" for i in items), items
+    for item in iter_samples(items):
+        if isinstance(item, Sample):
+            assert item.messages
+            assert item.messages[-1].role == "assistant" or item.source_format == "sample"

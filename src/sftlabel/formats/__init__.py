@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from sftlabel.formats._base import InputFormat, RecordContext
+from sftlabel.formats._ids import IdTable
 from sftlabel.formats._normalize import RecordError
 from sftlabel.formats._source import RawRecord, discover, iter_raw, scan
 from sftlabel.model import Conversation, Location, Problem, Sample
@@ -105,8 +106,7 @@ class Reader:
 
     def __init__(self, formats: Iterable[InputFormat] | None = None) -> None:
         self.formats = list(formats) if formats is not None else load_formats()
-        self._seen: dict[int, int] = {}  # id hash -> number of the file that handed it out
-        self._multi: dict[int, int] = {}  # id hash -> replies, for multi-reply conversations
+        self._seen = IdTable()  # id -> (number of the file that handed it out, replies)
         self._files = 0
 
     def read(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Item]:
@@ -199,6 +199,13 @@ class Reader:
                     record_id=_plain_id(record),
                 )
                 return
+            later = [f for f in candidates[number + 1 :] if _key(f) != _key(fmt)]
+            if later and isinstance(parsed, Conversation) and _blank(parsed):
+                notes.append(
+                    f"every message of {_key(fmt)!r} is blank; read {_key(later[0])!r} instead"
+                )
+                parsed = None
+                continue
             losers = [
                 key
                 for key in dict.fromkeys(_key(f) for f in candidates[number + 1 :])
@@ -320,9 +327,7 @@ class Reader:
                 f"{what} {base!r} (or the sample ids it gives) seen before {where}; "
                 f"renamed to {candidate!r}",
             )
-        self._seen[hash(candidate)] = file_number
-        if replies > 1:
-            self._multi[hash(candidate)] = replies
+        self._seen.put(candidate, file_number, replies)
 
     def _owner(self, candidate: str, replies: int) -> int | None:
         """The file that handed out ``candidate`` or a sample id it gives, if any.
@@ -331,22 +336,26 @@ class Reader:
         one with a single reply, so record ``a_t1`` (one reply) and record ``a`` (two replies)
         would both give ``a_t1``. Memory stays per conversation, not per sample.
         """
-        owner = self._seen.get(hash(candidate))
-        if owner is not None:
-            return owner
+        found = self._seen.get(candidate)
+        if found is not None:
+            return found[0]
         if replies > 1:
             for k in range(1, replies + 1):
-                owner = self._seen.get(hash(f"{candidate}_t{k}"))
-                if owner is not None:
-                    return owner
+                found = self._seen.get(f"{candidate}_t{k}")
+                if found is not None:
+                    return found[0]
             return None
-        found = _SLICE_SUFFIX.search(candidate)
-        if found is None:
+        suffix = _SLICE_SUFFIX.search(candidate)
+        if suffix is None:
             return None
-        stem = hash(candidate[: found.start()])
-        if self._multi.get(stem, 0) >= int(found.group(1)):
-            return self._seen.get(stem)
+        stem = self._seen.get(candidate[: suffix.start()])
+        if stem is not None and stem[1] > 1 and stem[1] >= int(suffix.group(1)):
+            return stem[0]
         return None
+
+
+def _blank(conversation: Conversation) -> bool:
+    return not any(m.content.strip() or m.tool_calls or m.reasoning for m in conversation.messages)
 
 
 def _key(fmt: InputFormat) -> str:

@@ -99,8 +99,6 @@ def require_messages(messages: list[Message]) -> list[Message]:
     """``messages``, or a :class:`RecordError` when none was usable."""
     if not messages:
         raise RecordError("empty-conversation", "conversation has no usable messages")
-    if not any(m.content.strip() or m.tool_calls or m.reasoning for m in messages):
-        raise RecordError("empty-conversation", "every message of the conversation is blank")
     return messages
 
 
