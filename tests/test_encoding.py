@@ -143,3 +143,45 @@ def test_any_record_is_read_or_refused_never_a_reader_failure(record: dict[str, 
         if isinstance(item, Sample):
             assert item.messages
             assert item.messages[-1].role == "assistant" or item.source_format == "sample"
+
+
+def test_a_streamed_array_repairs_escaped_lone_surrogates(tmp_path: Path, monkeypatch) -> None:
+    from sftlabel.formats import _source
+
+    monkeypatch.setattr(_source, "WHOLE_FILE_LIMIT", 10)  # stream even a small array (ijson)
+    path = tmp_path / "big.json"
+    lines = [_line(raw).strip() for raw, _, _ in CASES]
+    path.write_bytes(b"[" + b",".join(lines) + b"]")
+    conversations, problems = _read(path)
+    assert [c.messages[0].content for c in conversations] == [text for _, text, _ in CASES]
+    assert sorted({p.code for p in problems} - {"duplicate-id"}) == [
+        "invalid-utf8",
+        "lone-surrogate",
+    ]
+
+
+class _Chunks:
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        self._pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+    def read(self, size: int = -1) -> bytes:
+        return self._pieces.pop(0) if self._pieces else b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec=None, exclude_categories=["Cc"]), max_size=30),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+def test_streaming_repairs_do_not_depend_on_where_reads_are_cut(text: str, cuts: list[int]) -> None:
+    from sftlabel.formats._source import _CleanReader
+
+    data = json.dumps([text]).encode("ascii")
+    whole = _CleanReader(_Chunks(data, []))
+    expected = b"".join(iter(lambda: whole.read(65536), b""))
+    pieces = sorted({c for c in cuts if 0 < c < len(data)})
+    cut = _CleanReader(_Chunks(data, pieces))
+    got = b"".join(iter(lambda: cut.read(65536), b""))
+    assert got == expected
+    assert json.loads(got) == [json.loads(expected)[0]]
+    assert cut.surrogates == whole.surrogates

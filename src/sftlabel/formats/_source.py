@@ -218,6 +218,9 @@ _SURROGATE = re.compile(
 )
 
 
+_HIGH_BEFORE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}$")
+
+
 def _replace_surrogate(match: re.Match[bytes]) -> bytes:
     slashes = match.group(1) if match.group(1) is not None else match.group(4)
     if len(slashes) % 2 == 0:  # an escaped backslash followed by the letters "ud8..."
@@ -353,8 +356,7 @@ def _stream_array(handle: Any, path: Path) -> Iterator[RawRecord | Problem]:
             yield RawRecord(item, Location(path=where, index=produced))
             produced += 1
     except ijson.JSONError as exc:
-        if reader.repaired:
-            yield _utf8_repaired(Location(path=where))
+        yield from _stream_repairs(reader, where)
         yield Problem(
             severity="error",
             code="invalid-json",
@@ -365,21 +367,30 @@ def _stream_array(handle: Any, path: Path) -> Iterator[RawRecord | Problem]:
             location=Location(path=where, index=produced),
         )
         return
-    if reader.repaired:
-        yield _utf8_repaired(Location(path=where))
+    yield from _stream_repairs(reader, where)
     if not produced:
         yield _empty_array(path)
 
 
+def _stream_repairs(reader: _CleanReader, where: str) -> Iterator[Problem]:
+    if reader.repaired:
+        yield _utf8_repaired(Location(path=where))
+    if reader.surrogates:
+        yield _utf8_repaired(Location(path=where), "lone-surrogate")
+
+
 class _CleanReader:
-    """Wraps a binary file for ijson: drops a leading BOM and replaces invalid UTF-8 bytes with
-    U+FFFD (so one bad byte does not end the stream), remembering whether it had to."""
+    """Wraps a binary file for ijson: drops a leading BOM and replaces invalid UTF-8 bytes and
+    escaped lone surrogates with U+FFFD (so one bad byte or escape does not end the stream),
+    remembering whether it had to."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
         self._started = False
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = b""
         self.repaired = False
+        self.surrogates = False
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:  # ijson probes the stream type with read(0)
@@ -392,5 +403,32 @@ class _CleanReader:
             text = self._decoder.decode(chunk, final=not chunk)
             if "\ufffd" in text and b"\xef\xbf\xbd" not in chunk:
                 self.repaired = True
-            if text or not chunk:  # a chunk holding only part of a character: read on
-                return text.encode("utf-8")
+            data = self._pending + text.encode("utf-8")
+            if chunk:  # hold back a tail that may be the start of an escape sequence
+                cut = _escape_safe_cut(data)
+                data, self._pending = data[:cut], data[cut:]
+            else:
+                self._pending = b""
+            if b"\\u" in data:
+                fixed = _SURROGATE.sub(_replace_surrogate, data)
+                if fixed != data:
+                    self.surrogates = True
+                    data = fixed
+            if data or not chunk:  # a chunk holding only part of a character: read on
+                return data
+
+
+def _escape_safe_cut(data: bytes) -> int:
+    """Where ``data`` can be cut without splitting an escape, a surrogate pair or the run of
+    backslashes before one: before the first backslash run reaching into the last 6 bytes (an
+    escape may be incomplete there), and before the high surrogate it may be the low half of."""
+    slash = data.find(b"\\", max(len(data) - 6, 0))
+    if slash < 0:
+        return len(data)
+    while slash > 0 and data[slash - 1] == 0x5C:  # the whole run of backslashes
+        slash -= 1
+    if _HIGH_BEFORE.search(data, max(slash - 6, 0), slash):
+        slash -= 6
+        while slash > 0 and data[slash - 1] == 0x5C:
+            slash -= 1
+    return slash
