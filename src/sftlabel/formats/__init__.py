@@ -159,7 +159,7 @@ class Reader:
                 code="unknown-format",
                 message=(
                     f"record matches no known format (its keys: {keys}); expected one of "
-                    f"{', '.join(repr(k) for k in _source_keys(self.formats))} "
+                    f"{', '.join(repr(k) for k in _source_keys(self.formats, skip='sample'))} "
                     "(docs/formats.md; `sftlabel info` lists the format plugins)"
                 ),
                 location=raw.location,
@@ -362,9 +362,11 @@ def _key(fmt: InputFormat) -> str:
     return str(getattr(fmt, "source_key", fmt.name))
 
 
-def _source_keys(formats: Iterable[InputFormat]) -> list[str]:
+def _source_keys(formats: Iterable[InputFormat], skip: str = "") -> list[str]:
     keys: list[str] = []
     for fmt in formats:
+        if fmt.name == skip:
+            continue
         key = _key(fmt)
         if key not in keys:
             keys.append(key)
