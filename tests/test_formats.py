@@ -25,7 +25,20 @@ def read_all(*paths: Path) -> tuple[list[Conversation], list[Problem]]:
 
 
 def test_builtin_formats_are_loaded_through_entry_points_in_priority_order() -> None:
-    assert [f.name for f in load_formats()] == ["copilot", "sharegpt", "openai", "pangu"]
+    assert [f.name for f in load_formats()] == [
+        "sample",
+        "copilot",
+        "pangu",
+        "ultrachat",
+        "sharegpt",
+        "anthropic",
+        "openai",
+        "conversation",
+        "glaive",
+        "xlam",
+        "prompt-completion",
+        "alpaca",
+    ]
 
 
 def test_sharegpt_sample_file() -> None:
@@ -82,7 +95,11 @@ def test_pangu_pseudo_multi_turn_is_one_readable_user_message() -> None:
 def test_copilot_dataset_split_and_bucket_come_from_the_path() -> None:
     dataset = shared("copilot_raw/vscodedata_demo_20260101")
     conversations, problems = read_all(dataset)
-    assert problems == []  # metadata.json is skipped, not an unknown record
+    # metadata.json is skipped (with a note), not read as an unknown record
+    assert [(p.severity, p.code, p.record_level) for p in problems] == [
+        ("warning", "skipped-files", False)
+    ]
+    assert "1 dataset metadata (metadata.json)" in problems[0].message
     assert {c.split for c in conversations} == {"train", "val", "test"}
     assert {c.bucket for c in conversations} == {
         "short_3_to_5_turns",
@@ -123,7 +140,8 @@ def test_samples_of_the_shared_files() -> None:
         ({"turnsArray": []}, "copilot"),
         ({"conversationId": "x", "turnsArray": [], "conversations": []}, "copilot"),
         ({"data": "not a list"}, None),
-        ({"prompt": "x", "completion": "y"}, None),
+        ({"prompt": "x", "completion": "y"}, "prompt-completion"),
+        ({"question": "x", "reply": "y"}, None),
     ],
 )
 def test_detection_is_per_record(record: dict[str, object], expected: str | None) -> None:
@@ -189,11 +207,12 @@ def test_openai_messages_with_parts_tools_and_reasoning(tmp_path: Path) -> None:
         ],
     }
     [conversation], problems = read_all(write_jsonl(tmp_path / "oa.jsonl", [record]))
-    assert problems == []
+    assert [(p.code, p.record_id) for p in problems] == [("media-part", "oa-1")]
+    assert "image_url" in problems[0].message
     assert conversation.system == "You are a coding agent."
     assert conversation.metadata == {"source": "public-set"}
     user, call, result, final = conversation.messages
-    assert user.content == "Fix it\n[image_url]"
+    assert user.content == "Fix it\n[image]"
     assert call.reasoning == "Look at the file first."
     assert call.tool_calls[0].name == "read_file"
     assert call.tool_calls[0].arguments == '{"p": "a.py"}'

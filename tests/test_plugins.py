@@ -19,20 +19,20 @@ def hello(name: str = "world") -> None:
 
 
 class LinesFormat:
-    name = "prompt-completion"
-    description = '{"prompt": ..., "completion": ...}'
+    name = "question-answer"
+    description = '{"question": ..., "answer": ...}'
     priority = 50
 
     def matches(self, record):
-        return "prompt" in record and "completion" in record
+        return "question" in record and "answer" in record
 
     def parse(self, record, ctx):
         from sftlabel.model import Conversation, Message
         return Conversation(
             id=str(record.get("id", "")),
             source_format=self.name,
-            messages=[Message(role="user", content=record["prompt"]),
-                      Message(role="assistant", content=record["completion"])],
+            messages=[Message(role="user", content=record["question"]),
+                      Message(role="assistant", content=record["answer"])],
         )
 
 FORMAT = LinesFormat()
@@ -45,7 +45,7 @@ broken = demo_plugin_missing:command
 detect = demo_plugin:hello
 
 [sftlabel.formats]
-prompt-completion = demo_plugin:FORMAT
+question-answer = demo_plugin:FORMAT
 """
 
 
@@ -94,11 +94,11 @@ def test_builtin_wins_a_name_clash(plugin_path: Path, tmp_path: Path) -> None:
 
 def test_third_party_format_plugin_is_used(plugin_path: Path, tmp_path: Path) -> None:
     record = tmp_path / "pc.jsonl"
-    record.write_text('{"id": "p1", "prompt": "hi", "completion": "yo"}\n', "utf-8")
+    record.write_text('{"id": "p1", "question": "hi", "answer": "yo"}\n', "utf-8")
     done = run(plugin_path, "slice", str(record), "-o", "-")
     assert done.returncode == 0, done.stderr
     sample = json.loads(done.stdout)
-    assert (sample["id"], sample["source_format"]) == ("p1", "prompt-completion")
+    assert (sample["id"], sample["source_format"]) == ("p1", "question-answer")
 
 
 def test_allow_list_disables_third_party_plugins(plugin_path: Path) -> None:

@@ -17,6 +17,7 @@ from sftlabel.formats import Reader
 from sftlabel.formats.pangu import parse_assistant_content
 from sftlabel.model import Conversation, Message, Problem, Sample, ToolCall
 from sftlabel.slicing import (
+    MIN_SHORTENED,
     TRUNCATION_MARK,
     SparsePolicy,
     iter_samples,
@@ -241,21 +242,29 @@ def test_truncate_keeps_first_user_last_reply_and_recent_middle(
     assert len(kept) >= 2
     assert _shortened_from(kept[0], original[0])
     assert _shortened_from(kept[-1], original[-1])
-    shortened = (kept[0] != original[0]) + (kept[-1] != original[-1])
-    event(f"shortened={shortened} omitted={bool(info.omitted_messages)} middle={len(kept) > 2}")
-    assert info.shortened_messages == shortened
-    # The middle is a contiguous run of the most recent messages before the reply.
     middle = kept[1:-1]
     last = len(original) - 1
-    assert middle == original[last - len(middle) : last]
+    start = last - len(middle)
+    # The middle is a contiguous run of the most recent messages before the reply; the oldest
+    # of them may be shortened (it did not fit whole, but enough budget was left for it).
+    middle_cut = bool(middle) and middle[0] != original[start]
+    if middle_cut:
+        assert _shortened_from(middle[0], original[start])
+        assert max_chars - (info.kept_chars - _chars(middle[0])) >= MIN_SHORTENED
+    assert middle[middle_cut:] == original[start + middle_cut : last]
+    shortened = (kept[0] != original[0]) + (kept[-1] != original[-1]) + middle_cut
+    event(f"shortened={shortened} omitted={bool(info.omitted_messages)} middle={len(kept) > 2}")
+    assert info.shortened_messages == shortened
     if info.omitted_messages:
         assert info.gap_at == 1
     else:
         assert info.gap_at is None
-    if not shortened and info.omitted_messages:
-        # As many recent messages as fit: the next older one would not have.
-        next_older = original[last - len(middle) - 1]
+    if not middle_cut and info.omitted_messages and start - 1 > 0:
+        # As many recent messages as fit: the next older one would not have, and too little
+        # budget was left to shorten it.
+        next_older = original[start - 1]
         assert info.kept_chars + _chars(next_older) > max_chars
+        assert max_chars - info.kept_chars < MIN_SHORTENED
 
 
 def test_truncate_mark_format() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-from sftlabel.formats import Reader, discover
-from sftlabel.model import Conversation, Problem
+from sftlabel.formats import Reader, scan
+from sftlabel.model import Conversation, Problem, Sample
 from sftlabel.slicing import check_conversation, reply_positions
 
 
@@ -45,7 +45,8 @@ class FileReport(msgspec.Struct, kw_only=True):
     assistant_replies: int
     tool_messages: int
     samples: int
-    """Samples after slicing (one per assistant reply)."""
+    """Samples after slicing (one per assistant reply, except replies with ``weight: 0``; one
+    per record of a sample file)."""
     pangu_variants: dict[str, int]
     problems: list[Problem]
     record_details: list[RecordSummary] = []
@@ -62,18 +63,28 @@ def detect_paths(
     records: int | None = 0,
     reader: Reader | None = None,
     on_file: Callable[[Path], None] | None = None,
+    on_note: Callable[[Problem], None] | None = None,
 ) -> Iterator[FileReport]:
     """One report per input file (directories are expanded), streaming. ``on_file`` is called
-    with each file before it is read (for progress displays)."""
+    with each file before it is read (for progress displays), ``on_note`` with each note about
+    files a directory walk skipped (``skipped-files``)."""
     reader = reader or Reader()
-    for path in discover(paths):
+    found = scan(paths)
+    for note in found.notes:
+        if on_note is not None:
+            on_note(note)
+    for path, tag in found.files:
         if on_file is not None:
             on_file(path)
-        yield detect_file(path, reader=reader, records=records)
+        yield detect_file(path, reader=reader, records=records, tag=tag)
 
 
 def detect_file(
-    path: os.PathLike[str] | str, *, reader: Reader, records: int | None = 0
+    path: os.PathLike[str] | str,
+    *,
+    reader: Reader,
+    records: int | None = 0,
+    tag: str | None = None,
 ) -> FileReport:
     """Read one file and count what is in it. ``records``: how many record summaries to keep
     (``None``: all of them)."""
@@ -82,7 +93,7 @@ def detect_file(
     problems: list[Problem] = []
     details: list[RecordSummary] = []
     readable = unreadable = file_errors = messages = users = replies = tools = samples = 0
-    for item in reader.read_file(Path(path)):
+    for item in reader.read_file(Path(path), tag=tag):
         if isinstance(item, Problem):
             problems.append(item)
             if item.severity == "error":
@@ -91,8 +102,30 @@ def detect_file(
                 else:
                     file_errors += 1
             continue
-        conversation: Conversation = item
         readable += 1
+        if isinstance(item, Sample):  # read back from `sftlabel slice`: one sample each
+            formats["sample"] += 1
+            n_users = sum(1 for m in item.messages if m.role == "user")
+            messages += len(item.messages)
+            users += n_users
+            replies += 1
+            tools += sum(1 for m in item.messages if m.role == "tool")
+            samples += 1
+            if records is None or len(details) < records:
+                details.append(
+                    RecordSummary(
+                        id=item.id,
+                        format="sample",
+                        where=str(item.location),
+                        messages=len(item.messages),
+                        user_turns=n_users,
+                        replies=1,
+                        samples=1,
+                        variants=item.variants,
+                    )
+                )
+            continue
+        conversation: Conversation = item
         formats[conversation.source_format] += 1
         if conversation.source_format == "pangu":
             variants.update(conversation.variants)
@@ -101,9 +134,10 @@ def detect_file(
         n_users = sum(1 for m in conversation.messages if m.role == "user")
         messages += len(conversation.messages)
         users += n_users
+        trained = sum(1 for i in positions if conversation.messages[i].weight != 0)
         replies += len(positions)
         tools += sum(1 for m in conversation.messages if m.role == "tool")
-        samples += len(positions)
+        samples += trained
         if records is None or len(details) < records:
             details.append(
                 RecordSummary(
@@ -113,7 +147,7 @@ def detect_file(
                     messages=len(conversation.messages),
                     user_turns=n_users,
                     replies=len(positions),
-                    samples=len(positions),
+                    samples=trained,
                     variants=conversation.variants,
                 )
             )

@@ -48,6 +48,9 @@ class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
     """For ``tool`` messages: the tool's name, when the source gives it."""
     id: str | None = None
     """A source message id (for example ``messageId`` of Copilot turn records)."""
+    weight: float | None = None
+    """The source's training weight (OpenAI fine-tuning format): an assistant message with
+    weight 0 is kept as context but gives no sample (it is not trained on, so not labeled)."""
 
 
 class Location(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
@@ -94,7 +97,8 @@ class Truncation(msgspec.Struct, kw_only=True, omit_defaults=True):
     gap_at: int | None = None
     """Index in ``Sample.messages`` before which the omitted messages stood."""
     shortened_messages: int = 0
-    """Messages whose text was cut in the middle (first user turn or last reply)."""
+    """Messages whose text was cut in the middle (the first user turn, the last reply, or the
+    oldest middle message kept)."""
 
 
 class Sample(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -19,6 +19,9 @@ from sftlabel.errors import UsageError
 from sftlabel.model import Conversation, Location, Message, Problem, Sample, Truncation
 
 TRUNCATION_MARK = "\n…[{count:,} characters omitted]…\n"
+MIN_SHORTENED = 200
+"""With ``--max-chars``: a middle message that does not fit whole is shortened into the budget
+left when at least this many characters are left (else it is omitted)."""
 
 
 class SparsePolicy(msgspec.Struct, kw_only=True, frozen=True):
@@ -62,11 +65,20 @@ class SliceStats(msgspec.Struct, kw_only=True):
     skipped_sparse: int = 0
     truncated: int = 0
     without_reply: int = 0
+    passed_through: int = 0
+    """Samples read as samples (a ``sftlabel slice`` output): not sliced again."""
+    context_only: int = 0
+    """Replies with ``weight: 0``: kept as context, no sample of their own."""
 
 
 def reply_positions(conversation: Conversation) -> list[int]:
     """Indices (into ``messages``) of the assistant replies."""
     return [i for i, m in enumerate(conversation.messages) if m.role == "assistant"]
+
+
+def _trained(message: Message) -> bool:
+    """False for a reply with ``weight: 0`` (context only: it gives no sample)."""
+    return message.weight is None or message.weight != 0
 
 
 def check_conversation(
@@ -117,10 +129,21 @@ def slice_conversation(
             stats.without_reply += 1
         return
     total = len(replies)
-    labeled = sparse.labeled(total) if sparse is not None else range(1, total + 1)
+    labeled: Iterable[int] = sparse.labeled(total) if sparse is not None else range(1, total + 1)
+    messages = conversation.messages
+    weighted = any(messages[i].weight is not None for i in replies)
+    if weighted:
+        before = len(labeled) if isinstance(labeled, list) else total
+        labeled = [k for k in labeled if _trained(messages[replies[k - 1]])]
+        if stats is not None:
+            stats.context_only += before - len(labeled)
     previous = 0
     for k in labeled:
-        skipped = [_slice_id(conversation.id, j, total) for j in range(previous + 1, k)]
+        skipped = [
+            _slice_id(conversation.id, j, total)
+            for j in range(previous + 1, k)
+            if not weighted or _trained(messages[replies[j - 1]])
+        ]
         previous = k
         sample = Sample(
             id=_slice_id(conversation.id, k, total),
@@ -189,7 +212,9 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
     """Shorten what the labeler sees to about ``max_chars`` characters.
 
     Keeps the first user turn, the last reply and as many of the most recent messages between
-    them as fit (messages before the first user turn go first). When the first user turn and the
+    them as fit (messages before the first user turn go first); the next older one, when it does
+    not fit whole, is shortened into what is left of the budget (at least
+    :data:`MIN_SHORTENED` characters) instead of being dropped. When the first user turn and the
     reply alone are too long, their middles are cut: the reply keeps at least half the budget,
     and whichever of the two is short leaves the rest to the other. Returns the sample unchanged
     when it fits; otherwise a copy with ``truncation`` set.
@@ -218,7 +243,14 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
         while middle_start - 1 > first and sizes[middle_start - 1] <= budget:
             middle_start -= 1
             budget -= sizes[middle_start]
-        kept = [opening, *messages[middle_start:last], reply]
+        middle = messages[middle_start:last]
+        if middle_start - 1 > first and budget >= MIN_SHORTENED:
+            # The next older message does not fit whole: shorten it into the budget left
+            # rather than dropping it (a long tool result just before the reply, typically).
+            middle_start -= 1
+            middle = [_shorten(messages[middle_start], budget - len(TRUNCATION_MARK) - 8), *middle]
+            shortened += 1
+        kept = [opening, *middle, reply]
     omitted = len(messages) - len(kept)
     return msgspec.structs.replace(
         sample,
@@ -234,7 +266,7 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
 
 
 def iter_samples(
-    items: Iterable[Conversation | Problem],
+    items: Iterable[Conversation | Sample | Problem],
     *,
     sparse: SparsePolicy | None = None,
     max_chars: int | None = None,
@@ -243,7 +275,7 @@ def iter_samples(
     seed: int = 0,
     stats: SliceStats | None = None,
 ) -> Iterator[Sample | Problem]:
-    """Slice a stream of conversations (problems pass through unchanged).
+    """Slice a stream of conversations (samples and problems pass through unchanged).
 
     ``limit`` stops after that many samples (without ``shuffle``, reading stops there too).
     ``shuffle`` returns the samples in a random order fixed by ``seed``: with ``limit`` it keeps a
@@ -258,6 +290,14 @@ def iter_samples(
         for item in items:
             if isinstance(item, Problem):
                 yield item
+            elif isinstance(item, Sample):
+                # A sample read back (what `sftlabel slice` writes) is never sliced again; only
+                # --max-chars applies (a sample that fits is returned unchanged).
+                sample = truncate(item, max_chars) if max_chars is not None else item
+                stats.samples += 1
+                stats.passed_through += 1
+                stats.truncated += sample is not item
+                yield sample
             else:
                 yield from slice_conversation(item, sparse=sparse, max_chars=max_chars, stats=stats)
 

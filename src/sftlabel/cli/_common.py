@@ -27,7 +27,7 @@ stdout = Console(highlight=False)
 InputPaths = Annotated[
     list[Path],
     typer.Argument(
-        help="Files or directories (searched recursively for .json/.jsonl[.gz]).",
+        help="Files or directories (searched recursively for .json/.jsonl[.gz], .parquet, .arrow).",
         show_default=False,
         metavar="PATH",
     ),

@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sftlabel.cli._common import InputPaths, plural, progress, stdout
+from sftlabel.cli._common import InputPaths, plural, progress, stderr, stdout
+from sftlabel.cli._safe import closed_pipe_is_fine, printable
 from sftlabel.detect import FileReport, detect_paths
-from sftlabel.model import encode
+from sftlabel.model import Problem, encode
 
 SHOWN_PROBLEMS = 20
 SHOWN_RECORDS = 20
@@ -37,13 +38,20 @@ def detect(
     Per file: the format(s) found, record counts, Pangu variants (single-turn, multi-turn,
     pseudo-multi-turn, fast/slow thinking, inline tool calls, tool nodes, no markers), user turns,
     assistant replies, samples after slicing, and every problem with file:line (or [index]).
-    Exits 0 when every record was readable, 1 when some were not.
+    Exits 0 when every record was readable, 1 when some were not. Values from the data are
+    printed with control characters escaped.
     """
     limit = None if records else SHOWN_RECORDS
     all_ok = True
     totals = {"files": 0, "records": 0, "unreadable": 0, "samples": 0}
-    with progress("reading") as update:
-        for report in detect_paths(paths, records=limit, on_file=lambda p: update(str(p))):
+
+    def note(problem: Problem) -> None:  # what directory walks left out, and why
+        stderr.print(Text(printable(str(problem)), style="dim"))
+
+    with closed_pipe_is_fine(stdout), progress("reading") as update:
+        for report in detect_paths(
+            paths, records=limit, on_file=lambda p: update(printable(str(p))), on_note=note
+        ):
             all_ok &= report.ok
             totals["files"] += 1
             totals["records"] += report.records
@@ -54,18 +62,19 @@ def detect(
                 sys.stdout.buffer.flush()
             else:
                 _render(report, show_all=records)
-    if not json_output and totals["files"] > 1:
-        stdout.print(
-            f"total: {plural(totals['files'], 'file')}, {plural(totals['records'], 'record')} "
-            f"({totals['unreadable']:,} unreadable), {plural(totals['samples'], 'sample')}",
-            markup=False,
-        )
+        if not json_output and totals["files"] > 1:
+            stdout.print(
+                f"total: {plural(totals['files'], 'file')}, "
+                f"{plural(totals['records'], 'record')} ({totals['unreadable']:,} unreadable), "
+                f"{plural(totals['samples'], 'sample')}",
+                markup=False,
+            )
     raise typer.Exit(0 if all_ok else 1)
 
 
 def _render(report: FileReport, *, show_all: bool) -> None:
     out = stdout
-    title = Text(report.path, style="bold")
+    title = Text(printable(report.path), style="bold")
     out.print(title)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
@@ -97,7 +106,7 @@ def _render(report: FileReport, *, show_all: bool) -> None:
     out.print(grid)
     for problem in report.problems[:SHOWN_PROBLEMS]:
         style = "red" if problem.severity == "error" else "yellow"
-        out.print(Text(f"  {problem}", style=style))
+        out.print(Text(f"  {printable(str(problem))}", style=style))
     if len(report.problems) > SHOWN_PROBLEMS:
         out.print(
             f"  … {len(report.problems) - SHOWN_PROBLEMS:,} more problems (--json lists them all)",
@@ -115,8 +124,12 @@ def _render(report: FileReport, *, show_all: bool) -> None:
         table.add_column("variants")
         for rec in report.record_details:
             at = rec.where[len(report.path) :] if rec.where.startswith(report.path) else rec.where
-            row: list[Text | str] = [Text(rec.id), at, *([rec.format] if several else [])]
-            row += [str(rec.user_turns), str(rec.samples), Text(", ".join(rec.variants))]
+            row: list[Text | str] = [
+                Text(printable(rec.id)),
+                Text(printable(at)),
+                *([rec.format] if several else []),
+            ]
+            row += [str(rec.user_turns), str(rec.samples), Text(printable(", ".join(rec.variants)))]
             table.add_row(*row)
         out.print(table)
         hidden = report.readable - len(report.record_details)

@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from sftlabel.cli._common import InputPaths, output_stream, plural, progress, stderr
+from sftlabel.cli._safe import closed_pipe_is_fine, printable
 from sftlabel.formats import Reader
 from sftlabel.model import Problem, Sample
 from sftlabel.slicing import SliceStats, SparsePolicy, iter_samples
@@ -64,8 +65,9 @@ def slice_(
     """Slice conversations into samples, one JSON object per line.
 
     One sample per assistant reply with the full context before it (ids `<id>_t<k>`); a record with
-    a single reply, or a Pangu pseudo multi-turn record, stays one sample. Unreadable records are
-    reported with file:line and skipped; the exit code is 1 when there were any.
+    a single reply, or a Pangu pseudo multi-turn record, stays one sample; a reply with `weight: 0`
+    is context only. Samples read back (a slice output) are written unchanged. Unreadable records
+    are reported with file:line and skipped; the exit code is 1 when there were any.
     """
     policy = SparsePolicy(threshold=sparse_threshold, ratio=sparse_ratio) if sparse else None
     stats = SliceStats()
@@ -82,17 +84,20 @@ def slice_(
         seed=seed,
         stats=stats,
     )
-    with output_stream(output) as out, progress("slicing…") as update:
+    with closed_pipe_is_fine(), output_stream(output) as out, progress("slicing…") as update:
         batch: list[Sample] = []
         for item in items:
             if isinstance(item, Problem):
+                if item.code == "skipped-files":  # a note about the walk, not about the data
+                    stderr.print(Text(printable(str(item)), style="dim"))
+                    continue
                 problems[item.severity] += 1
                 if item.severity == "error" and not item.record_level:
                     problems["file"] += 1
                 if shown < SHOWN_PROBLEMS:
                     shown += 1
                     style = "red" if item.severity == "error" else "yellow"
-                    stderr.print(Text(str(item), style=style))
+                    stderr.print(Text(printable(str(item)), style=style))
                 continue
             batch.append(item)
             if len(batch) >= BATCH:
@@ -110,7 +115,7 @@ def slice_(
         )
     summary = (
         f"{plural(stats.conversations, 'conversation')} → {plural(written, 'sample')} written"
-        f" to {'stdout' if output == '-' else output}"
+        f" to {'stdout' if output == '-' else printable(output)}"
     )
     if policy is not None:
         summary += f"; {stats.skipped_sparse:,} slices skipped by --sparse (mapped to labeled ones)"
@@ -118,6 +123,10 @@ def slice_(
         summary += f"; {stats.truncated:,} truncated"
     if stats.without_reply:
         summary += f"; {stats.without_reply:,} without an assistant reply"
+    if stats.context_only:
+        summary += f"; {stats.context_only:,} replies with weight 0 kept as context only"
+    if stats.passed_through:
+        summary += f"; {stats.passed_through:,} read as samples (not sliced again)"
     summary += f"; {plural(problems['error'] - problems['file'], 'unreadable record')}"
     if problems["file"]:
         summary += f", {plural(problems['file'], 'unreadable file')}"

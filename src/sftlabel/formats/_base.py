@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from sftlabel.model import Conversation, Location, Problem
+from sftlabel.model import Conversation, Location, Problem, Sample
 
 
 class RecordContext:
@@ -31,8 +31,11 @@ class InputFormat(Protocol):
 
     ``matches`` decides per record (formats are tried by ascending ``priority``); ``parse`` turns a
     matching record into a :class:`Conversation` (``id`` may be left empty: the reader then derives
-    a stable one from the content) or raises
-    :class:`~sftlabel.formats.RecordError` when the record cannot be used.
+    a stable one from the content), or into a :class:`Sample` that is passed on unchanged (the
+    ``sample`` format), or raises :class:`~sftlabel.formats.RecordError` when the record cannot
+    be used. An optional ``source_key`` attribute names the key the format reads its messages
+    from (when several formats' keys are in one record, the first by priority wins, and one that
+    is empty falls back to the next).
     """
 
     name: str
@@ -41,4 +44,4 @@ class InputFormat(Protocol):
 
     def matches(self, record: dict[str, Any]) -> bool: ...
 
-    def parse(self, record: dict[str, Any], ctx: RecordContext) -> Conversation: ...
+    def parse(self, record: dict[str, Any], ctx: RecordContext) -> Conversation | Sample: ...

@@ -58,6 +58,8 @@ class RawMessage(NamedTuple):
     role: Role
     raw_role: str
     content: str
+    parts: Parts
+    """Everything the content held (reasoning, tool calls and results of content blocks)."""
 
 
 def raw_messages(
@@ -88,10 +90,9 @@ def raw_messages(
                 f"(known roles: {KNOWN_ROLES})",
             )
             continue
-        content, coerced = text_of(next((item[k] for k in content_keys if k in item), None))
-        if coerced:
-            ctx.warn("coerced-content", f"message {index}: non-text content rendered as JSON")
-        yield RawMessage(index, item, role, str(raw_role).strip().lower(), content)
+        parts = parse_parts(next((item[k] for k in content_keys if k in item), None))
+        warn_parts(parts, index, ctx)
+        yield RawMessage(index, item, role, str(raw_role).strip().lower(), parts.text, parts)
 
 
 def require_messages(messages: list[Message]) -> list[Message]:
@@ -140,35 +141,189 @@ def split_reasoning(text: str) -> tuple[str, str | None]:
     return visible.strip(), reasoning or None
 
 
-def text_of(content: object) -> tuple[str, bool]:
-    """Flatten a message content into text.
+MEDIA_PARTS = frozenset(
+    {
+        "image",
+        "image_url",
+        "input_image",
+        "audio",
+        "input_audio",
+        "video",
+        "video_url",
+        "file",
+        "input_file",
+        "document",
+    }
+)
+"""Content part types that carry media: shown as a short placeholder, with a ``media-part``
+warning (the labeler cannot see them)."""
 
-    Accepts a string, ``None``, or a list of OpenAI-style content parts. Returns the text and
-    whether anything had to be coerced (a non-text value) so the caller can warn.
+TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+_SENTENCE_END = frozenset(".!?:;。！？：；)]}>\"'`")
+
+
+class Parts(msgspec.Struct, kw_only=True):
+    """A message content flattened: what the labeler sees and what else the parts held."""
+
+    text: str = ""
+    reasoning: list[str] = []
+    tool_calls: list[ToolCall] = []
+    tool_results: list[tuple[str | None, str]] = []
+    """Anthropic ``tool_result`` blocks: (the ``tool_use_id`` answered, the result text)."""
+    media: list[str] = []
+    unknown: list[str] = []
+    coerced: bool = False
+
+
+def join_text(pieces: list[str]) -> str:
+    """Join text parts without breaking sentences.
+
+    Parts are often cut mid-sentence: they are joined as they are when either side of the
+    boundary already has white space, or is CJK text; with a line break after the end of a
+    sentence (or before a placeholder such as ``[image]``); with a space otherwise.
+    """
+    out = ""
+    for piece in pieces:
+        if not piece:
+            continue
+        if not out:
+            out = piece
+            continue
+        last, first = out[-1], piece[0]
+        if last.isspace() or first.isspace() or _cjk(last) or _cjk(first):
+            out += piece
+        elif last in _SENTENCE_END or first == "[":
+            out += "\n" + piece
+        else:
+            out += " " + piece
+    return out
+
+
+def _cjk(char: str) -> bool:
+    return (
+        "\u2e80" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af" or "\uff00" <= char <= "\uffef"
+    )
+
+
+def parse_parts(content: object) -> Parts:
+    """Flatten a message content (a string, ``None``, a list of content parts, or another JSON
+    value) into what the labeler sees.
+
+    Text comes from every part shape: ``{"type": "text", "text": str}``, the Assistants export's
+    ``{"text": {"value": str}}``, ``input_text``/``output_text``, ``refusal``. Anthropic blocks
+    keep their meaning: ``thinking``/``redacted_thinking`` go to ``reasoning``, ``tool_use`` to
+    ``tool_calls``, ``tool_result`` to ``tool_results``. Media parts become ``[image]``-style
+    placeholders (listed in ``media``), any other part type ``[type]`` (listed in ``unknown``):
+    the caller warns about both.
     """
     if isinstance(content, str):
-        return content, False
+        return Parts(text=content)
     if content is None:
-        return "", False
-    if isinstance(content, list):
-        pieces: list[str] = []
-        coerced = False
-        for part in content:
-            if isinstance(part, str):
-                pieces.append(part)
-            elif isinstance(part, dict):
-                kind = part.get("type", "text")
-                if kind in ("text", "input_text", "output_text") and isinstance(
-                    part.get("text"), str
-                ):
-                    pieces.append(part["text"])
-                else:
-                    pieces.append(f"[{kind}]")
+        return Parts()
+    if isinstance(content, dict) and ("type" in content or "text" in content):
+        content = [content]
+    if not isinstance(content, list):
+        return Parts(text=to_json_text(content), coerced=True)
+    parts = Parts()
+    pieces: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            pieces.append(part)
+            continue
+        if not isinstance(part, dict):
+            pieces.append(to_json_text(part))
+            parts.coerced = True
+            continue
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            kind = "text" if "text" in part else "untyped"
+        text = _part_text(part)
+        if kind in TEXT_PARTS:
+            if text is not None:
+                pieces.append(text)
             else:
-                pieces.append(str(part))
-                coerced = True
-        return "\n".join(pieces), coerced
-    return to_json_text(content), True
+                pieces.append(to_json_text(part.get("text")))
+                parts.coerced = True
+        elif kind == "refusal":
+            refusal = part.get("refusal", text)
+            pieces.append(refusal if isinstance(refusal, str) else to_json_text(refusal))
+        elif kind == "thinking":
+            thought = part.get("thinking", text)
+            if isinstance(thought, str) and thought.strip():
+                parts.reasoning.append(thought)
+        elif kind == "redacted_thinking":
+            parts.reasoning.append("[redacted thinking]")
+        elif kind == "tool_use":
+            name = part.get("name")
+            call_id = part.get("id")
+            parts.tool_calls.append(
+                ToolCall(
+                    name=name if isinstance(name, str) else "",
+                    arguments=to_json_text(part.get("input", {})),
+                    id=call_id if isinstance(call_id, str) else None,
+                )
+            )
+        elif kind == "tool_result":
+            result = parse_parts(part.get("content"))
+            answered = part.get("tool_use_id")
+            shown = result.text
+            if part.get("is_error") is True:
+                shown = f"[error] {shown}"
+            parts.tool_results.append((answered if isinstance(answered, str) else None, shown))
+            parts.media.extend(result.media)
+            parts.unknown.extend(result.unknown)
+        elif kind in MEDIA_PARTS:
+            parts.media.append(kind)
+            pieces.append(f"[{_media_name(kind)}]")
+        else:
+            parts.unknown.append(kind)
+            pieces.append(text if text is not None else f"[{kind}]")
+    parts.text = join_text(pieces)
+    return parts
+
+
+def _part_text(part: dict[str, Any]) -> str | None:
+    text = part.get("text")
+    if isinstance(text, str):
+        return text
+    if isinstance(text, dict) and isinstance(text.get("value"), str):
+        return str(text["value"])  # OpenAI Assistants: {"type": "text", "text": {"value": ...}}
+    return None
+
+
+def _media_name(kind: str) -> str:
+    for media in ("image", "audio", "video", "file", "document"):
+        if media in kind:
+            return media
+    return kind
+
+
+def warn_parts(parts: Parts, index: int, ctx: RecordContext) -> None:
+    """The warnings :func:`parse_parts` leaves to the caller."""
+    if parts.coerced:
+        ctx.warn("coerced-content", f"message {index}: non-text content rendered as JSON")
+    if parts.media:
+        kinds = ", ".join(sorted(set(parts.media)))
+        ctx.warn(
+            "media-part",
+            f"message {index}: {len(parts.media)} media part(s) ({kinds}) shown as a placeholder; "
+            "the labeler cannot see them",
+        )
+    for kind in sorted(set(parts.unknown)):
+        ctx.warn(
+            "unknown-part",
+            f"message {index}: content part of unknown type {kind!r} shown as [{kind}]",
+        )
+
+
+def text_of(content: object) -> tuple[str, bool]:
+    """Flatten a message content into text (see :func:`parse_parts`).
+
+    Returns the text and whether anything had to be coerced (a non-text value) so the caller
+    can warn.
+    """
+    parts = parse_parts(content)
+    return parts.text, parts.coerced or bool(parts.unknown)
 
 
 def to_json_text(value: Any) -> str:
@@ -249,3 +404,78 @@ def tool_definitions(raw: object, ctx: RecordContext) -> list[Any] | None:
     if isinstance(raw, list):
         return raw or None
     return [raw]
+
+
+def _explicit_reasoning(fields: dict[str, Any]) -> str | None:
+    for key in ("reasoning_content", "reasoning", "thinking"):
+        value = fields.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def chat_messages(raw: RawMessage, ctx: RecordContext) -> list[Message]:
+    """The normalized message(s) of one chat message (OpenAI, Anthropic, ShareGPT-with-roles).
+
+    Reasoning comes from ``reasoning_content``/``reasoning``, thinking blocks and ``<think>``
+    tags (in that order); tool calls from ``tool_calls``/``function_call`` and ``tool_use``
+    blocks; Anthropic ``tool_result`` blocks become ``tool`` messages before what is left of
+    the message. ``weight`` (0 or 1, OpenAI fine-tuning) is kept.
+    """
+    fields, parts = raw.fields, raw.parts
+    content = raw.content
+    reasoning: list[str] = []
+    if raw.role == "assistant":
+        content, think = split_reasoning(content)
+        explicit = _explicit_reasoning(fields)
+        reasoning = [r for r in (explicit, *parts.reasoning, think) if r]
+    calls = [
+        *parts.tool_calls,
+        *tool_calls_of(fields.get("tool_calls") or fields.get("function_call")),
+    ]
+    call_id = fields.get("tool_call_id", fields.get("tool_use_id"))
+    name = fields.get("name")
+    weight = fields.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        if weight is not None:
+            ctx.warn(
+                "bad-weight", f"message {raw.position}: weight {weight!r} is not a number; ignored"
+            )
+        weight = None
+    messages = [
+        Message(role="tool", content=text, tool_call_id=answered)
+        for answered, text in parts.tool_results
+    ]
+    if parts.tool_results and not content.strip() and not calls and not reasoning:
+        return messages
+    messages.append(
+        Message(
+            role=raw.role,
+            content=content,
+            reasoning="\n\n".join(reasoning) or None,
+            tool_calls=calls,
+            tool_call_id=call_id if isinstance(call_id, str) else None,
+            name=name if isinstance(name, str) and raw.role == "tool" else None,
+            weight=float(weight) if weight is not None else None,
+        )
+    )
+    return messages
+
+
+def system_text(raw: object, ctx: RecordContext, key: str = "system") -> str | None:
+    """A top-level system prompt: a string, a list of strings or of text blocks (Anthropic)."""
+    if raw is None or raw in ("", []):
+        return None
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        text = "\n".join(item for item in raw if item)
+        return text or None
+    parts = parse_parts(raw)
+    if parts.coerced or parts.unknown or parts.media:
+        ctx.warn("coerced-content", f"top-level {key!r}: non-text content rendered as text")
+    return parts.text or None
+
+
+def join_system(*prompts: str | None) -> str | None:
+    """System prompts joined by blank lines (``None`` when there is none)."""
+    text = "\n\n".join(p for p in prompts if p)
+    return text or None

@@ -21,14 +21,19 @@ from typing import IO, Any, NamedTuple, cast
 import ijson
 import msgspec
 
-from sftlabel.errors import InputError
+from sftlabel.formats._columnar import columnar_kind, iter_columnar
+from sftlabel.formats._discover import SKIPPED_NAMES, SUFFIXES, Scan, discover, scan
+
+__all__ = [
+    "SKIPPED_NAMES",
+    "SUFFIXES",
+    "RawRecord",
+    "Scan",
+    "discover",
+    "iter_raw",
+    "scan",
+]
 from sftlabel.model import Location, Problem
-
-SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
-"""File names a directory walk picks up."""
-
-SKIPPED_NAMES = frozenset({"metadata.json", "labeling_metadata.json"})
-"""Dataset-level metadata files next to the data; skipped by directory walks (never by name)."""
 
 WHOLE_FILE_LIMIT = 16 * 1024 * 1024
 """JSON arrays up to this size are decoded in one go (fastest); larger ones are streamed."""
@@ -44,44 +49,6 @@ class RawRecord(NamedTuple):
     location: Location
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and directories into the list of input files, in a stable order.
-
-    Directories are searched recursively for ``*.json``/``*.jsonl`` (optionally ``.gz``), skipping
-    hidden entries and dataset metadata files. Raises :class:`InputError` for a path that does not
-    exist or when nothing readable is found.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(_walk(path))
-        elif path.is_file() or (path.exists() and not path.is_dir()):
-            found.append(path)
-        else:
-            raise InputError(
-                f"no such file or directory: {path}",
-                hint="check the path; inputs are files or directories of .json/.jsonl files",
-            )
-    if not found:
-        shown = ", ".join(str(p) for p in paths)
-        raise InputError(
-            f"no .json or .jsonl files found in {shown}",
-            hint="point at a file or a directory tree containing *.json / *.jsonl (optionally .gz)",
-        )
-    return found
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or name in SKIPPED_NAMES:
-                continue
-            if name.lower().endswith(SUFFIXES):
-                yield Path(dirpath) / name
-
-
 def _open(path: Path) -> IO[bytes]:
     if path.name.lower().endswith(".gz"):
         return cast("IO[bytes]", gzip.open(path, "rb"))
@@ -94,7 +61,11 @@ def iter_raw(path: Path) -> Iterator[RawRecord | Problem]:
         with _open(path) as handle:
             # peek() returns the read buffer (up to 1 MiB here, several KiB for gzip).
             head = handle.peek(1) if hasattr(handle, "peek") else b""
-            if _first_significant(head) == ord("["):
+            kind = columnar_kind(path, head)
+            if kind is not None:
+                for item in iter_columnar(path, kind):
+                    yield item if isinstance(item, Problem) else RawRecord(*item)
+            elif _first_significant(head) == ord("["):
                 yield from _iter_array(handle, path)
             else:
                 yield from _iter_lines_or_document(handle, path)
@@ -170,8 +141,7 @@ def _iter_lines_or_document(handle: IO[bytes], path: Path) -> Iterator[RawRecord
                 return
         else:
             location = Location(path=str(path), line=1)
-            if repaired:
-                yield _utf8_repaired(location)
+            yield from _repaired(location, repaired)
             yield RawRecord(value, location)
             return
     yield from _iter_jsonl(_chain_lines(data, handle), path)
@@ -208,23 +178,56 @@ def _prepend(first: bytes, handle: IO[bytes]) -> Iterator[bytes]:
     yield from handle
 
 
-def _decode(data: bytes) -> tuple[Any, bool]:
-    """Decode one JSON value; the flag says invalid UTF-8 had to be replaced with U+FFFD.
+def _decode(data: bytes) -> tuple[Any, tuple[str, ...]]:
+    """Decode one JSON value, repairing what can be repaired; returns the value and the codes of
+    the repairs made (``invalid-utf8``: invalid UTF-8 bytes replaced with U+FFFD;
+    ``lone-surrogate``: escaped lone surrogates such as ``"\\ud800"`` replaced with U+FFFD).
 
     Raises ``msgspec.DecodeError`` when the JSON itself is invalid.
     """
     try:
         try:
-            return _decoder.decode(data), False
+            return _decoder.decode(data), ()
         except (UnicodeDecodeError, msgspec.DecodeError):
             # msgspec < 0.23 raises UnicodeDecodeError for invalid UTF-8, 0.23 and newer a
-            # DecodeError ("Invalid UTF-8 encoded string"): tell the two apart by decoding the
-            # bytes ourselves (only on this failure path), and repair only invalid UTF-8.
-            if _is_utf8(data):
+            # DecodeError ("Invalid UTF-8 encoded string"); a lone surrogate escape gives
+            # "invalid utf-16 surrogate pair", or "truncated" at the end of a string. Repair
+            # only those (this is the failure path: the checks cost nothing on good input).
+            repairs: list[str] = []
+            fixed = data
+            if not _is_utf8(fixed):
+                fixed = fixed.decode("utf-8", "replace").encode("utf-8")
+                repairs.append("invalid-utf8")
+            if b"\\u" in fixed:
+                unpaired = _SURROGATE.sub(_replace_surrogate, fixed)
+                if unpaired != fixed:
+                    fixed = unpaired
+                    repairs.append("lone-surrogate")
+            if not repairs:
                 raise
-            return _decoder.decode(data.decode("utf-8", "replace")), True
+            return _decoder.decode(fixed), tuple(repairs)
     except RecursionError:
         raise msgspec.DecodeError("JSON is nested too deeply to be read") from None
+
+
+# A \\u escape of a high surrogate (and the low one that may follow it), or of a low surrogate;
+# the run of backslashes before the `u` tells an escape (odd) from an escaped backslash (even).
+_SURROGATE = re.compile(
+    rb"(\\+)u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    rb"|(\\+)u([dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+_HIGH_BEFORE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}$")
+
+
+def _replace_surrogate(match: re.Match[bytes]) -> bytes:
+    slashes = match.group(1) if match.group(1) is not None else match.group(4)
+    if len(slashes) % 2 == 0:  # an escaped backslash followed by the letters "ud8..."
+        return match.group(0)
+    if match.group(1) is not None and match.group(3) is not None:  # a valid pair
+        return match.group(0)
+    return slashes[:-1] + b"\\ufffd"
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -235,18 +238,24 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _decode_document(data: bytes) -> tuple[Any, bool]:
+def _decode_document(data: bytes) -> tuple[Any, tuple[str, ...]]:
     """Decode a whole JSON document (a leading BOM is dropped)."""
     return _decode(data.removeprefix(_BOM))
 
 
-def _utf8_repaired(location: Location) -> Problem:
-    return Problem(
-        severity="warning",
-        code="invalid-utf8",
-        message="invalid UTF-8 bytes replaced with U+FFFD",
-        location=location,
-    )
+_REPAIRS = {
+    "invalid-utf8": "invalid UTF-8 bytes replaced with U+FFFD",
+    "lone-surrogate": "escaped lone UTF-16 surrogates (such as \\ud800) replaced with U+FFFD",
+}
+
+
+def _utf8_repaired(location: Location, code: str = "invalid-utf8") -> Problem:
+    return Problem(severity="warning", code=code, message=_REPAIRS[code], location=location)
+
+
+def _repaired(location: Location, codes: tuple[str, ...]) -> Iterator[Problem]:
+    for code in codes:
+        yield _utf8_repaired(location, code)
 
 
 def _iter_jsonl(lines: Iterable[bytes], path: Path) -> Iterator[RawRecord | Problem]:
@@ -263,8 +272,7 @@ def _iter_jsonl(lines: Iterable[bytes], path: Path) -> Iterator[RawRecord | Prob
         except msgspec.DecodeError as exc:
             yield _json_problem(exc, location, len(stripped))
             continue
-        if repaired:
-            yield _utf8_repaired(location)
+        yield from _repaired(location, repaired)
         yield RawRecord(value, location)
     if not seen_any:
         yield _empty_file(path)
@@ -309,8 +317,7 @@ def _decode_array_bytes(data: bytes, path: Path) -> Iterator[RawRecord | Problem
     if not isinstance(value, list):  # pragma: no cover - guarded by the '[' sniff
         yield RawRecord(value, Location(path=where, line=1))
         return
-    if repaired:
-        yield _utf8_repaired(Location(path=where))
+    yield from _repaired(Location(path=where), repaired)
     if not value:
         yield _empty_array(path)
     for index, item in enumerate(value):
@@ -349,8 +356,7 @@ def _stream_array(handle: Any, path: Path) -> Iterator[RawRecord | Problem]:
             yield RawRecord(item, Location(path=where, index=produced))
             produced += 1
     except ijson.JSONError as exc:
-        if reader.repaired:
-            yield _utf8_repaired(Location(path=where))
+        yield from _stream_repairs(reader, where)
         yield Problem(
             severity="error",
             code="invalid-json",
@@ -361,21 +367,30 @@ def _stream_array(handle: Any, path: Path) -> Iterator[RawRecord | Problem]:
             location=Location(path=where, index=produced),
         )
         return
-    if reader.repaired:
-        yield _utf8_repaired(Location(path=where))
+    yield from _stream_repairs(reader, where)
     if not produced:
         yield _empty_array(path)
 
 
+def _stream_repairs(reader: _CleanReader, where: str) -> Iterator[Problem]:
+    if reader.repaired:
+        yield _utf8_repaired(Location(path=where))
+    if reader.surrogates:
+        yield _utf8_repaired(Location(path=where), "lone-surrogate")
+
+
 class _CleanReader:
-    """Wraps a binary file for ijson: drops a leading BOM and replaces invalid UTF-8 bytes with
-    U+FFFD (so one bad byte does not end the stream), remembering whether it had to."""
+    """Wraps a binary file for ijson: drops a leading BOM and replaces invalid UTF-8 bytes and
+    escaped lone surrogates with U+FFFD (so one bad byte or escape does not end the stream),
+    remembering whether it had to."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
         self._started = False
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = b""
         self.repaired = False
+        self.surrogates = False
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:  # ijson probes the stream type with read(0)
@@ -388,5 +403,32 @@ class _CleanReader:
             text = self._decoder.decode(chunk, final=not chunk)
             if "\ufffd" in text and b"\xef\xbf\xbd" not in chunk:
                 self.repaired = True
-            if text or not chunk:  # a chunk holding only part of a character: read on
-                return text.encode("utf-8")
+            data = self._pending + text.encode("utf-8")
+            if chunk:  # hold back a tail that may be the start of an escape sequence
+                cut = _escape_safe_cut(data)
+                data, self._pending = data[:cut], data[cut:]
+            else:
+                self._pending = b""
+            if b"\\u" in data:
+                fixed = _SURROGATE.sub(_replace_surrogate, data)
+                if fixed != data:
+                    self.surrogates = True
+                    data = fixed
+            if data or not chunk:  # a chunk holding only part of a character: read on
+                return data
+
+
+def _escape_safe_cut(data: bytes) -> int:
+    """Where ``data`` can be cut without splitting an escape, a surrogate pair or the run of
+    backslashes before one: before the first backslash run reaching into the last 6 bytes (an
+    escape may be incomplete there), and before the high surrogate it may be the low half of."""
+    slash = data.find(b"\\", max(len(data) - 6, 0))
+    if slash < 0:
+        return len(data)
+    while slash > 0 and data[slash - 1] == 0x5C:  # the whole run of backslashes
+        slash -= 1
+    if _HIGH_BEFORE.search(data, max(slash - 6, 0), slash):
+        slash -= 6
+        while slash > 0 and data[slash - 1] == 0x5C:
+            slash -= 1
+    return slash

@@ -28,6 +28,7 @@ class CopilotFormat:
     name = "copilot"
     description = 'Copilot turn records: {"conversationId", "turnsArray": [{"userMessage", ...}]}'
     priority = 10
+    source_key = "turnsArray"
 
     def matches(self, record: dict[str, Any]) -> bool:
         return isinstance(record.get("turnsArray"), list)

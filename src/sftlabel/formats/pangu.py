@@ -30,9 +30,11 @@ import msgspec
 from sftlabel.formats._base import RecordContext
 from sftlabel.formats._normalize import (
     extra_metadata,
+    join_system,
     raw_messages,
     record_id,
     require_messages,
+    split_reasoning,
     tool_definitions,
 )
 from sftlabel.model import Conversation, Message
@@ -61,6 +63,7 @@ VARIANTS = (
     "slow-thinking",
     "inline-tool-calls",
     "tool-role",
+    "think-tags",
     "no-markers",
 )
 """Pangu variants ``detect`` recognises and counts (a record can show several)."""
@@ -153,17 +156,18 @@ def parse_assistant_content(content: str) -> ParsedContent:
 
 
 class _Features:
-    __slots__ = ("fast", "inline_calls", "markers", "pseudo", "slow", "tool_role")
+    __slots__ = ("fast", "inline_calls", "markers", "pseudo", "slow", "think_tags", "tool_role")
 
     def __init__(self) -> None:
-        self.fast = self.slow = self.inline_calls = False
+        self.fast = self.slow = self.inline_calls = self.think_tags = False
         self.pseudo = self.tool_role = self.markers = False
 
 
 class PanguFormat:
     name = "pangu"
     description = 'Pangu: {"meta_prompt": [...], "tools": "<json>", "data": [{"role", "content"}]}'
-    priority = 40
+    priority = 15
+    source_key = "data"
 
     def matches(self, record: dict[str, Any]) -> bool:
         data = record.get("data")
@@ -174,7 +178,14 @@ class PanguFormat:
         messages: list[Message] = []
         for raw in raw_messages(record["data"], ctx):
             if raw.role == "assistant":
-                messages.append(self._assistant(raw.content, raw.position, ctx, features))
+                message = self._assistant(raw.content, raw.position, ctx, features)
+                explicit = raw.fields.get("reasoning_content", raw.fields.get("reasoning"))
+                if isinstance(explicit, str) and explicit.strip():
+                    message.reasoning = join_system(explicit, message.reasoning)
+                weight = raw.fields.get("weight")
+                if isinstance(weight, int | float) and not isinstance(weight, bool):
+                    message.weight = float(weight)
+                messages.append(message)
             elif raw.role == "user":
                 messages.append(self._user(raw.content, raw.position, ctx, features))
             else:
@@ -210,9 +221,17 @@ class PanguFormat:
     ) -> Message:
         parsed = parse_assistant_content(content)
         self._note(parsed, index, ctx, features)
+        text, think = split_reasoning(parsed.text)
+        if text != parsed.text:  # <think> tags (R1-distill data): reasoning as well
+            features.think_tags = features.markers = True
+            if think:
+                features.slow = True
+                parsed.reasoning.append(think)
+            else:
+                features.fast = True
         return Message(
             role="assistant",
-            content=parsed.text,
+            content=text,
             reasoning="\n\n".join(parsed.reasoning) or None,
         )
 
@@ -291,6 +310,8 @@ def _variants(messages: list[Message], features: _Features) -> list[str]:
         found.append("inline-tool-calls")
     if features.tool_role:
         found.append("tool-role")
+    if features.think_tags:
+        found.append("think-tags")
     if not features.markers:
         found.append("no-markers")
     return found

@@ -13,16 +13,19 @@ import msgspec
 
 from sftlabel.formats._base import RecordContext
 from sftlabel.formats._normalize import (
+    chat_messages,
     extra_metadata,
+    join_system,
     pop_system,
     raw_messages,
     record_id,
     require_messages,
     split_reasoning,
+    system_text,
     tool_calls_of,
     tool_definitions,
 )
-from sftlabel.model import Conversation, Message, ToolCall
+from sftlabel.model import Conversation, Message
 
 _KNOWN = frozenset({"id", "conversations", "system", "tools"})
 
@@ -31,6 +34,7 @@ class ShareGPTFormat:
     name = "sharegpt"
     description = 'ShareGPT: {"conversations": [{"from": "human"|"gpt"|..., "value": ...}]}'
     priority = 20
+    source_key = "conversations"
 
     def matches(self, record: dict[str, Any]) -> bool:
         return isinstance(record.get("conversations"), list)
@@ -43,22 +47,23 @@ class ShareGPTFormat:
             role_keys=("from", "role"),
             content_keys=("value", "content"),
         ):
-            content, reasoning = raw.content, None
-            calls: list[ToolCall] = []
-            if raw.role == "assistant":
-                content, reasoning = split_reasoning(content)
-                if raw.raw_role == "function_call":
-                    calls = tool_calls_of(_parse_call(content))
-                elif "tool_calls" in raw.fields:
-                    calls = tool_calls_of(raw.fields["tool_calls"])
-            messages.append(
-                Message(role=raw.role, content=content, reasoning=reasoning, tool_calls=calls)
-            )
+            if raw.raw_role == "function_call" and not raw.fields.get("tool_calls"):
+                # LLaMA-Factory: the turn's text *is* the call; show it once, as the call.
+                content, reasoning = split_reasoning(raw.content)
+                calls = tool_calls_of(_parse_call(content))
+                messages.append(
+                    Message(
+                        role="assistant",
+                        content="" if calls else content,
+                        reasoning=reasoning,
+                        tool_calls=calls,
+                    )
+                )
+                continue
+            messages.extend(chat_messages(raw, ctx))
         require_messages(messages)
         system, messages = pop_system(messages)
-        extra_system = record.get("system")
-        if isinstance(extra_system, str) and extra_system.strip():
-            system = extra_system if system is None else f"{extra_system}\n\n{system}"
+        system = join_system(system_text(record.get("system"), ctx), system)
         return Conversation(
             id=record_id(record, "id"),
             source_format=self.name,

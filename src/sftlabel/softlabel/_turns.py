@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from sftlabel.model import Conversation, Location, Message, Problem
+from sftlabel.model import Conversation, Location, Message, Problem, Sample
 
 
 class Turn(msgspec.Struct, kw_only=True):
@@ -59,10 +59,32 @@ def conversation_turns(conversation: Conversation) -> Iterator[Turn]:
         )
 
 
-def iter_turns(items: Iterable[Conversation | Problem]) -> Iterator[Turn | Problem]:
-    """Turns of every conversation of a reader's stream; problems pass through."""
+def iter_turns(items: Iterable[Conversation | Sample | Problem]) -> Iterator[Turn | Problem]:
+    """Turns of every conversation of a reader's stream; problems pass through.
+
+    Samples (a ``sftlabel slice`` output) are read as the conversations they come from: the
+    slices of one conversation follow each other, and each user turn is given once.
+    """
+    last_source = None
+    given = 0
     for item in items:
         if isinstance(item, Problem):
             yield item
+        elif isinstance(item, Sample):
+            if item.source_id != last_source:
+                last_source, given = item.source_id, 0
+            conversation = Conversation(
+                id=item.source_id,
+                source_format=item.source_format,
+                messages=item.messages,
+                system=item.system,
+                split=item.split,
+                bucket=item.bucket,
+                location=item.location,
+            )
+            for turn in conversation_turns(conversation):
+                if turn.turn_index > given:
+                    given = turn.turn_index
+                    yield turn
         else:
             yield from conversation_turns(item)
