@@ -57,8 +57,6 @@ PATTERNS: list[tuple[str, str, str, list[str]]] = [
     ("language: configuration formats", "language", "language-config-formats", ["Terraform"]),
     ("language: none for architecture talk", "language", "language-none", ["architecture"]),
     ("difficulty: level anchors", "difficulty", "difficulty-anchors", ["JIT compilers"]),
-    ("difficulty: anchor beginner", "difficulty", "beginner", ["standard library"]),
-    ("difficulty: anchor expert", "difficulty", "expert", ["lock-free"]),
     (
         "difficulty: intermediate vs advanced",
         "difficulty",

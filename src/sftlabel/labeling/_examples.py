@@ -1,9 +1,9 @@
 """Worked examples of the two labeling calls, part of the static prompt.
 
 Besides two ordinary samples per call they hit the hard cases of LABELING.md: "best practices" is
-not code-optimization; a CI workflow file is single-file and earns no concept; a list used as a
-container is not data-structures; a thorough plain answer is agentic []. A test checks that every
-answer is valid for the built-in taxonomy.
+not code-optimization (call 1); a CI workflow file is single-file and earns no concept, a list
+used as a container is not data-structures, a thorough plain answer is agentic [] (call 2). A
+test checks that every answer is valid for the built-in taxonomy.
 """
 
 from __future__ import annotations
@@ -67,25 +67,6 @@ CALL1: list[Example] = [
                 "domain": 0.85,
                 "task": 0.9,
                 "difficulty": 0.7,
-            },
-            "unmapped": [],
-        },
-    ),
-    (
-        "[user] Write a GitHub Actions workflow that runs our pytest suite on every push.\n"
-        "[assistant] ```yaml\nname: CI\non: [push]\njobs:\n  test: ...\n```",
-        {
-            "intent": "build",
-            "language": ["yaml"],
-            "domain": ["devops"],
-            "task": ["configuration"],
-            "difficulty": "beginner",
-            "confidence": {
-                "intent": 0.95,
-                "language": 0.9,
-                "domain": 0.85,
-                "task": 0.8,
-                "difficulty": 0.75,
             },
             "unmapped": [],
         },

@@ -27,7 +27,7 @@ PROMPT_FORMAT = "2"
 """Bumped by hand when the layout of the prompts changes (part of :func:`prompt_version`)."""
 COMPACT_ABOVE = 40
 """Categories with more tags than this list ids only (their names say enough: languages)."""
-FULL_UP_TO = 5
+FULL_UP_TO = 4
 """Categories with at most this many tags show each tag's full description; larger ones (up to
 COMPACT_ABOVE) its first sentence. Decision notes are always shown in full."""
 SYSTEM_PROMPT_CHARS = 2000
@@ -36,7 +36,7 @@ _encoder = msgspec.json.Encoder()
 _SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)(?<!etc)\.\s+(?=[A-Z(])")
 
 
-def _first_sentence(text: str, limit: int = 150) -> str:
+def _first_sentence(text: str, limit: int = 130) -> str:
     text = " ".join(text.split())
     match = _SENTENCE_END.search(text)
     sentence = text if match is None else text[: match.start() + 1]
