@@ -126,6 +126,7 @@ async def label_all(
     failures: list[dict[str, Any]] = []
     started = time.monotonic()
     limiter = anyio.CapacityLimiter(args.concurrency)
+    done = [0]
     async with LLMClient(config) as client:
         labeler = Labeler(
             client,
@@ -146,6 +147,9 @@ async def label_all(
             labeled[index] = LabeledSample(
                 **fields, index=index, labels=result.labels, labeling_monitor=result.monitor
             )
+            done[0] += 1
+            if done[0] % 10 == 0 or done[0] == len(samples):
+                print(f"labeled {done[0]}/{len(samples)}", file=sys.stderr, flush=True)
 
         async with anyio.create_task_group() as group:
             for index, sample in enumerate(samples):
