@@ -211,7 +211,7 @@ def test_signal_contradictions_are_warnings() -> None:
     warnings = signal_warnings(TAXONOMY, PLAIN, plain, values)
     assert warnings == [
         "Agentic tool actions (bash-execution) but the sample has no tool calls or tool messages",
-        "Language rust has no evidence in the sample (no code fence, file or mention)",
+        "Language rust has no evidence in the sample (no code fence, file, mention or framework)",
     ]
     # behavioural patterns alone, a language named in the text: no warning
     mentioned = {"agentic": ["planning"], "language": ["javascript"]}

@@ -57,7 +57,28 @@ _SPELLINGS = {
     "mk": "makefile",
     "j2": "jinja",
     "nginx": "nginx-config",
+    "vue": "javascript",
+    "svelte": "javascript",
 }
+# Words that are evidence of a language without naming it: frameworks, tools and formats
+# ("Django means python"). Used by the no-evidence check only, never shown as a signal.
+_IMPLIED: dict[str, tuple[str, ...]] = {
+    "python": ("django", "flask", "fastapi", "pandas", "numpy", "pytest", "pip", "pydantic"),
+    "javascript": ("react", "jsx", "vue", "node", "node.js", "nodejs", "npm", "express", "next.js"),
+    "typescript": ("tsx", "angular", "nestjs", "tsc", "tsconfig"),
+    "sql": ("postgres", "postgresql", "mysql", "sqlite", "mariadb", "duckdb", "psql", "sqlalchemy"),
+    "yaml": ("kubernetes", "k8s", "helm", "docker-compose", "github actions", "ansible", "yml"),
+    "shell": ("bash", "zsh", "terminal", "shell", "sh"),
+    "html": ("<div", "<template", "<html", "<form", "<body", "dom"),
+    "css": ("tailwind", "flexbox", "stylesheet", "<style", "scss"),
+    "dockerfile": ("docker",),
+    "hcl": ("terraform",),
+    "ruby": ("rails",),
+    "java": ("spring", "spring boot", "jvm"),
+    "rust": ("cargo", "crates.io"),
+    "toml": ("cargo.toml", "pyproject"),
+}
+_SHELL_PROMPT = re.compile(r"^\s*\$ \S", re.MULTILINE)
 # Extensions that name no language even when a taxonomy alias would match them.
 _NOT_LANGUAGES = {"txt", "log", "lock", "csv", "png", "jpg", "gif", "svg", "pdf", "zip", "gz"}
 
@@ -194,7 +215,7 @@ def _mention_patterns(taxonomy: Taxonomy) -> dict[str, re.Pattern[str]]:
         return {}
     patterns: dict[str, re.Pattern[str]] = {}
     for tag in category.tags:
-        words = {tag.id, tag.name, *tag.aliases}
+        words = {tag.id, tag.name, *tag.aliases, *_IMPLIED.get(tag.id, ())}
         words |= {w for w, target in _SPELLINGS.items() if target == tag.id}
         alternatives = "|".join(sorted((re.escape(w) for w in words if w), key=len, reverse=True))
         patterns[tag.id] = re.compile(rf"(?<![\w+#])(?:{alternatives})(?![\w+#])", re.IGNORECASE)
@@ -228,12 +249,17 @@ def signal_warnings(
     if unsupported:
         patterns = _mention_patterns(taxonomy)
         text = _sample_text(sample)
+        shell = taxonomy.resolve("language", "shell")
         missing = [
-            lang for lang in unsupported if lang in patterns and patterns[lang].search(text) is None
+            lang
+            for lang in unsupported
+            if lang in patterns
+            and patterns[lang].search(text) is None
+            and not (lang == shell and _SHELL_PROMPT.search(text))
         ]
         if missing:
             warnings.append(
                 f"Language {', '.join(missing)} has no evidence in the sample "
-                "(no code fence, file or mention)"
+                "(no code fence, file, mention or framework)"
             )
     return warnings
