@@ -195,3 +195,58 @@ def test_rules_are_validated(copy: Path, old: str, new: str, message: str) -> No
     with pytest.raises(TaxonomyError) as caught:
         load_taxonomy(copy)
     assert message.lower() in str(caught.value).lower()
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        (
+            "taxonomy.yaml",
+            "(`planning`)",
+            "(`planing`)",
+            "decision rule 'agentic-behaviour-shown' of 'agentic' names unknown tag `planing`",
+        ),
+        (
+            "taxonomy.yaml",
+            "- id: language-none",
+            "- id: language-evidence",
+            "decision rule 'language-evidence' of 'language': the id is used twice",
+        ),
+        (
+            "tags/concept.yaml",
+            "confusable: [algorithms]",
+            "confusable: [algorithmz]",
+            "tag 'data-structures' lists unknown confusable tag 'algorithmz'",
+        ),
+        (
+            "tags/concept.yaml",
+            "confusable: [algorithms]",
+            "confusable: [data-structures]",
+            "tag 'data-structures' lists itself as confusable",
+        ),
+        (
+            "tags/concept.yaml",
+            "(that is `testing-task`)",
+            "(that is `test-task`)",
+            "tag 'testing' not_when names unknown tag `test-task`",
+        ),
+        ("taxonomy.yaml", "        text: >-", "        txt: >-", "unknown field"),
+    ],
+)
+def test_decision_rules_and_tag_notes_may_only_name_existing_tags(
+    copy: Path, file: str, old: str, new: str, message: str
+) -> None:
+    edit(copy / file, old, new)
+    with pytest.raises(TaxonomyError) as caught:
+        load_taxonomy(copy)
+    assert message.lower() in str(caught.value).lower()
+
+
+def test_every_dimension_has_decision_rules() -> None:
+    taxonomy = load_taxonomy()
+    for category in taxonomy.categories.values():
+        assert category.decision_rules, category.id
+        for rule in category.decision_rules:
+            assert rule.text.strip()
+    notes = [t for c in taxonomy.categories.values() for t in c.tags if t.use_when or t.not_when]
+    assert len(notes) >= 30

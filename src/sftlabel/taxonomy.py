@@ -3,11 +3,14 @@
 Layout of a taxonomy directory (the default one ships inside the package)::
 
     taxonomy.yaml          version, categories with name / select / count / subcategories
-    tags/<category>.yaml   the tags of one category: id, name, aliases, description, examples
+    tags/<category>.yaml   the tags of one category: id, name, aliases, description, examples,
+                           and the decision notes use_when / not_when / confusable
 
 Files are decoded with msgspec into typed Structs (unknown keys are errors, so typos surface) and
 validated as a whole: kebab-case ids unique across the taxonomy, aliases unique within their
-category and never another tag's id, subcategories declared, declared counts matching.
+category and never another tag's id, subcategories declared, declared counts matching, and the
+decision rules and notes naming only tags that exist (a tag is named in their text as a
+backticked id, `like-this`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from sftlabel.errors import TaxonomyError
 Select = Literal["single", "multi"]
 T = TypeVar("T")
 _KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_NAMED = re.compile(r"`([^`\s]+)`")
+"""A backticked word in a rule or note; a kebab-case one must name a tag or a category."""
 
 
 class Tag(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -34,6 +39,20 @@ class Tag(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_default
     subcategory: str | None = None
     aliases: list[str] = []
     examples: list[str] = []
+    use_when: str = ""
+    """Decision note: when the tag applies (the threshold for a catch-all tag, a level anchor)."""
+    not_when: str = ""
+    """Decision note: what looks like the tag but does not count."""
+    confusable: list[str] = []
+    """Ids of the tags (of any category) this one must be told apart from."""
+
+
+class DecisionRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A rule that decides the hard cases of one dimension; it goes into the labeling prompt."""
+
+    id: str
+    """Kebab-case, unique across the taxonomy (tests and docs refer to it)."""
+    text: str
 
 
 class TagFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -49,6 +68,7 @@ class CategorySpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omi
     subcategories: list[str] = []
     call: Literal[1, 2] = 1
     """Which of the two labeling calls asks for this category."""
+    decision_rules: list[DecisionRule] = []
 
 
 class Rule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -83,6 +103,7 @@ class Category(msgspec.Struct, kw_only=True, frozen=True):
     subcategories: list[str]
     tags: list[Tag]
     call: int = 1
+    decision_rules: list[DecisionRule] = []
 
     @property
     def ids(self) -> list[str]:
@@ -212,8 +233,10 @@ def _load(directory: Path) -> Taxonomy:
             subcategories=list(cat.subcategories),
             tags=tag_file.tags,
             call=cat.call,
+            decision_rules=list(cat.decision_rules),
         )
     problems.extend(_check_rules(spec.rules, categories))
+    problems.extend(_check_guidance(categories))
     tags_dir = directory / "tags"
     if tags_dir.is_dir():
         for extra in sorted(tags_dir.glob("*.yaml")):
@@ -265,6 +288,40 @@ def _check_rules(rules: list[Rule], categories: dict[str, Category]) -> list[str
                     problems.append(
                         f"rule {number} ({rule.message!r}) names unknown tag {tag!r} in {dim!r}"
                     )
+    return problems
+
+
+def _check_guidance(categories: dict[str, Category]) -> list[str]:
+    """Decision rules and tag notes may only name tags (and categories) that exist."""
+    known = {tag.id for c in categories.values() for tag in c.tags} | set(categories)
+    problems: list[str] = []
+    rule_ids: set[str] = set()
+
+    def named(text: str, where: str) -> None:
+        for word in _NAMED.findall(text):
+            if _KEBAB.match(word) and word not in known:
+                problems.append(f"{where} names unknown tag `{word}`")
+
+    for cid, category in categories.items():
+        for rule in category.decision_rules:
+            where = f"decision rule {rule.id!r} of {cid!r}"
+            if not _KEBAB.match(rule.id):
+                problems.append(f"{where}: the id is not kebab-case")
+            if rule.id in rule_ids:
+                problems.append(f"{where}: the id is used twice")
+            rule_ids.add(rule.id)
+            if not rule.text.strip():
+                problems.append(f"{where} is empty")
+            named(rule.text, where)
+        for tag in category.tags:
+            where = f"tags/{cid}.yaml: tag {tag.id!r}"
+            named(tag.use_when, f"{where} use_when")
+            named(tag.not_when, f"{where} not_when")
+            for other in tag.confusable:
+                if other == tag.id:
+                    problems.append(f"{where} lists itself as confusable")
+                elif other not in known or other in categories:
+                    problems.append(f"{where} lists unknown confusable tag {other!r}")
     return problems
 
 

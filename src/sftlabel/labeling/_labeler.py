@@ -10,6 +10,7 @@ import msgspec
 from sftlabel.errors import SftlabelError
 from sftlabel.labeling._parse import ReplyFormatError, extract_json
 from sftlabel.labeling._prompts import ARBITRATION, build_messages
+from sftlabel.labeling._signals import Signals, compute_signals, signal_warnings
 from sftlabel.labeling._validate import Unmapped, Validated, validate
 from sftlabel.llm import ChatResult, LLMClient, RequestRejectedError, RetriesExhaustedError
 from sftlabel.model import Sample
@@ -98,16 +99,21 @@ class Labeler:
         or :class:`~sftlabel.llm.AuthenticationError` (the run stops)."""
         started = time.monotonic()
         records: list[CallRecord] = []
-        first = await self._ask(self.client, 1, sample, records)
-        second = await self._ask(self.client, 2, sample, records, previous=first.values)
+        signals = compute_signals(sample, self.taxonomy)
+        first = await self._ask(self.client, 1, sample, records, signals=signals)
+        second = await self._ask(
+            self.client, 2, sample, records, previous=first.values, signals=signals
+        )
         merged = Validated(
             values={**first.values, **second.values},
             confidence={**first.confidence, **second.confidence},
             unmapped=[*first.unmapped, *second.unmapped],
             issues=[*first.issues, *second.issues],
         )
-        arbitrations = await self._arbitrate(sample, merged, records) if self.arbitration else []
-        return self._result(merged, arbitrations, records, started)
+        arbitrations = (
+            await self._arbitrate(sample, merged, records, signals) if self.arbitration else []
+        )
+        return self._result(merged, arbitrations, records, started, sample=sample, signals=signals)
 
     @property
     def json_mode_active(self) -> bool:
@@ -141,11 +147,12 @@ class Labeler:
             return None
         started = time.monotonic()
         records: list[CallRecord] = []
-        arbitrations = await self._arbitrate(sample, current, records)
-        return self._result(current, arbitrations, records, started)
+        signals = compute_signals(sample, self.taxonomy)
+        arbitrations = await self._arbitrate(sample, current, records, signals)
+        return self._result(current, arbitrations, records, started, sample=sample, signals=signals)
 
     async def _arbitrate(
-        self, sample: Sample, current: Validated, records: list[CallRecord]
+        self, sample: Sample, current: Validated, records: list[CallRecord], signals: Signals
     ) -> list[ArbitrationRecord]:
         """Ask the dimensions below the threshold again; keep the more confident answer
         (updates ``current`` in place)."""
@@ -161,6 +168,7 @@ class Labeler:
             previous=values,
             dimensions=tuple(low),
             temperature=self.arbitration_temperature,
+            signals=signals,
         )
         arbitrations: list[ArbitrationRecord] = []
         for dim in low:
@@ -192,6 +200,9 @@ class Labeler:
         arbitrations: list[ArbitrationRecord],
         records: list[CallRecord],
         started: float,
+        *,
+        sample: Sample,
+        signals: Signals,
     ) -> LabelResult:
         dims = self.taxonomy.dimensions()
         labels: dict[str, Any] = {d: current.values[d] for d in dims}
@@ -202,7 +213,10 @@ class Labeler:
             "llm_calls": len(records),
             "arbitrated": bool(arbitrations),
             "validation_issues": current.issues,
-            "consistency_warnings": self.taxonomy.consistency_warnings(current.values),
+            "consistency_warnings": [
+                *self.taxonomy.consistency_warnings(current.values),
+                *signal_warnings(self.taxonomy, sample, signals, current.values),
+            ],
             "arbitration": [msgspec.structs.asdict(a) for a in arbitrations],
             "prompt_tokens": sum(r.prompt_tokens for r in records),
             "completion_tokens": sum(r.completion_tokens for r in records),
@@ -211,6 +225,7 @@ class Labeler:
             "from_cache": all(r.from_cache for r in records),
             "elapsed": round(time.monotonic() - started, 4),
             "calls": [msgspec.to_builtins(r) for r in records],
+            "signals": signals.to_builtins(),
         }
         return LabelResult(labels=labels, monitor=monitor)
 
@@ -224,9 +239,12 @@ class Labeler:
         previous: dict[str, Any] | None = None,
         dimensions: tuple[str, ...] | None = None,
         temperature: float | None = None,
+        signals: Signals | None = None,
     ) -> Validated:
         dims = dimensions or tuple(self.taxonomy.dimensions(call))
-        messages = build_messages(self.taxonomy, call, sample, dimensions=dims, previous=previous)
+        messages = build_messages(
+            self.taxonomy, call, sample, dimensions=dims, previous=previous, signals=signals
+        )
         name = {1: "call1", 2: "call2"}.get(call, "arbitration")
         last_error = ""
         for _ in range(self.format_retries + 1):
