@@ -3,6 +3,7 @@
 nox                 lint + typing + tests + wheel
 nox -s tests -- -k slice      pass arguments to pytest
 nox -s e2e          end to end against a real model (llama.cpp + SmolLM2-135M; slow)
+nox -s release      sdist + wheel into dist/, twine check, the wheel installed alone and run
 nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
 """
 
@@ -22,6 +23,9 @@ nox.options.default_venv_backend = "venv"
 
 RUFF = "ruff==0.17.5"
 MYPY = "mypy==2.4.1"
+BUILD = "build==1.6.1"
+TWINE = "twine==7.0.0"
+PIPX = "pipx==1.18.4"
 
 
 @nox.session
@@ -57,9 +61,15 @@ def wheel(session: nox.Session) -> None:
     (wheel_file,) = out.glob("sftlabel-*.whl")
     session.install(str(wheel_file))
     session.chdir(out)
-    session.run("sftlabel", "--version")
-    session.run("sftlabel", "--help", silent=True)
-    info = json.loads(str(session.run("sftlabel", "info", "--json", silent=True)))
+    _check_cli(session, "sftlabel", wheel_file.name)
+
+
+def _check_cli(session: nox.Session, sftlabel: str, wheel_name: str) -> None:
+    """Run the installed CLI (from outside the source tree): version, help, taxonomy, plugins."""
+    external = sftlabel != "sftlabel"
+    session.run(sftlabel, "--version", external=external)
+    session.run(sftlabel, "--help", silent=True, external=external)
+    info = json.loads(str(session.run(sftlabel, "info", "--json", silent=True, external=external)))
     taxonomy = info["taxonomy"]
     if taxonomy["total"] != 221 or len(taxonomy["categories"]) != 9:
         session.error(f"the wheel's taxonomy is incomplete: {taxonomy}")
@@ -68,7 +78,27 @@ def wheel(session: nox.Session) -> None:
     groups = {p["group"] for p in plugins}
     if broken or len(groups) != 3 or len(plugins) < 17:
         session.error(f"plugins missing or broken in the wheel: {broken or plugins}")
-    session.log(f"wheel OK: {wheel_file.name}, {len(plugins)} plugins, {taxonomy['total']} tags")
+    session.log(f"wheel OK: {wheel_name}, {len(plugins)} plugins, {taxonomy['total']} tags")
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """Build the sdist and, from it, the wheel into dist/; `twine check` both; install the wheel
+    alone with `pipx install dist/sftlabel-*.whl` (into a private PIPX_HOME) and run its CLI."""
+    session.install(BUILD, TWINE, PIPX)
+    dist = Path("dist").resolve()
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))  # the wheel is built from the sdist
+    (sdist,) = dist.glob("sftlabel-*.tar.gz")
+    (wheel_file,) = dist.glob("sftlabel-*.whl")
+    session.run("twine", "check", "--strict", str(sdist), str(wheel_file))
+    home = Path(session.create_tmp()).resolve() / "pipx"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {"PIPX_HOME": str(home), "PIPX_BIN_DIR": str(home / "bin")}
+    session.run("pipx", "install", str(wheel_file), env=env)
+    session.chdir(home)
+    _check_cli(session, str(home / "bin" / "sftlabel"), wheel_file.name)
+    session.log(f"ready to publish: {sdist.name}, {wheel_file.name} in {dist}")
 
 
 @nox.session
