@@ -18,8 +18,8 @@ import tomllib
 from pathlib import Path
 
 import nox
-from packaging.requirements import Requirement
 import nox.command
+from packaging.requirements import Requirement
 
 nox.options.sessions = ["lint", "typing", "tests", "wheel"]
 nox.options.default_venv_backend = "venv"
