@@ -28,7 +28,7 @@ from sftlabel.api._session import (
     with_signals,
 )
 from sftlabel.errors import UsageError
-from sftlabel.labeling import Labeler
+from sftlabel.labeling import Labeler, prompt_version
 from sftlabel.llm import ClientConfig, LLMClient
 from sftlabel.reports import build_report
 from sftlabel.runs import (
@@ -50,7 +50,6 @@ from sftlabel.runs import (
     merge_options,
     merge_rate,
     now,
-    prompt_version,
     read_manifest,
     sample_stream,
     taxonomy_ref,

@@ -38,7 +38,6 @@ from sftlabel.runs._label import (
     LabelTask,
     estimate,
     finalize,
-    prompt_version,
     sample_stream,
 )
 from sftlabel.runs._manifest import (
@@ -117,7 +116,6 @@ __all__ = [
     "merge_options",
     "merge_rate",
     "now",
-    "prompt_version",
     "read_manifest",
     "safe_component",
     "sample_stream",

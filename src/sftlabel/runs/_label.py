@@ -8,7 +8,6 @@ layer draws the dashboards afterwards: this package never imports the reports).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -129,16 +128,6 @@ def _endpoint_fault(exc: LabelingFailed) -> bool:
     if exc.reason != "rejected":
         return False
     return getattr(exc, "cause", "endpoint") != "content"
-
-
-def prompt_version(taxonomy: Taxonomy) -> str:
-    """The identity of the prompts a run sends: a hash of both calls' static part (system
-    prompt, rules, examples) as rendered for ``taxonomy``, recorded in every run manifest."""
-    digest = hashlib.blake2b(digest_size=8)
-    for call in (1, 2):
-        for message in build_messages(taxonomy, call, _EMPTY)[:1]:
-            digest.update(msgspec.json.encode(message))
-    return digest.hexdigest()
 
 
 def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
