@@ -3,9 +3,21 @@
 The public library API; the CLI (``sftlabel``) is a thin layer over it.
 """
 
-from typing import TYPE_CHECKING
-
 from sftlabel._version import __version__
+from sftlabel.api import (
+    RunResult,
+    aarbitrate,
+    alabel,
+    apply_review,
+    arbitrate,
+    asoftlabel,
+    compare,
+    label,
+    open_run,
+    report,
+    review,
+    softlabel,
+)
 from sftlabel.errors import (
     ConfigError,
     InputError,
@@ -60,46 +72,3 @@ __all__ = [
     "softlabel",
     "truncate",
 ]
-
-if TYPE_CHECKING:
-    from sftlabel.api import (
-        RunResult,
-        aarbitrate,
-        alabel,
-        apply_review,
-        arbitrate,
-        asoftlabel,
-        compare,
-        label,
-        open_run,
-        report,
-        review,
-        softlabel,
-    )
-
-_API = frozenset(
-    {
-        "RunResult",
-        "aarbitrate",
-        "alabel",
-        "apply_review",
-        "arbitrate",
-        "asoftlabel",
-        "compare",
-        "label",
-        "open_run",
-        "report",
-        "review",
-        "softlabel",
-    }
-)
-
-
-def __getattr__(name: str) -> object:
-    """The run and report functions come from :mod:`sftlabel.api`, imported on first use (so
-    ``import sftlabel`` stays cheap: no HTTP client, no plotly)."""
-    if name in _API:
-        import sftlabel.api
-
-        return getattr(sftlabel.api, name)
-    raise AttributeError(f"module 'sftlabel' has no attribute {name!r}")

@@ -25,7 +25,6 @@ from sftlabel.api._session import (
 from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler
 from sftlabel.llm import LLMClient
-from sftlabel.reports import build_report
 from sftlabel.runs import (
     LABELED,
     ArbitrateTask,
@@ -203,6 +202,8 @@ async def aarbitrate(
     record_session(target, manifest, outcome, started, status="finalizing")
     finalize(target, taxonomy)
     if opts.get("report", True):
+        from sftlabel.reports import build_report  # plotly is imported only to draw a page
+
         build_report(target, target, taxonomy=taxonomy)
     record_session(target, manifest, outcome, started, status=outcome.status)
     result = _result(

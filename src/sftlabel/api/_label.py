@@ -30,7 +30,6 @@ from sftlabel.api._session import (
 from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler, prompt_version
 from sftlabel.llm import ClientConfig, LLMClient
-from sftlabel.reports import build_report
 from sftlabel.runs import (
     FAILURES,
     LABELED,
@@ -330,6 +329,8 @@ async def _run(
     record_session(plan.root, manifest, outcome, started, status="finalizing")
     finalize(plan.root, taxonomy)
     if opts.get("report", True):
+        from sftlabel.reports import build_report  # plotly is imported only to draw a page
+
         build_report(plan.root, plan.root, taxonomy=taxonomy)
     record_session(plan.root, manifest, outcome, started, status=outcome.status)
     return _result(

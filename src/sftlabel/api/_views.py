@@ -8,28 +8,42 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sftlabel.reports import (
-    ApplySummary,
-    ExportSummary,
-    ReportResult,
-    ReviewSelection,
-    RunData,
-    build_report,
-    export_review,
-    open_run,
-)
-from sftlabel.reports import apply_review as _apply_review
-from sftlabel.reports._report import run_taxonomy
-from sftlabel.reports.compare import CompareResult, compare_runs
-from sftlabel.taxonomy import Taxonomy
+if TYPE_CHECKING:  # the reports (and plotly) are imported when a view is asked for
+    from sftlabel.reports import (
+        ApplySummary,
+        ExportSummary,
+        ReportResult,
+        ReviewSelection,
+        RunData,
+    )
+    from sftlabel.reports.compare import CompareResult
+    from sftlabel.taxonomy import Taxonomy
 
 PathLike = str | os.PathLike[str]
 
 
+def open_run(path: PathLike) -> RunData:
+    """Open a run directory, a labeled file or a soft-label output for reading."""
+    from sftlabel.reports import open_run as _open
+
+    return _open(Path(path))
+
+
 def _opened(run: RunData | PathLike) -> RunData:
-    return run if isinstance(run, RunData) else open_run(Path(run))
+    from sftlabel.reports import RunData
+
+    return run if isinstance(run, RunData) else open_run(run)
+
+
+def _taxonomy(data: RunData, taxonomy: Taxonomy | PathLike | None) -> Taxonomy:
+    from sftlabel.reports._report import run_taxonomy
+    from sftlabel.taxonomy import Taxonomy
+
+    if taxonomy is None or isinstance(taxonomy, Taxonomy):
+        return run_taxonomy(data, taxonomy)
+    return run_taxonomy(data, Path(taxonomy))
 
 
 def report(
@@ -41,6 +55,9 @@ def report(
     unmapped: bool = False,
 ) -> ReportResult:
     """Write ``dashboard.html`` and ``report.md`` of a run (``sftlabel report``)."""
+    from sftlabel.reports import build_report
+    from sftlabel.taxonomy import Taxonomy
+
     return build_report(
         _opened(run),
         Path(output) if output is not None else None,
@@ -59,8 +76,10 @@ def review(
     selection: ReviewSelection | None = None,
 ) -> ExportSummary:
     """Export a run for human review into ``output`` (``sftlabel review``)."""
+    from sftlabel.reports import export_review
+
     data = _opened(run)
-    tax = run_taxonomy(data, taxonomy if not isinstance(taxonomy, os.PathLike) else Path(taxonomy))
+    tax = _taxonomy(data, taxonomy)
     with Path(output).open("wb") as handle:
         return export_review(data, handle, taxonomy=tax, fmt=fmt, selection=selection)
 
@@ -75,14 +94,18 @@ def apply_review(
 ) -> ApplySummary:
     """Apply a corrected review file to ``run`` into the new run ``output`` (``review
     --apply``)."""
+    from sftlabel.reports import apply_review as _apply_review
+
     data = _opened(run)
-    tax = run_taxonomy(data, taxonomy if not isinstance(taxonomy, os.PathLike) else Path(taxonomy))
+    tax = _taxonomy(data, taxonomy)
     return _apply_review(data, Path(corrections), Path(output), taxonomy=tax, overwrite=overwrite)
 
 
 def compare(*runs: PathLike, **options: Any) -> CompareResult:
     """Agreement between runs or models (``sftlabel compare``); options: ``reference``,
     ``taxonomy``, ``gold``, ``top``, ``examples``."""
+    from sftlabel.reports.compare import compare_runs
+
     return compare_runs([os.fspath(r) for r in runs], **options)
 
 
