@@ -1,12 +1,35 @@
-"""Rate control: a token bucket for RPM/TPM and an adaptive (AIMD) concurrency limiter."""
+"""Rate control: a clock, a token bucket for RPM/TPM, a request rate learned from 429s and an
+adaptive (AIMD) concurrency limiter. Everything takes a :class:`Clock`, so tests inject one."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
+from typing import Protocol
 
 import anyio
+
+
+class Clock(Protocol):
+    """Monotonic seconds and an async sleep (tests pass a fake one)."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """``time.monotonic`` and ``anyio.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(max(seconds, 0.0))
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 class TokenBucket:
@@ -16,9 +39,14 @@ class TokenBucket:
     so a big request is delayed, never refused.
     """
 
-    def __init__(self, per_minute: float, *, burst_seconds: float = 1.0) -> None:
+    def __init__(
+        self, per_minute: float, *, burst_seconds: float = 1.0, clock: Clock | None = None
+    ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
         self._lock = anyio.Lock()
-        self._last = time.monotonic()
+        self._last = self.clock.now()
+        self.waited_at = -math.inf
+        """When an acquire last had to wait (the bucket is what limits the run)."""
         self.set_rate(per_minute, burst_seconds=burst_seconds)
         self._tokens = self.burst
 
@@ -28,11 +56,18 @@ class TokenBucket:
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.burst = max(1.0, self.rate * burst_seconds)
+        if hasattr(self, "_tokens"):
+            self._tokens = min(self._tokens, self.burst)
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock.now()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
+
+    def drain(self) -> None:
+        """Forget the saved-up tokens (after a 429: the server's bucket is empty too)."""
+        self._refill()
+        self._tokens = min(self._tokens, 0.0)
 
     async def acquire(self, amount: float = 1.0) -> float:
         """Wait until ``amount`` tokens are available and take them; returns the time waited."""
@@ -41,12 +76,93 @@ class TokenBucket:
             while True:
                 self._refill()
                 needed = min(amount, self.burst)
-                if self._tokens >= needed:
+                if self._tokens >= needed - 1e-6:  # float rounding must not spin
                     self._tokens -= amount
                     return waited
                 delay = (needed - self._tokens) / self.rate
                 waited += delay
-                await anyio.sleep(delay)
+                self.waited_at = self.clock.now()
+                await self.clock.sleep(delay)
+
+
+class RateLearner:
+    """A request rate learned from 429s when the server sends no limit headers.
+
+    Unlimited until the first 429. A 429 (counted once per ``cooldown``) sets the rate to
+    ``margin`` x the rate of successful answers over the last ``window`` seconds (what the
+    server admitted while it was saturated), or cuts it by ``decrease`` when that is not lower;
+    every second without a 429 in which the rate was what held requests back adds ``increase``
+    (multiplicative), so the rate probes upwards again and settles just below the limit.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        window: float = 3.0,
+        cooldown: float = 1.5,
+        margin: float = 0.97,
+        decrease: float = 0.9,
+        increase: float = 0.01,
+    ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
+        self.bucket: TokenBucket | None = None
+        self._successes: deque[float] = deque()
+        self._window = window
+        self._cooldown = cooldown
+        self._margin = margin
+        self._decrease = decrease
+        self._increase = increase
+        self._last_cut = -math.inf
+        self._last_grow = -math.inf
+        self._first_success = math.inf
+
+    @property
+    def per_minute(self) -> float | None:
+        return self.bucket.per_minute if self.bucket else None
+
+    def _expire(self, now: float) -> None:
+        while self._successes and self._successes[0] < now - self._window:
+            self._successes.popleft()
+
+    def on_success(self) -> None:
+        now = self.clock.now()
+        self._first_success = min(self._first_success, now)
+        self._successes.append(now)
+        self._expire(now)
+        bucket = self.bucket
+        if bucket is None or now - self._last_cut < self._cooldown:
+            return
+        if now - self._last_grow >= 1.0:
+            limited = now - bucket.waited_at < 1.0
+            if limited and self._last_grow > -math.inf:
+                steps = min(now - self._last_grow, 5.0)
+                bucket.set_rate(
+                    bucket.per_minute * (1 + self._increase) ** steps, burst_seconds=0.2
+                )
+            self._last_grow = now
+
+    def on_rate_limited(self) -> None:
+        now = self.clock.now()
+        if now - self._last_cut < self._cooldown:
+            if self.bucket is not None:
+                self.bucket.drain()
+            return
+        self._last_cut = now
+        self._expire(now)
+        span = max(min(self._window, now - self._first_success), 1.0)
+        measured = len(self._successes) / span * 60.0 * self._margin
+        current = self.bucket.per_minute if self.bucket else math.inf
+        target = measured if 0 < measured < current else current * self._decrease
+        if not math.isfinite(target) or target <= 0:
+            target = 60.0  # a 429 before any answer: start at one request a second
+        target = max(target, 6.0)
+        if self.bucket is None:
+            self.bucket = TokenBucket(target, burst_seconds=0.2, clock=self.clock)
+        else:
+            self.bucket.set_rate(target, burst_seconds=0.2)
+        self.bucket.drain()
+        self._last_grow = now
 
 
 class AdaptiveLimiter:
@@ -64,9 +180,11 @@ class AdaptiveLimiter:
         adaptive: bool = True,
         decrease: float = 0.7,
         cooldown: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
         if maximum < 1:
             raise ValueError("concurrency must be at least 1")
+        self.clock = clock or SYSTEM_CLOCK
         self.maximum = maximum
         self.adaptive = adaptive
         self.limit = float(maximum)
@@ -114,7 +232,7 @@ class AdaptiveLimiter:
     def on_rate_limited(self) -> None:
         if not self.adaptive:
             return
-        now = time.monotonic()
+        now = self.clock.now()
         if now - self._last_decrease >= self._cooldown:
             self._last_decrease = now
             self.limit = max(1.0, self.limit * self._decrease)
