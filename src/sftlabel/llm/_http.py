@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import re
+import socket
+import ssl
 import time
 from typing import Any
 
@@ -163,8 +165,25 @@ def transport_kind(exc: httpx.TransportError) -> str:
     return "transport"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 def describe_transport(exc: httpx.TransportError) -> str:
-    text = str(exc) or type(exc).__name__
+    """What went wrong, in words: connection refused, DNS lookup failed, TLS failed ..."""
+    chain = _causes(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return f"DNS lookup failed ({exc})"
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return f"TLS failed ({exc})"
+    text = " ".join(str(e) for e in chain if str(e)) or type(exc).__name__
     lowered = text.lower()
     if "refused" in lowered:
         return "connection refused"
