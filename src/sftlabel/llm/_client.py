@@ -65,6 +65,8 @@ from sftlabel.llm._http import (
 from sftlabel.llm._limits import SYSTEM_CLOCK, AdaptiveLimiter, Clock, RateLearner, TokenBucket
 from sftlabel.llm._pacing import Pacer
 
+SLOW_START = 8
+"""Concurrency a client opens with; it doubles every round trip until a 429 or --concurrency."""
 SHARD_CONNECTIONS = 8
 """Connections per httpx pool (see LLMClient.__init__)."""
 
@@ -119,7 +121,7 @@ class LLMClient:
         self.stats = ClientStats()
         self._statuses: Counter[str] = Counter()
         self.limiter = AdaptiveLimiter(
-            config.concurrency, adaptive=config.adaptive, clock=self.clock
+            config.concurrency, adaptive=config.adaptive, initial=SLOW_START, clock=self.clock
         )
         self.health = Health(
             clock=self.clock,
@@ -322,6 +324,7 @@ class LLMClient:
                     self.health.on_rate_limited(probe)
                     state.rate_limited += 1
                     self.pacer.on_rate_limited()
+                    self.limiter.slow_start = False  # the rate is learned, not the concurrency
                     wait = max(
                         min(exc.retry_after or 0.0, self.config.retry_after_cap),
                         backoff(rate_steps, initial=0.25, maximum=10.0),
@@ -363,20 +366,23 @@ class LLMClient:
         timeouts: int,
         probe: bool,
     ) -> tuple[ChatResult, bytes] | ChatResult:
-        await self.pacer.wait(tokens)
-        if key is not None:
-            hit = await self._cached(key, request)
-            if hit is not None:
-                return hit
-        reservation = self._reserve(request, tokens)
-        self.health.started()
-        state.attempts += 1
-        try:
-            result, raw = await self._attempt(request, body, state, timeouts)
-        except BaseException:
-            if reservation is not None and self.budget is not None:
-                self.budget.release(reservation)
-            raise
+        # The slot first, then the rate: a request that got its slot is paced by the rate
+        # known *now* (waiting for a bucket token in a slot is not a backoff)
+        async with self.limiter:
+            await self.pacer.wait(tokens)
+            if key is not None:
+                hit = await self._cached(key, request)
+                if hit is not None:
+                    return hit
+            reservation = self._reserve(request, tokens)
+            self.health.started()
+            state.attempts += 1
+            try:
+                result, raw = await self._attempt(request, body, state, timeouts)
+            except BaseException:
+                if reservation is not None and self.budget is not None:
+                    self.budget.release(reservation)
+                raise
         if reservation is not None and self.budget is not None:
             self.budget.settle(reservation, result.cost or 0.0)
         self.health.on_success(probe)
@@ -397,21 +403,20 @@ class LLMClient:
         config = self.config
         read = self.pacer.read_timeout(request.max_tokens, timeouts)
         timeout = httpx.Timeout(read, connect=config.connect_timeout, pool=config.timeout)
-        async with self.limiter:
-            self.stats.requests += 1
-            started = self.clock.now()
-            shard = self._shard_load.index(min(self._shard_load))
-            self._shard_load[shard] += 1
-            try:
-                response = await self._shards[shard].post(self.url, content=body, timeout=timeout)
-                raw = response.content
-            except httpx.TransportError as exc:
-                kind = transport_kind(exc)
-                self._statuses["timeout" if kind == "timeout" else "transport"] += 1
-                raise RetryableError(self._scrub(describe_transport(exc)), kind=kind) from None
-            finally:
-                self._shard_load[shard] -= 1
-            latency = self.clock.now() - started
+        self.stats.requests += 1
+        started = self.clock.now()
+        shard = self._shard_load.index(min(self._shard_load))
+        self._shard_load[shard] += 1
+        try:
+            response = await self._shards[shard].post(self.url, content=body, timeout=timeout)
+            raw = response.content
+        except httpx.TransportError as exc:
+            kind = transport_kind(exc)
+            self._statuses["timeout" if kind == "timeout" else "transport"] += 1
+            raise RetryableError(self._scrub(describe_transport(exc)), kind=kind) from None
+        finally:
+            self._shard_load[shard] -= 1
+        latency = self.clock.now() - started
         status = response.status_code
         self._statuses[str(status)] += 1
         self.pacer.learn(response.headers)

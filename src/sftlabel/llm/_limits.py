@@ -88,31 +88,37 @@ class TokenBucket:
 class RateLearner:
     """A request rate learned from 429s when the server sends no limit headers.
 
-    Unlimited until the first 429. A 429 (counted once per ``cooldown``) sets the rate to
-    ``margin`` x the rate of successful answers over the last ``window`` seconds (what the
-    server admitted while it was saturated), or cuts it by ``decrease`` when that is not lower;
-    every second without a 429 in which the rate was what held requests back adds ``increase``
-    (multiplicative), so the rate probes upwards again and settles just below the limit.
+    Unlimited until the first 429s. Once answers have been seen, a 429 (counted once per
+    ``cooldown``) measures the rate of successful answers over the last
+    ``window`` seconds -- what the server admitted while saturated, i.e. its limit -- and sets
+    the rate to ``margin`` x that (or cuts it by ``decrease`` when that is not lower). While the
+    rate is what holds requests back and no 429 comes, it grows: quickly (``fast`` per second)
+    up to the last measured limit, slowly (``slow``) beyond it, so it settles just below the
+    limit with few 429s.
     """
 
     def __init__(
         self,
         *,
         clock: Clock | None = None,
-        window: float = 3.0,
-        cooldown: float = 1.5,
+        window: float = 2.0,
+        cooldown: float = 1.0,
         margin: float = 0.97,
         decrease: float = 0.9,
-        increase: float = 0.01,
+        fast: float = 0.05,
+        slow: float = 0.005,
     ) -> None:
         self.clock = clock or SYSTEM_CLOCK
         self.bucket: TokenBucket | None = None
+        self.ceiling: float | None = None
+        """The last measured limit (requests per minute)."""
         self._successes: deque[float] = deque()
         self._window = window
         self._cooldown = cooldown
         self._margin = margin
         self._decrease = decrease
-        self._increase = increase
+        self._fast = fast
+        self._slow = slow
         self._last_cut = -math.inf
         self._last_grow = -math.inf
         self._first_success = math.inf
@@ -133,44 +139,52 @@ class RateLearner:
         bucket = self.bucket
         if bucket is None or now - self._last_cut < self._cooldown:
             return
-        if now - self._last_grow >= 1.0:
-            limited = now - bucket.waited_at < 1.0
-            if limited and self._last_grow > -math.inf:
-                steps = min(now - self._last_grow, 5.0)
-                bucket.set_rate(
-                    bucket.per_minute * (1 + self._increase) ** steps, burst_seconds=0.2
-                )
+        if now - self._last_grow >= 0.5:
+            elapsed = min(now - self._last_grow, 5.0)
             self._last_grow = now
+            if now - bucket.waited_at < 1.0:  # the rate is what holds requests back
+                below = self.ceiling is not None and bucket.per_minute < self.ceiling * self._margin
+                step = self._fast if below else self._slow
+                bucket.set_rate(bucket.per_minute * (1 + step) ** elapsed, burst_seconds=0.2)
 
     def on_rate_limited(self) -> None:
         now = self.clock.now()
-        if now - self._last_cut < self._cooldown:
-            if self.bucket is not None:
-                self.bucket.drain()
-            return
+        if self.bucket is not None:
+            self.bucket.drain()
+        if now - self._last_cut < self._cooldown or not self._successes:
+            return  # counted already, or nothing to measure yet (the requests back off anyway)
         self._last_cut = now
+        self._last_grow = now
         self._expire(now)
         span = max(min(self._window, now - self._first_success), 1.0)
-        measured = len(self._successes) / span * 60.0 * self._margin
+        measured = len(self._successes) / span * 60.0
         current = self.bucket.per_minute if self.bucket else math.inf
-        target = measured if 0 < measured < current else current * self._decrease
-        if not math.isfinite(target) or target <= 0:
-            target = 60.0  # a 429 before any answer: start at one request a second
+        if measured > 0:
+            # the highest limit measured: a storm (429s to everything for a while) measures
+            # almost nothing, and must not make the rate crawl back afterwards
+            self.ceiling = max(self.ceiling or 0.0, measured)
+        target = measured * self._margin
+        if not 0 < target < current:
+            target = current * self._decrease if math.isfinite(current) else 60.0
+        if math.isfinite(current):
+            target = max(target, current * 0.5)  # at most halved per cut
         target = max(target, 6.0)
         if self.bucket is None:
             self.bucket = TokenBucket(target, burst_seconds=0.2, clock=self.clock)
         else:
             self.bucket.set_rate(target, burst_seconds=0.2)
         self.bucket.drain()
-        self._last_grow = now
 
 
 class AdaptiveLimiter:
     """A concurrency limit that backs off on 429 and climbs back on success.
 
-    Multiplicative decrease (``limit * decrease``, at most once per ``cooldown`` seconds so one
-    burst of 429s counts once), additive increase (+1 per ``limit`` successes, i.e. about one
-    slot per round trip), between 1 and ``maximum``. Only requests on the wire hold a slot.
+    Slow start: from ``initial`` slots, +1 per success (doubling every round trip) up to
+    ``maximum`` until the first 429, so a run does not open with a burst of ``maximum``
+    requests a rate limit must refuse. Then multiplicative decrease (``limit * decrease``, at
+    most once per ``cooldown`` seconds so one burst of 429s counts once), additive increase
+    (+1 per ``limit`` successes, i.e. about one slot per round trip), between 1 and
+    ``maximum``. Only requests on the wire hold a slot.
     """
 
     def __init__(
@@ -180,6 +194,7 @@ class AdaptiveLimiter:
         adaptive: bool = True,
         decrease: float = 0.7,
         cooldown: float = 1.0,
+        initial: int | None = None,
         clock: Clock | None = None,
     ) -> None:
         if maximum < 1:
@@ -187,7 +202,9 @@ class AdaptiveLimiter:
         self.clock = clock or SYSTEM_CLOCK
         self.maximum = maximum
         self.adaptive = adaptive
-        self.limit = float(maximum)
+        start = maximum if initial is None or not adaptive else min(maximum, max(1, initial))
+        self.limit = float(start)
+        self.slow_start = self.limit < maximum
         self.in_flight = 0
         self.peak = 0
         self._decrease = decrease
@@ -226,10 +243,12 @@ class AdaptiveLimiter:
 
     def on_success(self) -> None:
         if self.adaptive and self.limit < self.maximum:
-            self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+            step = 1.0 if self.slow_start else 1.0 / self.limit
+            self.limit = min(float(self.maximum), self.limit + step)
             self._wake()
 
     def on_rate_limited(self) -> None:
+        self.slow_start = False
         if not self.adaptive:
             return
         now = self.clock.now()
