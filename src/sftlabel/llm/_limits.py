@@ -93,8 +93,8 @@ class RateLearner:
     ``window`` seconds -- what the server admitted while saturated, i.e. its limit -- and sets
     the rate to ``margin`` x that (or cuts it by ``decrease`` when that is not lower). While the
     rate is what holds requests back and no 429 comes, it grows: quickly (``fast`` per second)
-    up to the last measured limit, slowly (``slow``) beyond it, so it settles just below the
-    limit with few 429s.
+    up to ``margin`` x the rate at which the last 429 came (the ceiling), slowly (``slow``)
+    beyond it, so it settles just below the limit with few 429s.
     """
 
     def __init__(
@@ -111,7 +111,7 @@ class RateLearner:
         self.clock = clock or SYSTEM_CLOCK
         self.bucket: TokenBucket | None = None
         self.ceiling: float | None = None
-        """The last measured limit (requests per minute)."""
+        """The paced rate (requests per minute) at which the last 429 came."""
         self._successes: deque[float] = deque()
         self._window = window
         self._cooldown = cooldown
@@ -143,7 +143,7 @@ class RateLearner:
             elapsed = min(now - self._last_grow, 5.0)
             self._last_grow = now
             if now - bucket.waited_at < 1.0:  # the rate is what holds requests back
-                below = self.ceiling is not None and bucket.per_minute < self.ceiling * self._margin
+                below = self.ceiling is None or bucket.per_minute < self.ceiling * self._margin
                 step = self._fast if below else self._slow
                 bucket.set_rate(bucket.per_minute * (1 + step) ** elapsed, burst_seconds=0.2)
 
@@ -159,10 +159,10 @@ class RateLearner:
         span = max(min(self._window, now - self._first_success), 1.0)
         measured = len(self._successes) / span * 60.0
         current = self.bucket.per_minute if self.bucket else math.inf
-        if measured > 0:
-            # the highest limit measured: a storm (429s to everything for a while) measures
-            # almost nothing, and must not make the rate crawl back afterwards
-            self.ceiling = max(self.ceiling or 0.0, measured)
+        if self.bucket is not None and self.bucket.per_minute >= (self.ceiling or 0.0) * 0.9:
+            # the rate we were sending at when the server refused: the limit is about there
+            # (a storm refusing everything for a while leaves it as it was)
+            self.ceiling = self.bucket.per_minute
         target = measured * self._margin
         if not 0 < target < current:
             target = current * self._decrease if math.isfinite(current) else 60.0
