@@ -417,3 +417,19 @@ def test_creating_a_client_changes_no_global_state() -> None:
     hooks = stamina.instrumentation.get_on_retry_hooks()
     LLMClient(config())
     assert stamina.instrumentation.get_on_retry_hooks() == hooks
+
+
+def test_the_cli_config_names_where_the_key_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sftlabel.cli._endpoint import build_client_config
+    from sftlabel.config import resolve_settings
+
+    monkeypatch.setenv("SFTLABEL_API_KEY", KEY)
+    monkeypatch.setenv("SFTLABEL_BASE_URL", f"http://u:{KEY}@llm.test/v1")
+    settings = resolve_settings({})
+    config = build_client_config(
+        "gpt-4o-mini", settings, headers=None, azure_deployment=None, api_version="x",
+        timeout=10, concurrency=2, rpm=None, tpm=None, cache=None, no_cache=True, prices=None,
+    )  # fmt: skip
+    assert config.api_key_source == "SFTLABEL_API_KEY"
+    shown = settings.redacted()["base_url"]["value"]
+    assert shown == "http://<redacted>@llm.test/v1"

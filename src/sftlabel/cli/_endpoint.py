@@ -131,8 +131,10 @@ def build_client_config(
         extra[name.strip()] = value.strip()
     azure = azure_deployment is not None
     key = settings.get("api_key")
-    if azure:
-        key = settings.get("azure_api_key") or key
+    key_setting = "api_key"
+    if azure and settings.get("azure_api_key"):
+        key = settings.get("azure_api_key")
+        key_setting = "azure_api_key"
     cache_path = None
     if not no_cache:
         cache_path = cache or Path(settings.get("cache_dir") or ".") / "responses.sqlite"
@@ -150,10 +152,26 @@ def build_client_config(
         tpm=tpm,
         cache_path=cache_path,
         prices=PriceTable.with_overrides(prices),
+        api_key_source=_key_source(settings, key_setting) if key else None,
     )
     if check_endpoint:
         config.endpoint()  # fail early and clearly when no endpoint is configured
     return config
+
+
+def _key_source(settings: Settings, name: str) -> str | None:
+    """Where the key came from, for the 401 hint: ``LITELLM_KEY``, ``--api-key`` ..."""
+    setting = settings.values.get(name)
+    if setting is None:
+        return None
+    if setting.source == "flag":
+        return "--api-key"
+    if not setting.detail:
+        return None
+    return {
+        "config": f"the config file {setting.detail}",
+        "keyvault": f"the Key Vault secret {setting.detail}",
+    }.get(setting.source, setting.detail)
 
 
 def check_budget(config: ClientConfig, max_cost: float | None) -> None:
