@@ -433,3 +433,23 @@ def test_the_cli_config_names_where_the_key_came_from(monkeypatch: pytest.Monkey
     assert config.api_key_source == "SFTLABEL_API_KEY"
     shown = settings.redacted()["base_url"]["value"]
     assert shown == "http://<redacted>@llm.test/v1"
+
+
+def test_idle_time_between_requests_is_no_lack_of_progress() -> None:
+    clock = FakeClock()
+    replies = iter([200, 429, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(replies)
+        if status == 429:
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        return httpx.Response(200, json=completion())
+
+    async def main() -> ChatResult:
+        cfg = config(max_unavailable=60.0)
+        async with LLMClient(cfg, transport=httpx.MockTransport(handler), clock=clock) as c:
+            await c.chat(c.request([{"role": "user", "content": "a"}]))
+            await clock.sleep(3600)  # the caller had nothing to ask for an hour
+            return await c.chat(c.request([{"role": "user", "content": "b"}]))
+
+    assert anyio.run(main).rate_limited == 1

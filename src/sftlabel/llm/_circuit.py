@@ -57,6 +57,7 @@ class Health:
         self._last_error = ""
         self._last_kind = ""
         self._progress: float | None = None  # last success, or the first request
+        self._active = 0
         self._probe_at = 0.0
         self._probe_wait = PROBE_INITIAL
         self._probing = False
@@ -75,6 +76,15 @@ class Health:
         """A request is about to be sent (the no-progress budget counts from the first)."""
         if self._progress is None:
             self._progress = self.clock.now()
+
+    def enter(self) -> None:
+        """A request begins. Idle time (no request at all) is no lack of progress."""
+        if self._active == 0 and self._progress is not None:
+            self._progress = max(self._progress, self.clock.now())
+        self._active += 1
+
+    def leave(self) -> None:
+        self._active -= 1
 
     def check(self) -> None:
         """Raise the fatal error if there is one, or if the no-progress budget ran out."""

@@ -284,12 +284,14 @@ class LLMClient:
         accept: Callable[[ChatResult], bool] | None,
     ) -> ChatResult:
         state = _CallState(next(self._ids))
+        self.health.enter()
         try:
             answer = await self._send(request, body, key, state)
         except LLMError:
             self.stats.failed += 1
             raise
         finally:
+            self.health.leave()
             self.stats.retries += max(state.attempts - 1, 0)
             self.stats.rate_limited += state.rate_limited
             self.stats.peak_concurrency = self.limiter.peak

@@ -123,7 +123,7 @@ def rejection_cause(status: int, message: str, code: str) -> RejectionCause:
     """``content`` when the server says this request's content is the problem."""
     if status == 413:
         return "content"
-    if status in (400, 422) and CONTENT_REJECTION.search(f"{message} {code}"):
+    if status in (400, 403, 422) and CONTENT_REJECTION.search(f"{message} {code}"):
         return "content"
     return "endpoint"
 
