@@ -7,8 +7,17 @@ Scenarios (targets from the label issue):
             --concurrency 100: samples/s >= 90% of RPM/2/60 with < 5% of requests answered 429
   cache     the same command again (new output dir, same cache): no request at all
   resume    kill -9 mid-run, then --resume: re-sent requests <= the in-flight ones
+  rpm       a provider-style token bucket of RPM answering 429 with Retry-After only (no
+            x-ratelimit headers), --concurrency 100, single-turn samples (issue 12):
+            0 failed, >= 0.95 of RPM/2/60 samples/s, <= 2% of requests 429
+  rpm-headers  the same bucket with x-ratelimit-*-requests headers: >= 0.97, <= 1% 429
+  storm     a 429 storm (Retry-After: 1) for STORM s every 2 x STORM s, --concurrency 50:
+            0 failed, every sample exactly once
+  outage    the port closed for OUTAGE s mid-run (connections refused), --concurrency 50:
+            0 failed, every sample exactly once
 
-    python bench/label_throughput.py [--samples 2000] [--rpm 3000] [--scenarios bound,cache,resume,ratelimit]
+    python bench/label_throughput.py [--samples 2000] [--rpm 3000] [--storm 15] [--outage 120]
+        [--scenarios bound,cache,resume,ratelimit,rpm,rpm-headers,storm,outage]
 """
 
 from __future__ import annotations
@@ -172,13 +181,109 @@ def ratelimit(tmp: Path, samples: int, rpm: int) -> None:
         print(f"  429 share    {rejected}/{total} = {rejected / total * 100:.1f}% (target < 5%)")
 
 
+def outcome(server: FakeLLMServer, run: Path, samples: int) -> str:
+    """Failures, duplicates and exactly-once figures of a finished run."""
+    labeled = (
+        [json.loads(line)["id"] for line in (run / "labeled.jsonl").open()]
+        if (run / "labeled.jsonl").exists()
+        else []
+    )
+    failed = count_lines(run / "failures.jsonl")
+    stats = server.stats()
+    once = len(labeled) == len(set(labeled)) == samples
+    return (
+        f"  outcome      {len(labeled)} labeled, {failed} failed, every sample exactly once: "
+        f"{once}; duplicate bodies in flight at the server: {stats['duplicates_in_flight']}"
+    )
+
+
+def rpm_bucket(tmp: Path, samples: int, rpm: int, *, headers: bool) -> None:
+    name = "rpm-headers" if headers else "rpm"
+    with FakeLLMServer(latency=0.2) as server:
+        server.configure(rules=RULES, bucket_rpm=rpm, bucket_burst=1.0, bucket_headers=headers)
+        data = make_data(tmp / f"{name}.jsonl", samples)
+        run = tmp / name
+        wall, _, code = timed(
+            label(server, data, run, tmp / f"{name}.sqlite", "--concurrency", "100")
+        )
+        stats = server.stats()
+        total = stats["chat_requests"]
+        rejected = stats["by_status"].get("429", 0)
+        bound_rate = rpm / 2 / 60
+        rate = samples / wall
+        inner = json.loads((run / "stats.json").read_text())["throughput_samples_per_second"]
+        target = "0.97, <= 1%" if headers else "0.95, <= 2%"
+        print(
+            f"[{name}] token bucket {rpm} RPM, Retry-After{' + x-ratelimit' if headers else ' only'}"
+            f", --concurrency 100, {samples} samples (exit {code}; targets >= {target} 429)"
+        )
+        print(
+            f"  throughput   {rate:.2f} samples/s = {rate / bound_rate:.3f} x bound "
+            f"({bound_rate:.1f}/s), whole process; {inner / bound_rate:.3f} x during the run"
+        )
+        print(f"  429 share    {rejected}/{total} = {rejected / total * 100:.2f}%")
+        print(outcome(server, run, samples))
+
+
+def storm(tmp: Path, samples: int, seconds: float) -> None:
+    with FakeLLMServer(latency=0.2) as server:
+        server.configure(
+            rules=RULES,
+            storm={"every": 2 * seconds, "duration": seconds, "retry_after": 1},
+        )
+        data = make_data(tmp / "storm.jsonl", samples)
+        run = tmp / "storm"
+        wall, _, code = timed(label(server, data, run, tmp / "storm.sqlite", "--concurrency", "50"))
+        stats = server.stats()
+        print(
+            f"[storm] 429 (Retry-After: 1) for {seconds:g} s every {2 * seconds:g} s, "
+            f"--concurrency 50, {samples} samples (exit {code})"
+        )
+        bound_rate = 50 / (2 * 0.2)
+        print(
+            f"  throughput   {samples / wall:.1f} samples/s = {samples / wall / bound_rate:.2f} x "
+            f"the unthrottled bound (the storms take half the time: <= 0.5 expected)"
+        )
+        print(
+            f"  429s         {stats['storm_429']} storm 429s of {stats['chat_requests']} requests"
+        )
+        print(outcome(server, run, samples))
+
+
+def outage(tmp: Path, samples: int, seconds: float) -> None:
+    with FakeLLMServer(latency=0.2) as server:
+        server.configure(rules=RULES)
+        data = make_data(tmp / "outage.jsonl", samples)
+        run = tmp / "outage"
+        command = label(server, data, run, tmp / "outage.sqlite", "--concurrency", "50")
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while count_lines(run / "labeled.jsonl") < samples // 4 and process.poll() is None:
+            time.sleep(0.02)
+        server.outage(seconds, mode="refuse")
+        _, stderr = process.communicate()
+        wall = time.perf_counter() - start
+        if process.returncode:
+            print(stderr.decode()[-2000:])
+        print(
+            f"[outage] port closed for {seconds:g} s after a quarter of the run, --concurrency 50, "
+            f"{samples} samples (exit {process.returncode})"
+        )
+        print(f"  wall         {wall:.1f} s (the outage's {seconds:g} s included)")
+        print(outcome(server, run, samples))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--rpm", type=int, default=3000)
-    parser.add_argument("--scenarios", default="bound,resume,ratelimit")
+    parser.add_argument("--storm", type=float, default=15.0, help="storm seconds")
+    parser.add_argument("--outage", type=float, default=120.0, help="outage seconds")
+    parser.add_argument(
+        "--scenarios", default="bound,resume,ratelimit,rpm,rpm-headers,storm,outage"
+    )
     args = parser.parse_args()
     chosen = set(args.scenarios.split(","))
     with tempfile.TemporaryDirectory() as folder:
@@ -189,6 +294,14 @@ def main() -> None:
             resume(tmp, min(args.samples, 600))
         if "ratelimit" in chosen:
             ratelimit(tmp, args.samples, args.rpm)
+        if "rpm" in chosen:
+            rpm_bucket(tmp, min(args.samples, 1000), args.rpm, headers=False)
+        if "rpm-headers" in chosen:
+            rpm_bucket(tmp, min(args.samples, 1000), args.rpm, headers=True)
+        if "storm" in chosen:
+            storm(tmp, args.samples, args.storm)
+        if "outage" in chosen:
+            outage(tmp, args.samples, args.outage)
 
 
 if __name__ == "__main__":

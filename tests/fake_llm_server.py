@@ -20,8 +20,17 @@ Endpoints
     GET  /health
     POST /_admin/script   {"responses": [spec, ...]}   append to the FIFO of scripted answers
     GET  /_admin/config, POST /_admin/config {...}     read / change the settings at run time
+    POST /_admin/outage   {"seconds": N, "mode": "refuse"|"503", "after": S}: from S seconds on,
+                          for N seconds, close the port (connections refused, open ones
+                          dropped) or answer every chat request 503
     POST /_admin/reset    queue, stats, rate windows and settings back to the command line
     GET  /_admin/stats
+
+Settings beyond the command line (``POST /_admin/config``): ``bucket_rpm`` / ``bucket_burst`` /
+``bucket_headers`` (a provider-style token bucket answering 429 with ``Retry-After`` only, or
+with ``x-ratelimit-*-requests`` too), ``storm`` ({"every": M, "duration": N, "retry_after": R}:
+429 for N s every M s), ``hang_rate`` (a fraction of requests never answered). Stats count
+``duplicates_in_flight``: chat requests whose exact body was already being answered.
 
 A chat request is answered by the first of:
     1. 401 when ``require_api_key`` is set and neither ``Authorization: Bearer <key>`` nor
@@ -43,6 +52,7 @@ When ``rpm`` / ``tpm`` is set, every chat response carries ``x-ratelimit-{limit,
 A response spec (a scripted answer or a rule's ``response``) may have:
     content        reply text (other JSON values are serialized); the error message when status
                    is not 2xx
+    code           the error code when status is not 2xx (e.g. "content_filter")
     status         HTTP status (200)
     headers        extra headers, e.g. {"Retry-After": "2"} or {"retry-after-ms": "300"}
     body           raw body sent as is (a string; truncated JSON, HTML, ...)
@@ -88,7 +98,7 @@ WINDOW = 60.0  # seconds of the rpm / tpm sliding windows
 RECENT = 100  # requests kept in stats["recent"]
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
-POLL = 0.5  # how often a long delay checks whether the client is still there
+POLL = 0.1  # how often a long delay checks whether the client is still there
 DEFAULT_CONTENT = '{"ok": true}'
 API_KEY_ENV = "FAKE_LLM_REQUIRE_API_KEY"
 SECRET_HEADERS = frozenset(
@@ -107,6 +117,7 @@ SPEC_KEYS = frozenset(
         "usage",
         "finish_reason",
         "tool_calls",
+        "code",
     }
 )
 CHAT_PATH = "/v1/chat/completions"
@@ -246,6 +257,17 @@ class Config:
     rules: list[JSONObject] = field(default_factory=list)
     model: str = "fake-model"
     seed: int = 0
+    bucket_rpm: int | None = None
+    """A provider-style token bucket: bucket_rpm / 60 requests a second, bucket_burst seconds
+    of them saved up; beyond it 429 with ``Retry-After`` only (whole seconds, at least 1)."""
+    bucket_burst: float = 1.0
+    bucket_headers: bool = False
+    """Also send ``x-ratelimit-{limit,remaining,reset}-requests`` with the bucket."""
+    storm: dict[str, float] | None = None
+    """``{"every": M, "duration": N, "retry_after": R}``: 429 to every chat request for N s of
+    every M s (from when it is set), with ``Retry-After: R``."""
+    hang_rate: float = 0.0
+    """Fraction of chat requests that never get an answer (drawn from the seeded Random)."""
 
     def updated(self, changes: Mapping[str, Any]) -> Config:
         """A copy with ``changes`` applied and validated (SettingError when invalid)."""
@@ -278,6 +300,18 @@ class Config:
                     if isinstance(value, bool) or not isinstance(value, int):
                         raise SettingError("seed must be an integer")
                     new.seed = value
+                case "bucket_rpm":
+                    new.bucket_rpm = _optional_limit(name, value)
+                case "bucket_burst" | "hang_rate":
+                    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                        raise SettingError(f"{name} must be a number >= 0")
+                    setattr(new, name, float(value))
+                case "bucket_headers":
+                    if not isinstance(value, bool):
+                        raise SettingError("bucket_headers must be true or false")
+                    new.bucket_headers = value
+                case "storm":
+                    new.storm = _check_storm(value)
         return new
 
     def to_json(self) -> JSONObject:
@@ -292,7 +326,28 @@ class Config:
             "rules": self.rules,
             "model": self.model,
             "seed": self.seed,
+            "bucket_rpm": self.bucket_rpm,
+            "bucket_burst": self.bucket_burst,
+            "bucket_headers": self.bucket_headers,
+            "storm": self.storm,
+            "hang_rate": self.hang_rate,
         }
+
+
+def _check_storm(value: object) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not {"every", "duration"} <= set(value) <= {
+        "every",
+        "duration",
+        "retry_after",
+    }:
+        raise SettingError('storm must be {"every": M, "duration": N, "retry_after": R} or null')
+    storm = {k: float(v) for k, v in value.items()}
+    if storm["every"] <= 0 or not 0 < storm["duration"] <= storm["every"]:
+        raise SettingError("storm needs 0 < duration <= every")
+    storm.setdefault("retry_after", 1.0)
+    return storm
 
 
 def _check_rules(value: object) -> list[JSONObject]:
@@ -484,6 +539,10 @@ class Stats:
     faults: int = 0  # answers from fault_rate
     closed: int = 0  # connections closed instead of answering (spec "close")
     abandoned: int = 0  # clients gone before the answer was sent
+    duplicates_in_flight: int = 0  # chat requests whose body was already being answered
+    storm_429: int = 0  # 429s of a storm
+    outage_503: int = 0  # 503s of an outage (mode 503)
+    hung: int = 0  # requests drawn by hang_rate
     recent: deque[JSONObject] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     def to_json(self, script_remaining: int) -> JSONObject:
@@ -499,6 +558,10 @@ class Stats:
             "faults": self.faults,
             "closed": self.closed,
             "abandoned": self.abandoned,
+            "duplicates_in_flight": self.duplicates_in_flight,
+            "storm_429": self.storm_429,
+            "outage_503": self.outage_503,
+            "hung": self.hung,
             "script_remaining": script_remaining,
             "recent": list(self.recent),
         }
@@ -521,6 +584,13 @@ class FakeLLM:
         self.connections: set[asyncio.Task[None]] = set()
         self.generation = 0  # bumped by reset(), so stats count the connections used since
         self._ids = 0
+        self.bodies_in_flight: Counter[int] = Counter()
+        self.bucket_tokens = 0.0
+        self.bucket_at = time.monotonic()
+        self.storm_start = time.monotonic()
+        self.outage_until = 0.0  # mode 503: answer 503 from outage_from until then
+        self.outage_from = 0.0
+        self.listener: Listener | None = None  # set by serve(): closes the port for outages
 
     # connections ------------------------------------------------------------------------
 
@@ -610,7 +680,11 @@ class FakeLLM:
         Counts go to ``self.stats`` at the time (a reset may replace it while we wait)."""
         entry = None if request.path.startswith("/_admin/") else self._record(request)
         is_chat = entry is not None and self._is_chat(request.path)
+        body_key = hash(request.body)
         if is_chat:
+            if self.bodies_in_flight[body_key]:
+                self.stats.duplicates_in_flight += 1
+            self.bodies_in_flight[body_key] += 1
             self.stats.in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
         try:
@@ -642,6 +716,9 @@ class FakeLLM:
         finally:
             if is_chat:
                 self.stats.in_flight -= 1
+                self.bodies_in_flight[body_key] -= 1
+                if not self.bodies_in_flight[body_key]:
+                    del self.bodies_in_flight[body_key]
 
     async def _pause(
         self, seconds: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -730,10 +807,33 @@ class FakeLLM:
                     raise HttpError(400, str(exc)) from None
                 if "seed" in changes:
                     self.random.seed(new.seed)
+                if "storm" in changes:
+                    self.storm_start = time.monotonic()
+                if "bucket_rpm" in changes or "bucket_burst" in changes:
+                    rate = (new.bucket_rpm or 0) / 60.0
+                    self.bucket_tokens = max(1.0, rate * new.bucket_burst)  # starts full
+                    self.bucket_at = time.monotonic()
                 self.config = new
                 return Reply.json(new.to_json())
             case "GET", "/_admin/config":
                 return Reply.json(self.config.to_json())
+            case "POST", "/_admin/outage":
+                payload = request.json()
+                if not isinstance(payload, dict) or payload.get("mode", "refuse") not in (
+                    "refuse",
+                    "503",
+                ):
+                    raise HttpError(400, 'expected {"seconds": N, "mode": "refuse"|"503"}')
+                seconds = float(payload.get("seconds", 0))
+                after = float(payload.get("after", 0))
+                if payload.get("mode", "refuse") == "503":
+                    self.outage_until = time.monotonic() + after + seconds
+                    self.outage_from = time.monotonic() + after
+                elif self.listener is None:
+                    raise HttpError(400, "this server cannot close its port")
+                else:
+                    self.listener.schedule_outage(max(after, 0.05), seconds)
+                return Reply.json({"ok": True})
             case "POST", "/_admin/reset":
                 self.reset()
                 return Reply.json({"ok": True})
@@ -750,6 +850,8 @@ class FakeLLM:
         self.generation += 1
         self.request_window = SlidingWindow()
         self.token_window = SlidingWindow()
+        self.bodies_in_flight = Counter({k: v for k, v in self.bodies_in_flight.items() if v})
+        self.outage_until = 0.0
 
     # chat completions -------------------------------------------------------------------
 
@@ -766,7 +868,11 @@ class FakeLLM:
         prompt_tokens = estimate_tokens(prompt_chars)
         max_tokens = payload.get("max_tokens", payload.get("max_completion_tokens"))
         budget = prompt_tokens + (max_tokens if isinstance(max_tokens, int) else 0)
-        limit_headers = self._admit(budget, config)
+        self._disturbances(config)
+        limit_headers = {**self._admit(budget, config), **self._bucket(config)}
+        if config.hang_rate and self.random.random() < config.hang_rate:
+            self.stats.hung += 1
+            return Reply(delay=3600.0)
 
         spec: JSONObject | None = None
         if self.script:
@@ -835,6 +941,55 @@ class FakeLLM:
             )
         return headers
 
+    def _disturbances(self, config: Config) -> None:
+        """An outage in mode 503, or a storm of 429s, answers before anything else."""
+        now = time.monotonic()
+        if self.outage_from <= now < self.outage_until:
+            self.stats.outage_503 += 1
+            raise HttpError(503, "The service is temporarily unavailable (outage)")
+        storm = config.storm
+        if storm is not None and (now - self.storm_start) % storm["every"] < storm["duration"]:
+            self.stats.storm_429 += 1
+            raise HttpError(
+                429,
+                "Too many requests (storm)",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": f"{storm['retry_after']:g}"},
+            )
+
+    def _bucket(self, config: Config) -> dict[str, str]:
+        """The provider-style token bucket: headers for an admitted request, else 429 with
+        Retry-After only (or with x-ratelimit-* too when bucket_headers)."""
+        if config.bucket_rpm is None:
+            return {}
+        rate = config.bucket_rpm / 60.0
+        capacity = max(1.0, rate * config.bucket_burst)
+        now = time.monotonic()
+        self.bucket_tokens = min(capacity, self.bucket_tokens + (now - self.bucket_at) * rate)
+        self.bucket_at = now
+        admitted = self.bucket_tokens >= 1.0
+        if admitted:
+            self.bucket_tokens -= 1.0
+        headers: dict[str, str] = {}
+        if config.bucket_headers:
+            headers = {
+                "x-ratelimit-limit-requests": str(config.bucket_rpm),
+                "x-ratelimit-remaining-requests": str(int(self.bucket_tokens)),
+                "x-ratelimit-reset-requests": format_duration(
+                    max(0.0, capacity - self.bucket_tokens) / rate
+                ),
+            }
+        if admitted:
+            return headers
+        self.stats.rate_limited += 1
+        wait = (1.0 - self.bucket_tokens) / rate
+        raise HttpError(
+            429,
+            "Rate limit reached for requests. Please try again later.",
+            code="rate_limit_exceeded",
+            headers={**headers, "Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
     def _draw_fault(self, config: Config) -> int | None:
         if not config.fault_rate:
             return None
@@ -873,7 +1028,7 @@ class FakeLLM:
             body = (raw if isinstance(raw, str) else json.dumps(raw)).encode()
         elif not 200 <= status < 300:
             message = content or f"{status} {_phrase(status)} (scripted)"
-            body = error_json(status, message, code=str(status))
+            body = error_json(status, message, code=str(spec.get("code", status)))
         else:
             completion = self._completion(spec, content, payload, model, prompt_tokens)
             body = json.dumps(completion).encode()
@@ -1016,17 +1171,48 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
+class Listener:
+    """The listening socket, which an outage closes (connections refused) for a while."""
+
+    def __init__(self, app: FakeLLM, host: str) -> None:
+        self.app = app
+        self.host = host
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, port: int) -> None:
+        self.server = await asyncio.start_server(
+            self.app.handle_connection,
+            self.host,
+            port,
+            backlog=1024,
+            limit=MAX_HEADER_BYTES,
+            reuse_address=True,
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def schedule_outage(self, after: float, seconds: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._outage(after, seconds))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _outage(self, after: float, seconds: float) -> None:
+        await asyncio.sleep(after)
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.app.connections):
+            task.cancel()  # open connections are dropped too
+        await asyncio.sleep(seconds)
+        await self.start(self.port)
+
+
 async def serve(args: argparse.Namespace, config: Config) -> None:
     app = FakeLLM(config)
-    server = await asyncio.start_server(
-        app.handle_connection,
-        args.host,
-        args.port,
-        backlog=1024,
-        limit=MAX_HEADER_BYTES,
-        reuse_address=True,
-    )
-    port = server.sockets[0].getsockname()[1]
+    listener = Listener(app, args.host)
+    app.listener = listener
+    await listener.start(args.port)
+    port = listener.port
     if args.port_file:
         _write_port_file(Path(args.port_file), port)
     else:
@@ -1038,6 +1224,8 @@ async def serve(args: argparse.Namespace, config: Config) -> None:
             loop.add_signal_handler(signum, stop.set)
     watcher = asyncio.create_task(_watch_parent(args.parent_pid, stop)) if args.parent_pid else None
     await stop.wait()
+    server = listener.server
+    assert server is not None
     server.close()
     for task in list(app.connections):
         task.cancel()

@@ -178,8 +178,14 @@ class FakeLLMServer:
 
     def configure(self, **config: Any) -> dict[str, Any]:
         """Change settings (latency, rpm, tpm, fault_rate, default_content, require_api_key,
-        rules, model, seed); returns them all (the API key as true/false)."""
+        rules, model, seed, bucket_rpm, bucket_burst, bucket_headers, storm, hang_rate);
+        returns them all (the API key as true/false)."""
         return self._admin("POST", "/_admin/config", config)
+
+    def outage(self, seconds: float, *, mode: str = "refuse", after: float = 0.0) -> None:
+        """From ``after`` seconds on, for ``seconds``: close the port (``refuse``: connections
+        refused, open ones dropped; the admin API is unreachable meanwhile) or answer 503."""
+        self._admin("POST", "/_admin/outage", {"seconds": seconds, "mode": mode, "after": after})
 
     def reset(self) -> None:
         """Empty the script and the stats; settings and rate windows back to the start."""

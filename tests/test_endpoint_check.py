@@ -54,3 +54,43 @@ def test_json_mode_refused_is_reported_and_label_still_works(cli, llm_server) ->
     assert checks["JSON mode"]["ok"] is False
     assert "prompt only" in checks["JSON mode"]["detail"]
     assert checks["JSON answer"]["ok"] is True and report["label_ready"]
+
+
+def test_a_server_ignoring_logit_bias_is_ready_with_logit_bias_0(cli, llm_server) -> None:
+    logprobs = {
+        "content": [
+            {
+                "token": "1",
+                "logprob": -0.3,
+                "top_logprobs": [{"token": "1", "logprob": -0.3}, {"token": "0", "logprob": -1.4}],
+            }
+        ]
+    }
+    llm_server.configure(
+        rules=[
+            {"match": '"logit_bias"', "response": {"content": "1", "logprobs": logprobs}},
+            *labeler_rules(),
+        ]
+    )
+    result = cli("test", "--model", "smol", "--base-url", llm_server.base_url)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "softlabel: ready with --logit-bias 0" in result.stdout
+    assert "label: ready" in result.stdout
+
+
+def test_a_closed_port_answers_connection_refused_at_once(cli) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends
+    started = time.monotonic()
+    result = cli(
+        "test", "--model", "smol", "--base-url", f"http://u:sk-secret-42@127.0.0.1:{port}/v1"
+    )
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert "connection refused" in result.stdout
+    assert "sk-secret-42" not in result.stdout + result.stderr
+    assert elapsed < 20  # about 3 s; generous for a busy machine (bench: the real figure)

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import stamina
 
 from sftlabel.errors import ConfigError
 from sftlabel.llm import (
     AdaptiveLimiter,
     AuthenticationError,
     ClientConfig,
+    EndpointUnavailableError,
     LLMClient,
     PriceTable,
     RequestRejectedError,
-    RetriesExhaustedError,
     Secret,
     TokenBucket,
     parse_duration,
 )
+from tests.fake_clock import FakeClock
 
 KEY = "sk-test-secret-0123456789"
 
@@ -40,13 +40,6 @@ def completion(content: str = "ok", **usage: int) -> dict[str, Any]:
             "completion_tokens": usage.get("completion", 2),
         },
     }
-
-
-@pytest.fixture(autouse=True)
-def instant_retries() -> Iterator[None]:
-    stamina.set_testing(True, attempts=4)
-    yield
-    stamina.set_testing(False)
 
 
 def run(
@@ -69,12 +62,13 @@ def run(
         return item
 
     config = config or ClientConfig(
-        model="gpt-4o-mini", base_url="http://llm.test/v1", api_key=Secret(KEY)
+        model="gpt-4o-mini", base_url="http://llm.test/v1", api_key=Secret(KEY), max_attempts=4
     )
     outcomes: list[Any] = []
 
     async def main() -> LLMClient:
-        async with LLMClient(config, transport=httpx.MockTransport(handler)) as client:
+        transport = httpx.MockTransport(handler)
+        async with LLMClient(config, transport=transport, clock=FakeClock()) as client:
             for i in range(calls):
                 try:
                     outcomes.append(
@@ -187,19 +181,55 @@ def test_403_is_retried_once() -> None:
         httpx.Response(200, json={"choices": []}),
     ],
 )
-def test_malformed_answers_are_retried_then_fail(bad: httpx.Response) -> None:
-    [outcome], requests, _ = run([bad])
-    assert isinstance(outcome, RetriesExhaustedError)
-    assert "malformed response" in str(outcome)
-    assert len(requests) == 4  # stamina testing mode: 4 attempts
+def test_malformed_answers_are_retried(bad: httpx.Response) -> None:
+    [result], requests, _ = run([bad, bad, httpx.Response(200, json=completion("good"))])
+    assert result.content == "good" and len(requests) == 3
 
 
-def test_connection_errors_exhaust_retries_with_a_clear_message() -> None:
-    [outcome], requests, _ = run([httpx.ConnectError("connection refused")])
-    assert isinstance(outcome, RetriesExhaustedError)
-    assert len(requests) == 4
-    assert "gave up after 4 attempts" in str(outcome)
-    assert "connection failed" in str(outcome)
+def test_a_dead_endpoint_stops_within_dead_after_with_one_clear_message() -> None:
+    config = ClientConfig(model="m", base_url=f"http://user:{KEY}@llm.test/v1?api-key={KEY}")
+    clock = FakeClock()
+    outcomes: list[BaseException] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    async def main() -> None:
+        async with LLMClient(config, transport=httpx.MockTransport(refuse), clock=clock) as c:
+
+            async def ask(i: int) -> None:
+                try:
+                    await c.chat(c.request([{"role": "user", "content": f"q{i}"}]))
+                except EndpointUnavailableError as exc:
+                    outcomes.append(exc)
+
+            async with anyio.create_task_group() as group:
+                for i in range(20):
+                    group.start_soon(ask, i)
+
+    started = clock.now()
+    anyio.run(main)
+    assert len(outcomes) == 20 and len({id(o) for o in outcomes}) == 1
+    error = outcomes[0]
+    assert error.exit_code == 3
+    assert 29 <= clock.now() - started <= 32
+    text = f"{error} {error.hint}"
+    assert "connection refused" in text and "--base-url" in text
+    assert "http://<redacted>@llm.test/v1/chat/completions" in text and KEY not in text
+
+
+@pytest.mark.parametrize("body", ["<html><body>Sign in</body></html>", "not json"])
+def test_html_answers_from_the_start_are_a_dead_endpoint_and_never_cached(
+    tmp_path: Path, body: str
+) -> None:
+    config = ClientConfig(model="m", base_url="http://llm.test/v1", cache_path=tmp_path / "c")
+    [outcome], requests, _ = run([httpx.Response(200, text=body)], config=config)
+    assert isinstance(outcome, EndpointUnavailableError)
+    assert "not a chat completion" in str(outcome) and "/v1" in str(outcome.hint)
+    assert 3 <= len(requests) <= 20
+    from sftlabel.llm import ResponseCache
+
+    assert len(ResponseCache(tmp_path / "c")) == 0
 
 
 def test_response_cache_answers_repeats_without_a_request(tmp_path: Path) -> None:
@@ -219,8 +249,8 @@ def test_response_cache_answers_repeats_without_a_request(tmp_path: Path) -> Non
 def test_rate_limit_headers_seed_the_request_bucket() -> None:
     headers = {"x-ratelimit-limit-requests": "600", "x-ratelimit-limit-tokens": "90000"}
     _, _, client = run([httpx.Response(200, json=completion(), headers=headers)])
-    assert client.rpm is not None and client.rpm.per_minute == pytest.approx(600 * 0.97)
-    assert client.tpm is not None and client.tpm.per_minute == pytest.approx(90000 * 0.97)
+    assert client.rpm is not None and client.rpm.per_minute == pytest.approx(600 * 0.98)
+    assert client.tpm is not None and client.tpm.per_minute == pytest.approx(90000 * 0.98)
 
 
 def test_explicit_rpm_is_not_overridden_by_headers() -> None:
@@ -232,7 +262,7 @@ def test_explicit_rpm_is_not_overridden_by_headers() -> None:
 
 def test_a_request_waiting_out_its_backoff_holds_no_slot() -> None:
     """Concurrency 1: A gets a 429 asking for 0.4 s; B must be served during A's wait."""
-    stamina.set_testing(False)
+    clock = FakeClock()
     order: list[str] = []
     state = {"a_tries": 0}
 
@@ -248,10 +278,11 @@ def test_a_request_waiting_out_its_backoff_holds_no_slot() -> None:
     config = ClientConfig(model="m", base_url="http://llm.test/v1", concurrency=1, adaptive=False)
 
     async def main() -> None:
-        async with LLMClient(config, transport=httpx.MockTransport(handler)) as client:
+        transport = httpx.MockTransport(handler)
+        async with LLMClient(config, transport=transport, clock=clock) as client:
 
             async def ask(who: str, delay: float) -> None:
-                await anyio.sleep(delay)
+                await clock.sleep(delay)
                 await client.chat(client.request([{"role": "user", "content": who}]))
 
             async with anyio.create_task_group() as group:
@@ -298,14 +329,16 @@ def test_limiter_survives_cancelled_waiters() -> None:
 
 
 def test_token_bucket_spaces_requests() -> None:
+    clock = FakeClock()
+
     async def main() -> float:
-        bucket = TokenBucket(1200)  # 20/s, burst 20
-        started = anyio.current_time()
+        bucket = TokenBucket(1200, clock=clock)  # 20/s, burst 20
+        started = clock.now()
         for _ in range(40):
             await bucket.acquire()
-        return anyio.current_time() - started
+        return clock.now() - started
 
-    assert anyio.run(main) >= 0.9  # the second 20 had to wait about a second
+    assert anyio.run(main) == pytest.approx(1.0, abs=0.01)  # the second 20 waited a second
 
 
 @pytest.mark.parametrize(
@@ -343,7 +376,7 @@ def test_secret_never_shows_in_reprs() -> None:
 
 
 def test_an_exhausted_rate_window_holds_new_requests_until_its_reset() -> None:
-    stamina.set_testing(False)
+    clock = FakeClock()
     exhausted = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"}
     responses = [
         httpx.Response(200, json=completion(), headers=exhausted),
@@ -352,14 +385,15 @@ def test_an_exhausted_rate_window_holds_new_requests_until_its_reset() -> None:
     seen: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(anyio.current_time())
+        seen.append(clock.now())
         return responses[len(seen) - 1]
 
     async def main() -> None:
         config = ClientConfig(model="m", base_url="http://llm.test/v1")
-        async with LLMClient(config, transport=httpx.MockTransport(handler)) as client:
+        transport = httpx.MockTransport(handler)
+        async with LLMClient(config, transport=transport, clock=clock) as client:
             for i in range(2):
                 await client.chat(client.request([{"role": "user", "content": f"q{i}"}]))
 
     anyio.run(main)
-    assert seen[1] - seen[0] >= 0.28  # the second request waited for the reset
+    assert seen[1] - seen[0] == pytest.approx(0.3)  # the second request waited for the reset

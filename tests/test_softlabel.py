@@ -82,7 +82,8 @@ def test_raw_dataset_into_labeled_twin_one_request_per_turn(
     assert len(records) == TURNS
     assert len({(r["conversationId"], r["messageId"]) for r in records}) == TURNS
     stats = llm_server.stats()
-    assert stats["chat_requests"] == TURNS  # --no-rationales: exactly one request per turn
+    # --no-rationales: at most one request per turn (identical turns in flight are sent once)
+    assert stats["chat_requests"] <= TURNS
     first = records[0]
     for field in ("conversationId", "messageId", "split", "bucket", "hard_label", "soft_label"):
         assert field in first
@@ -122,7 +123,7 @@ def test_existing_output_is_refused_then_resumed_for_free(cli, llm_server, tmp_p
     # --limit is kept by a resume unless given again (it widens the run, answers unchanged)
     resumed = cli(*args(llm_server, raw, "-o", out, "--resume", "--limit", str(TURNS)))
     assert resumed.exit_code == 0, resumed.stderr
-    assert llm_server.stats()["chat_requests"] == TURNS - 20  # only the missing turns
+    assert llm_server.stats()["chat_requests"] <= TURNS - 20  # only the missing turns (once)
     assert len(output_records(out)) == TURNS
     meta = json.loads((out / "labeling_metadata.json").read_text("utf-8"))
     assert len(meta["sessions"]) == 2

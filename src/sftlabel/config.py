@@ -89,10 +89,17 @@ class Settings(msgspec.Struct, kw_only=True):
             value = setting.value
             if FIELDS[key].secret and value:
                 value = REDACTED
+            elif key in URL_SETTINGS and value:
+                from sftlabel.llm import redact_url  # here: config is imported first
+
+                value = redact_url(value)  # credentials in userinfo or the query
             shown[key] = {"value": value, "source": setting.source}
             if setting.detail:
                 shown[key]["from"] = setting.detail
         return shown
+
+
+URL_SETTINGS = frozenset({"base_url", "azure_endpoint"})
 
 
 def default_cache_dir() -> str:

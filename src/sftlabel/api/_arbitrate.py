@@ -24,7 +24,7 @@ from sftlabel.api._session import (
 )
 from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler
-from sftlabel.llm import LLMClient
+from sftlabel.llm import Budget, LLMClient
 from sftlabel.runs import (
     LABELED,
     ArbitrateTask,
@@ -167,7 +167,12 @@ async def aarbitrate(
         prices=opts.get("prices"),
     )
     check_budget(config, rate.max_cost)
-    client = LLMClient(config, transport=transport)
+    budget = (
+        Budget(rate.max_cost, spent=min(manifest.spent, rate.max_cost))
+        if rate.max_cost is not None
+        else None
+    )
+    client = LLMClient(config, transport=transport, budget=budget)
     files = RunFiles(target)
     try:
         if not existing:

@@ -74,16 +74,20 @@ def parse_headers(headers: Sequence[str] | Mapping[str, str] | None) -> dict[str
 
 
 def key_source(settings: Settings, azure: bool) -> str | None:
-    """Where the API key came from, for messages (``LITELLM_KEY``, ``--api-key``, a file)."""
-    setting = settings.values.get("azure_api_key" if azure else "api_key")
+    """Where the API key came from, for the 401 hint: ``LITELLM_KEY``, ``--api-key``, the
+    config file, the Key Vault secret."""
+    name = "azure_api_key" if azure and settings.get("azure_api_key") else "api_key"
+    setting = settings.values.get(name)
     if setting is None or not setting.value:
-        if azure and settings.values["api_key"].value:
-            setting = settings.values["api_key"]
-        else:
-            return None
+        return None
     if setting.source == "flag":
         return "--api-key"
-    return setting.detail or setting.source
+    if not setting.detail:
+        return None
+    return {
+        "config": f"the config file {setting.detail}",
+        "keyvault": f"the Key Vault secret {setting.detail}",
+    }.get(setting.source, setting.detail)
 
 
 def client_config(
@@ -128,6 +132,7 @@ def client_config(
         tpm=tpm,
         cache_path=cache_path,
         prices=PriceTable.with_overrides(Path(prices) if prices else None),
+        api_key_source=key_source(settings, azure) if key else None,
     )
     if check_endpoint:
         config.endpoint()  # fail early and clearly when no endpoint is configured

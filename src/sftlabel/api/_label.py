@@ -29,7 +29,7 @@ from sftlabel.api._session import (
 )
 from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler, prompt_version
-from sftlabel.llm import ClientConfig, LLMClient
+from sftlabel.llm import Budget, ClientConfig, LLMClient, redact_url
 from sftlabel.runs import (
     FAILURES,
     LABELED,
@@ -165,6 +165,15 @@ def _plan(
     )
 
 
+def _budget(plan: _Plan) -> Budget | None:
+    """The run's hard cap: what earlier sessions spent counts against it, and every request
+    reserves its worst-case cost before it is sent."""
+    if plan.rate.max_cost is None:
+        return None
+    spent = plan.manifest.spent if plan.manifest is not None else 0.0
+    return Budget(plan.rate.max_cost, spent=min(spent, plan.rate.max_cost))
+
+
 def _absolute(given: str) -> str:
     """An input as the manifest records it: a resolved path, or a URL as given."""
     return given if "://" in given else str(Path(given).resolve())
@@ -261,12 +270,15 @@ async def _run(
     control: RunControl | None,
 ) -> RunResult:
     # everything that can fail on the configuration has failed before the run directory exists
-    client = LLMClient(config, transport=transport)
+    budget = _budget(plan)
+    client = LLMClient(config, transport=transport, budget=budget)
     arbiter = None
     options_ = plan.options
     if options_.arbitration and options_.arbitration_model not in (None, options_.model):
         arbiter = LLMClient(
-            replace(config, model=str(options_.arbitration_model)), transport=transport
+            replace(config, model=str(options_.arbitration_model)),
+            transport=transport,
+            budget=budget,  # one cap for both clients
         )
     files = RunFiles(plan.root)
     try:
@@ -278,8 +290,8 @@ async def _run(
                 inputs=plan.inputs,
                 given_inputs=plan.given_inputs,
                 endpoint=Endpoint(
-                    url=config.endpoint(),
-                    base_url=config.base_url,
+                    url=redact_url(config.endpoint()),
+                    base_url=redact_url(config.base_url) if config.base_url else None,
                     azure_deployment=config.azure_deployment,
                     api_version=config.api_version if config.azure else None,
                 ),

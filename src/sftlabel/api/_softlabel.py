@@ -25,7 +25,14 @@ from sftlabel.api._session import (
     with_signals,
 )
 from sftlabel.errors import UsageError
-from sftlabel.llm import ChatRequest, LLMClient, estimate_tokens, resolve_label_tokens
+from sftlabel.llm import (
+    Budget,
+    ChatRequest,
+    LLMClient,
+    estimate_tokens,
+    redact_url,
+    resolve_label_tokens,
+)
 from sftlabel.model import Problem
 from sftlabel.runs import (
     MANIFEST,
@@ -220,7 +227,13 @@ async def asoftlabel(
             prices=opts.get("prices"),
         )
         check_budget(config, rate.max_cost)
-        client = LLMClient(config, transport=transport)
+        spent = recorded.spent if recorded is not None else 0.0
+        budget = (
+            Budget(rate.max_cost, spent=min(spent, rate.max_cost))
+            if rate.max_cost is not None
+            else None
+        )
+        client = LLMClient(config, transport=transport, budget=budget)
         try:
             tokens = await resolve_label_tokens(client, soft.label_token_ids)
             manifest = recorded or RunManifest(
@@ -229,8 +242,8 @@ async def asoftlabel(
                 inputs=[str(p.resolve()) for p in staged.inputs],
                 given_inputs=sources,
                 endpoint=Endpoint(
-                    url=config.endpoint(),
-                    base_url=config.base_url,
+                    url=redact_url(config.endpoint()),
+                    base_url=redact_url(config.base_url) if config.base_url else None,
                     azure_deployment=config.azure_deployment,
                 ),
                 options=msgspec.structs.asdict(soft),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -68,8 +69,13 @@ def test(
     Sends one soft-label classification (with its rationale), two logit-bias probes and one
     taxonomy call, then prints latency, the label token ids and how they were found, whether
     logprobs, top_logprobs, logit_bias and JSON mode are honoured, the soft label, the rationale
-    and the taxonomy labels. Nothing is cached. Exit status: 0 when the endpoint serves both
-    jobs, 1 when a capability is missing (the report says which), 2 usage error.
+    and the taxonomy labels. Nothing is cached. Each verdict names the options that make the
+    job work on this endpoint (softlabel "ready with --logit-bias 0" when the server ignores
+    logit_bias). An endpoint that cannot be reached (connection refused, DNS, TLS, answers that
+    are not an API) is reported within about 5 s.
+
+    Exit status: 0 the endpoint serves both jobs (maybe with the options named), 1 a capability
+    is missing (the report says which), 2 usage error, 3 the endpoint cannot be reached.
     """
     settings = resolve_settings(
         {"model": model, "base_url": base_url, "api_key": api_key, "taxonomy": taxonomy},
@@ -95,6 +101,13 @@ def test(
         no_cache=True,
         prices=None,
     )
+    # answer fast on a dead endpoint: a few seconds of connection failures are enough here
+    client_config = dataclasses.replace(
+        client_config,
+        dead_after=3.0,
+        max_unavailable=min(60.0, client_config.timeout),
+        connect_timeout=min(client_config.connect_timeout, 4.0),
+    )
     tax = load_taxonomy(settings.get("taxonomy"))
     the_strategy = get_strategy(strategy)
 
@@ -115,6 +128,8 @@ def test(
         typer.echo(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
     else:
         _render(report)
+    if report.unreachable is not None:
+        raise typer.Exit(3)
     raise typer.Exit(0 if report.softlabel_ready and report.label_ready else 1)
 
 
@@ -136,11 +151,17 @@ def _render(report: EndpointReport) -> None:
         stdout.print(f"taxonomy (call 1): {labels}", markup=False)
     for issue in report.taxonomy_issues[:5]:
         stdout.print(f"  validation: {issue}", markup=False)
+    if report.unreachable is not None:
+        stdout.print(f"[red]not reachable[/]: {report.unreachable}", highlight=False)
+        return
     verdict = {
-        "softlabel": report.softlabel_ready,
-        "label": report.label_ready,
+        "softlabel": (report.softlabel_ready, report.softlabel_options),
+        "label": (report.label_ready, report.label_options),
     }
-    for job, ready in verdict.items():
-        stdout.print(f"{job}: {'[green]ready[/]' if ready else '[red]not ready[/]'}")
+    for job, (ready, options) in verdict.items():
+        if ready and options:
+            stdout.print(f"{job}: [green]ready[/] with {' '.join(options)}", highlight=False)
+        else:
+            stdout.print(f"{job}: {'[green]ready[/]' if ready else '[red]not ready[/]'}")
     if report.missing:
         stdout.print(f"missing: {', '.join(report.missing)}", markup=False)

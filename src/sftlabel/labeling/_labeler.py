@@ -25,12 +25,17 @@ class LabelingFailed(SftlabelError):
 
     ``reason`` is a short kind for counting: ``no-json`` (no parseable answer after the repair
     turns), ``rejected`` (the server refused the request: 400 ...), ``retries-exhausted``
-    (429/5xx/timeouts/resets persisted).
+    (5xx/timeouts/resets of this request's own persisted while others got answers).
+    ``cause`` (rejections only): ``content`` when the server said the content is the problem
+    (the sample's own failure), ``endpoint`` otherwise (unknown model, unsupported parameter ...:
+    every sample will fail the same way). Rate limits and outages never fail a sample: the
+    client waits, or raises :class:`~sftlabel.llm.EndpointUnavailableError` for the run.
     """
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str, cause: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.cause = cause
 
 
 class CallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -286,16 +291,28 @@ class Labeler:
                 params.pop("response_format", None)
             sent_json = "response_format" in params
             try:
-                return await client.chat(client.request(messages, **params))
+                return await client.chat(client.request(messages, **params), accept=_usable)
             except RequestRejectedError as exc:
                 # Decide on what *this* request carried: requests sent before another one turned
                 # JSON mode off get the same refusal and must be asked again too.
                 if sent_json and self.json_mode == "auto" and _json_mode_refused(exc):
                     self._json = False  # the endpoint does not do JSON mode: ask without it
                     continue
-                raise LabelingFailed(f"request rejected: {exc}", reason="rejected") from None
+                raise LabelingFailed(
+                    f"request rejected: {exc}", reason="rejected", cause=exc.cause
+                ) from None
             except RetriesExhaustedError as exc:
                 raise LabelingFailed(str(exc), reason="retries-exhausted") from None
+
+
+def _usable(result: ChatResult) -> bool:
+    """Whether an answer is worth caching: it holds a JSON object (a reply that does not is
+    asked again in a repair turn, and must not come back from the cache on the next run)."""
+    try:
+        extract_json(result.content)
+    except ReplyFormatError:
+        return False
+    return True
 
 
 def _json_mode_refused(exc: RequestRejectedError) -> bool:

@@ -1,44 +1,62 @@
 """The shared OpenAI-compatible LLM client (used by label, softlabel, arbitrate and test)."""
 
+from sftlabel.llm._budget import Budget
 from sftlabel.llm._cache import ResponseCache, cache_key
-from sftlabel.llm._client import (
+from sftlabel.llm._client import LLMClient
+from sftlabel.llm._config import (
     ChatRequest,
     ChatResult,
     ClientConfig,
     ClientStats,
-    LLMClient,
     Secret,
     estimate_tokens,
+    redact_url,
 )
 from sftlabel.llm._errors import (
     AuthenticationError,
+    BudgetExceededError,
+    EndpointUnavailableError,
     LLMError,
     RequestRejectedError,
     RetriesExhaustedError,
 )
-from sftlabel.llm._limits import AdaptiveLimiter, TokenBucket, parse_duration
+from sftlabel.llm._limits import (
+    AdaptiveLimiter,
+    Clock,
+    RateLearner,
+    SystemClock,
+    TokenBucket,
+    parse_duration,
+)
 from sftlabel.llm._pricing import Price, PriceTable
 from sftlabel.llm._tokens import LabelTokens, resolve_label_tokens
 
 __all__ = [
     "AdaptiveLimiter",
     "AuthenticationError",
+    "Budget",
+    "BudgetExceededError",
     "ChatRequest",
     "ChatResult",
     "ClientConfig",
     "ClientStats",
+    "Clock",
+    "EndpointUnavailableError",
     "LLMClient",
     "LLMError",
     "LabelTokens",
     "Price",
     "PriceTable",
+    "RateLearner",
     "RequestRejectedError",
     "ResponseCache",
     "RetriesExhaustedError",
     "Secret",
+    "SystemClock",
     "TokenBucket",
     "cache_key",
     "estimate_tokens",
     "parse_duration",
+    "redact_url",
     "resolve_label_tokens",
 ]

@@ -2,15 +2,21 @@
 
 Keyed by a hash of the endpoint and the exact request body (model, messages and every
 parameter that changes the answer), so a repeated run or a resume pays nothing twice. WAL mode
-and a busy timeout let several processes use one cache file.
+and a busy timeout let several processes use one cache file. The async ``aget``/``aput`` run in
+worker threads, reads and writes on separate connections: a database locked by another process
+delays only the write that waits for it, never the event loop or the reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 import time
 from pathlib import Path
+
+import anyio
+import anyio.to_thread
 
 from sftlabel.errors import ConfigError
 
@@ -40,10 +46,15 @@ class ResponseCache:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._db = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(SCHEMA)
+            self._reader = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the response cache {path}: {exc}",
@@ -51,9 +62,17 @@ class ResponseCache:
             ) from None
         self.hits = 0
         self.misses = 0
+        self.write_errors = 0
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._readers = anyio.CapacityLimiter(1)
+        self._writers = anyio.CapacityLimiter(1)
 
     def get(self, key: str) -> bytes | None:
-        row = self._db.execute("SELECT body FROM responses WHERE key = ?", (key,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT body FROM responses WHERE key = ?", (key,)
+            ).fetchone()
         if row is None:
             self.misses += 1
             return None
@@ -61,13 +80,31 @@ class ResponseCache:
         return bytes(row[0])
 
     def put(self, key: str, model: str, body: bytes) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO responses (key, created, model, body) VALUES (?, ?, ?, ?)",
-            (key, time.time(), model, body),
-        )
+        with self._write_lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (key, created, model, body) VALUES (?, ?, ?, ?)",
+                (key, time.time(), model, body),
+            )
+
+    async def aget(self, key: str) -> bytes | None:
+        """``get`` in a worker thread."""
+        return await anyio.to_thread.run_sync(self.get, key, limiter=self._readers)
+
+    async def aput(self, key: str, model: str, body: bytes) -> None:
+        """``put`` in a worker thread; a write that fails (a database locked for longer than
+        the busy timeout) is counted in ``write_errors`` and dropped: the answer is used, only
+        a later run pays for it again."""
+        try:
+            await anyio.to_thread.run_sync(self.put, key, model, body, limiter=self._writers)
+        except sqlite3.Error:
+            self.write_errors += 1
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        with self._read_lock:
+            return int(self._reader.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        with self._write_lock:
+            self._db.close()
+        with self._read_lock:
+            self._reader.close()

@@ -1,33 +1,50 @@
 """The one OpenAI-compatible chat-completions client every command shares.
 
-Raw httpx (no SDK): explicit timeouts, a connection pool sized to the concurrency, keep-alive.
-Retries with stamina on transport errors, timeouts, 408/409/429/5xx, malformed answers and one
-403; ``Retry-After``/``retry-after-ms`` are honoured (capped). A request waiting out a backoff
-holds no concurrency slot. RPM/TPM token buckets (seeded from ``x-ratelimit-*`` headers when no
-limit is given) and an adaptive concurrency limit keep a run at the provider's limit with few
-429s. Successful answers are cached in SQLite, so nothing is paid twice.
+Raw httpx (no SDK): a connect timeout, a read timeout sized to the request, a connection pool
+sized to the concurrency, keep-alive. The retry loop is our own (see docs/performance.md):
+
+* a 429 never uses up an attempt: the request waits the larger of ``Retry-After`` /
+  ``retry-after-ms`` and its own backoff (with jitter), holding no concurrency slot, and the
+  request rate is learned from the 429s (or set from ``x-ratelimit-*`` headers / ``--rpm``);
+* failures of the endpoint's across requests (an outage) open a run-wide circuit: one probe at
+  a time, with backoff, until it answers, and they never count against a request; a request
+  fails only for reasons of its own (it keeps failing while others get answers, or it is
+  rejected);
+* a dead endpoint, or no progress for ``max_unavailable`` seconds, raises
+  :class:`EndpointUnavailableError` to every caller.
+
+Identical requests in flight together are sent once (single flight); answers are cached in
+SQLite (off the event loop) when the caller's ``accept`` says they are usable.
 """
 
 from __future__ import annotations
 
-import email.utils
+import itertools
 import math
 import random
-import time
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 import httpx
 import msgspec
-import stamina
 
 from sftlabel._version import __version__
 from sftlabel.errors import ConfigError
+from sftlabel.llm._budget import Budget, Reservation
 from sftlabel.llm._cache import ResponseCache, cache_key
+from sftlabel.llm._circuit import Health, backoff
+from sftlabel.llm._config import (
+    ChatRequest,
+    ChatResult,
+    ClientConfig,
+    ClientStats,
+    estimate_tokens,
+    redact_url,
+    url_secrets,
+)
 from sftlabel.llm._errors import (
     AuthenticationError,
     LLMError,
@@ -35,205 +52,92 @@ from sftlabel.llm._errors import (
     RetriesExhaustedError,
     RetryableError,
 )
-from sftlabel.llm._limits import AdaptiveLimiter, TokenBucket, parse_duration
-from sftlabel.llm._pricing import PriceTable
+from sftlabel.llm._http import (
+    RETRY_STATUSES,
+    cut,
+    describe_transport,
+    error_detail,
+    parse_completion,
+    rejection_cause,
+    retry_after,
+    transport_kind,
+)
+from sftlabel.llm._limits import SYSTEM_CLOCK, AdaptiveLimiter, Clock, RateLearner, TokenBucket
+from sftlabel.llm._pacing import Pacer
 
+SLOW_START = 8
+"""Concurrency a client opens with; it doubles every round trip until a 429 or --concurrency."""
 SHARD_CONNECTIONS = 8
 """Connections per httpx pool (see LLMClient.__init__)."""
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
-DEFAULT_AZURE_API_VERSION = "2024-10-21"
-
-
-class Secret:
-    """A secret value whose repr and str never show it (tracebacks, logs, Struct reprs)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('<redacted>')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClientConfig:
-    """Where and how to send requests. Build it from settings; see ``sftlabel info``."""
-
-    model: str
-    base_url: str | None = None
-    api_key: Secret | None = None
-    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
-    azure_endpoint: str | None = None
-    azure_deployment: str | None = None
-    api_version: str = DEFAULT_AZURE_API_VERSION
-    timeout: float = 120.0
-    connect_timeout: float = 10.0
-    concurrency: int = 50
-    adaptive: bool = True
-    rpm: float | None = None
-    tpm: float | None = None
-    max_attempts: int = 8
-    retry_after_cap: float = 120.0
-    cache_path: Path | None = None
-    prices: PriceTable = field(default_factory=PriceTable, repr=False)
-
-    @property
-    def azure(self) -> bool:
-        return self.azure_deployment is not None
-
-    def endpoint(self) -> str:
-        """The chat-completions URL (it never carries a secret)."""
-        if self.azure:
-            root = (self.azure_endpoint or self.base_url or "").rstrip("/")
-            if not root:
-                raise ConfigError(
-                    "Azure OpenAI needs an endpoint",
-                    hint="set AZURE_OPENAI_ENDPOINT or pass --base-url "
-                    "https://<resource>.openai.azure.com",
-                )
-            return (
-                f"{root}/openai/deployments/{self.azure_deployment}/chat/completions"
-                f"?api-version={self.api_version}"
-            )
-        if not self.base_url:
-            raise ConfigError(
-                "no endpoint configured",
-                hint="pass --base-url (e.g. https://api.openai.com/v1) or set SFTLABEL_BASE_URL",
-            )
-        return self.base_url.rstrip("/") + "/chat/completions"
-
-    def auth_headers(self) -> dict[str, str]:
-        if not self.api_key:
-            return {}
-        if self.azure:
-            return {"api-key": self.api_key.reveal()}
-        return {"Authorization": f"Bearer {self.api_key.reveal()}"}
-
-
-class ChatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A chat-completions request body (only answer-changing fields: it is the cache key)."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    temperature: float | None = None
-    max_tokens: int | None = None
-    response_format: dict[str, Any] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    logit_bias: dict[str, float] | None = None
-    seed: int | None = None
-
-
-class ChatResult(msgspec.Struct, kw_only=True):
-    """What one chat call gave, with its cost in tokens, money, time and retries."""
-
-    content: str
-    finish_reason: str | None = None
-    logprobs: Any = None
-    tool_calls: list[Any] | None = None
-    model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost: float | None = None
-    latency: float = 0.0
-    attempts: int = 0
-    rate_limited: int = 0
-    from_cache: bool = False
-
-
-class ClientStats(msgspec.Struct, kw_only=True):
-    """Totals over the client's life."""
-
-    calls: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost: float = 0.0
-    cost_known: bool = True
-    latency_total: float = 0.0
-    statuses: dict[str, int] = {}
-    peak_concurrency: int = 0
-
-
-# Response shapes (only what we read; unknown fields are ignored).
-class _Message(msgspec.Struct):
-    content: str | None = None
-    tool_calls: list[Any] | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message = msgspec.field(default_factory=_Message)
-    finish_reason: str | None = None
-    logprobs: Any = None
-
-
-class _Details(msgspec.Struct):
-    cached_tokens: int | None = 0
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = 0
-    completion_tokens: int | None = 0
-    prompt_tokens_details: _Details | None = None
-    prompt_cache_hit_tokens: int | None = None  # DeepSeek
-
-
-class _Completion(msgspec.Struct):
-    choices: list[_Choice]
-    usage: _Usage | None = None
-    model: str | None = None
-
 
 _request_encoder = msgspec.json.Encoder()
-_completion_decoder = msgspec.json.Decoder(_Completion)
-_error_decoder = msgspec.json.Decoder()
 
 
-def estimate_tokens(request: ChatRequest) -> int:
-    """A cheap upper-ish estimate of a request's prompt tokens (about 4 characters a token)."""
-    chars = 0
-    for message in request.messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif content is not None:
-            chars += len(_request_encoder.encode(content))
-    return chars // 3 + 4 * len(request.messages) + 8
+class _Flight:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: ChatResult | None = None
+        self.error: LLMError | None = None
+
+
+class _CallState:
+    __slots__ = ("attempts", "forbidden", "id", "rate_limited")
+
+    def __init__(self, ident: int) -> None:
+        self.id = ident
+        self.attempts = 0
+        self.rate_limited = 0
+        self.forbidden = False
 
 
 class LLMClient:
-    """Async OpenAI-compatible client. Use as ``async with LLMClient(config) as client``."""
+    """Async OpenAI-compatible client. Use as ``async with LLMClient(config) as client``.
+
+    ``budget``: a :class:`Budget` (it may be shared by several clients) that every HTTP
+    attempt reserves its worst-case cost from; ``clock``: monotonic time and sleep (tests).
+    """
 
     def __init__(
-        self, config: ClientConfig, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        config: ClientConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        budget: Budget | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock or SYSTEM_CLOCK
         self.url = config.endpoint()
+        self.display_url = redact_url(self.url)
+        """The endpoint without credentials: what to show and record."""
+        if budget is not None and config.prices.lookup(config.model) is None:
+            raise ConfigError(
+                f"a budget needs the price of model {config.model!r}",
+                hint="pass --prices FILE with its input/output USD per million tokens",
+            )
+        self.budget = budget
         self.stats = ClientStats()
         self._statuses: Counter[str] = Counter()
-        self.limiter = AdaptiveLimiter(config.concurrency, adaptive=config.adaptive)
-        self.rpm = TokenBucket(config.rpm) if config.rpm else None
-        self.tpm = TokenBucket(config.tpm) if config.tpm else None
-        self._paused_until = 0.0
-        self._rpm_from_headers = config.rpm is None
-        self._tpm_from_headers = config.tpm is None
+        self.limiter = AdaptiveLimiter(
+            config.concurrency, adaptive=config.adaptive, initial=SLOW_START, clock=self.clock
+        )
+        self.health = Health(
+            clock=self.clock,
+            concurrency=config.concurrency,
+            dead_after=config.dead_after,
+            max_unavailable=config.max_unavailable,
+            describe=self.display_url.split("?", 1)[0],
+        )
+        self.pacer = Pacer(config, self.clock, self.health)
         self.cache = ResponseCache(config.cache_path) if config.cache_path else None
+        self._flights: dict[str, _Flight] = {}
+        self._ids = itertools.count()
+        self._secrets = [v for v in config.headers.values() if len(v) >= 8]
+        if config.api_key:
+            self._secrets.append(config.api_key.reveal())
+        self._secrets += url_secrets(self.url)
         headers = {
             "User-Agent": f"sftlabel/{__version__}",
             "Content-Type": "application/json",
@@ -260,12 +164,31 @@ class LLMClient:
             for _ in range(shards)
         ]
         self._shard_load = [0] * shards
-        stamina.instrumentation.set_on_retry_hooks([])  # we count retries ourselves
 
     @property
     def http(self) -> httpx.AsyncClient:
         """An httpx client with this endpoint's headers (for side endpoints such as tokenize)."""
         return self._shards[0]
+
+    @property
+    def rpm(self) -> TokenBucket | None:
+        """The request bucket (``--rpm`` or ``x-ratelimit-limit-requests``), if any."""
+        return self.pacer.rpm
+
+    @property
+    def tpm(self) -> TokenBucket | None:
+        return self.pacer.tpm
+
+    @property
+    def learner(self) -> RateLearner | None:
+        """The request rate learned from 429s (when no limit is known)."""
+        return self.pacer.learner
+
+    @property
+    def unavailable_since(self) -> float | None:
+        """Wall-clock epoch seconds since when the endpoint is unavailable (the circuit is
+        open), None when it answers."""
+        return self.health.unavailable_since
 
     async def __aenter__(self) -> Self:
         return self
@@ -290,169 +213,260 @@ class LLMClient:
             model=params.pop("model", None) or self.config.model, messages=messages, **params
         )
 
-    async def chat(self, request: ChatRequest, *, use_cache: bool = True) -> ChatResult:
+    async def chat(
+        self,
+        request: ChatRequest,
+        *,
+        use_cache: bool = True,
+        accept: Callable[[ChatResult], bool] | None = None,
+    ) -> ChatResult:
         """Send one chat completion, retrying what is worth retrying; answers may come from the
-        cache. Raises :class:`RequestRejectedError`, :class:`AuthenticationError` or
-        :class:`RetriesExhaustedError`."""
+        cache or from an identical request in flight. The answer is cached only when
+        ``accept(result)`` is true (default: always). Raises :class:`RequestRejectedError`,
+        :class:`AuthenticationError`, :class:`RetriesExhaustedError`,
+        :class:`EndpointUnavailableError` or :class:`BudgetExceededError`."""
         self.stats.calls += 1
         body = _request_encoder.encode(request)
-        key = cache_key(self.url, body)
-        if use_cache and self.cache is not None:
-            cached = self.cache.get(key)
+        key = cache_key(self.display_url, body)
+        caching = use_cache and self.cache is not None
+        if caching:
+            cached = await self._cached(key, request)
             if cached is not None:
-                result = self._parse(cached, request.model)
-                result.from_cache = True
-                result.cost = 0.0
-                self.stats.cache_hits += 1
+                return cached
+        if not use_cache:
+            return await self._call(request, body, None, accept)
+        while (flight := self._flights.get(key)) is not None:
+            await flight.done.wait()
+            if flight.result is not None:
+                self.stats.coalesced += 1
                 self.stats.succeeded += 1
-                return result
-        state = _CallState()
+                return msgspec.structs.replace(
+                    flight.result,
+                    shared=True,
+                    cost=None if flight.result.cost is None else 0.0,
+                    attempts=0,
+                    rate_limited=0,
+                )
+            if flight.error is not None:
+                self.stats.failed += 1
+                raise flight.error
+        flight = self._flights[key] = _Flight()
         try:
-            result, raw = await self._send_with_retries(request, body, state)
+            flight.result = await self._call(request, body, key if caching else None, accept)
+        except LLMError as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[key]
+            flight.done.set()
+        return flight.result
+
+    async def _cached(self, key: str, request: ChatRequest) -> ChatResult | None:
+        assert self.cache is not None
+        raw = await self.cache.aget(key)
+        if raw is None:
+            return None
+        try:
+            result = parse_completion(raw, request.model, self.config.prices)
+        except LLMError:
+            return None  # an unusable entry of an older version: ask again
+        result.from_cache = True
+        result.cost = 0.0
+        self.stats.cache_hits += 1
+        self.stats.succeeded += 1
+        return result
+
+    async def _call(
+        self,
+        request: ChatRequest,
+        body: bytes,
+        key: str | None,
+        accept: Callable[[ChatResult], bool] | None,
+    ) -> ChatResult:
+        state = _CallState(next(self._ids))
+        self.health.enter()
+        try:
+            answer = await self._send(request, body, key, state)
         except LLMError:
             self.stats.failed += 1
             raise
         finally:
+            self.health.leave()
             self.stats.retries += max(state.attempts - 1, 0)
             self.stats.rate_limited += state.rate_limited
             self.stats.peak_concurrency = self.limiter.peak
             self.stats.statuses = dict(self._statuses)
-        if use_cache and self.cache is not None:
-            self.cache.put(key, request.model, raw)
+            self.stats.unavailable_seconds = self.health.unavailable_total
+        if isinstance(answer, ChatResult):
+            return answer  # the cache, checked again right before sending
+        result, raw = answer
+        if key is not None and self.cache is not None:
+            if _accepts(accept, result):
+                await self.cache.aput(key, request.model, raw)
+            else:
+                self.stats.not_cached += 1
         self._account(result)
         return result
 
-    async def _send_with_retries(
-        self, request: ChatRequest, body: bytes, state: _CallState
-    ) -> tuple[ChatResult, bytes]:
-        estimate = estimate_tokens(request) + (request.max_tokens or 0)
-        try:
-            async for attempt in stamina.retry_context(
-                on=self._backoff,
-                attempts=self.config.max_attempts,
-                timeout=None,
-                wait_initial=0.5,
-                wait_max=30.0,
-                wait_jitter=1.0,
-            ):
-                with attempt:
-                    return await self._attempt(request, body, estimate, state)
-        except RetryableError as exc:
-            raise RetriesExhaustedError(
-                f"gave up after {state.attempts} attempts: {exc.message}", status=exc.status
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def _send(
+        self, request: ChatRequest, body: bytes, key: str | None, state: _CallState
+    ) -> tuple[ChatResult, bytes] | ChatResult:
+        tokens = estimate_tokens(request) + (request.max_tokens or 0)
+        own_failures = 0
+        rate_steps = 0
+        timeouts = 0
+        while True:
+            probe = await self.health.admit()
+            try:
+                return await self._try_once(
+                    request, body, key, state, tokens=tokens, timeouts=timeouts, probe=probe
+                )
+            except RetryableError as exc:
+                if exc.kind == "rate":
+                    self.health.on_rate_limited(probe)
+                    state.rate_limited += 1
+                    self.pacer.on_rate_limited()
+                    self.limiter.slow_start = False  # the rate is learned, not the concurrency
+                    wait = max(
+                        min(exc.retry_after or 0.0, self.config.retry_after_cap),
+                        backoff(rate_steps, initial=0.25, maximum=10.0),
+                    )
+                    rate_steps += 1
+                    await self.health.sleep(wait * random.uniform(1.0, 1.2))
+                    continue
+                if exc.kind == "forbidden":
+                    own_failures += 1
+                else:
+                    self.health.on_failure(state.id, exc.kind, exc.message, probe)
+                    if not self.health.open:
+                        own_failures += 1  # no outage (the circuit is closed): its own
+                if exc.kind == "timeout":
+                    timeouts += 1
+                if own_failures >= self.config.max_attempts:
+                    raise RetriesExhaustedError(
+                        f"gave up after {state.attempts} attempts: {exc.message}",
+                        status=exc.status,
+                    ) from None
+                if self.health.open:
+                    continue  # admit() waits for the circuit
+                wait = backoff(state.attempts - 1)
+                if exc.retry_after is not None:
+                    wait = max(wait, min(exc.retry_after, self.config.retry_after_cap))
+                await self.health.sleep(wait * random.uniform(1.0, 1.25))
+            finally:
+                if probe:
+                    self.health.end_probe()
 
-    def _backoff(self, exc: Exception) -> bool | float:
-        if not isinstance(exc, RetryableError):
-            return False
-        if exc.retry_after is None:
-            return True
-        wait = min(exc.retry_after, self.config.retry_after_cap)
-        return wait + random.uniform(0, min(1.0, wait * 0.1))
+    async def _try_once(
+        self,
+        request: ChatRequest,
+        body: bytes,
+        key: str | None,
+        state: _CallState,
+        *,
+        tokens: int,
+        timeouts: int,
+        probe: bool,
+    ) -> tuple[ChatResult, bytes] | ChatResult:
+        # The slot first, then the rate: a request that got its slot is paced by the rate
+        # known *now* (waiting for a bucket token in a slot is not a backoff)
+        async with self.limiter:
+            await self.pacer.wait(tokens)
+            if key is not None:
+                hit = await self._cached(key, request)
+                if hit is not None:
+                    return hit
+            reservation = self._reserve(request, tokens)
+            self.health.started()
+            state.attempts += 1
+            try:
+                result, raw = await self._attempt(request, body, state, timeouts)
+            except BaseException:
+                if reservation is not None and self.budget is not None:
+                    self.budget.release(reservation)
+                raise
+        if reservation is not None and self.budget is not None:
+            self.budget.settle(reservation, result.cost or 0.0)
+        self.health.on_success(probe)
+        self.limiter.on_success()
+        self.pacer.observe(request.max_tokens, result.latency)
+        return result, raw
+
+    def _reserve(self, request: ChatRequest, tokens: int) -> Reservation | None:
+        if self.budget is None:
+            return None
+        prompt = tokens - (request.max_tokens or 0)
+        worst = self.config.prices.cost(request.model, prompt, request.max_tokens or 4096)
+        return self.budget.reserve(worst or 0.0)
 
     async def _attempt(
-        self, request: ChatRequest, body: bytes, estimate: int, state: _CallState
+        self, request: ChatRequest, body: bytes, state: _CallState, timeouts: int
     ) -> tuple[ChatResult, bytes]:
-        state.attempts += 1
-        pause = self._paused_until - time.monotonic()
-        if pause > 0:
-            await anyio.sleep(pause)
-        if self.rpm is not None:
-            await self.rpm.acquire(1)
-        if self.tpm is not None:
-            await self.tpm.acquire(estimate)
-        async with self.limiter:
-            self.stats.requests += 1
-            started = time.monotonic()
-            try:
-                shard = self._shard_load.index(min(self._shard_load))
-                self._shard_load[shard] += 1
-                try:
-                    response = await self._shards[shard].post(self.url, content=body)
-                    raw = response.content
-                finally:
-                    self._shard_load[shard] -= 1
-            except httpx.TimeoutException as exc:
-                self._statuses["timeout"] += 1
-                raise RetryableError(f"timed out ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                self._statuses["transport"] += 1
-                raise RetryableError(f"connection failed: {type(exc).__name__}: {exc}") from None
-            latency = time.monotonic() - started
+        config = self.config
+        read = self.pacer.read_timeout(request.max_tokens, timeouts)
+        timeout = httpx.Timeout(read, connect=config.connect_timeout, pool=config.timeout)
+        self.stats.requests += 1
+        started = self.clock.now()
+        shard = self._shard_load.index(min(self._shard_load))
+        self._shard_load[shard] += 1
+        try:
+            response = await self._shards[shard].post(self.url, content=body, timeout=timeout)
+            raw = response.content
+        except httpx.TransportError as exc:
+            kind = transport_kind(exc)
+            self._statuses["timeout" if kind == "timeout" else "transport"] += 1
+            raise RetryableError(self._scrub(describe_transport(exc)), kind=kind) from None
+        finally:
+            self._shard_load[shard] -= 1
+        latency = self.clock.now() - started
         status = response.status_code
         self._statuses[str(status)] += 1
-        self._learn_limits(response.headers)
+        self.pacer.learn(response.headers)
         if status == 200:
             try:
-                result = self._parse(raw, request.model)
+                result = parse_completion(raw, request.model, config.prices)
             except LLMError as exc:
-                raise RetryableError(str(exc), status=status) from None
-            self.limiter.on_success()
+                raise RetryableError(str(exc), status=status, kind="not-json") from None
             result.latency = latency
             result.attempts = state.attempts
             result.rate_limited = state.rate_limited
             return result, raw
-        message = self._scrub(_error_message(raw) or response.reason_phrase)
+        text, code = error_detail(raw)
+        message = cut(self._scrub(text or response.reason_phrase))
         if status == 429:
-            state.rate_limited += 1
-            self.limiter.on_rate_limited()
             raise RetryableError(
-                f"429 rate limited: {message}", status=status, retry_after=_retry_after(response)
+                f"429 rate limited: {message}",
+                status=status,
+                retry_after=retry_after(response),
+                kind="rate",
             )
         if status in RETRY_STATUSES:
             raise RetryableError(
-                f"{status} {message}", status=status, retry_after=_retry_after(response)
+                f"{status} {message}", status=status, retry_after=retry_after(response)
             )
         if status == 403 and not state.forbidden:
             state.forbidden = True  # proxies answer 403 under load or for content filters
-            raise RetryableError(f"403 {message}", status=status)
+            raise RetryableError(f"403 {message}", status=status, kind="forbidden")
         if status in (401, 402):
+            source = config.api_key_source
             raise AuthenticationError(
                 f"the endpoint refused the credentials ({status}): {message}",
                 status=status,
-                hint="check --api-key / SFTLABEL_API_KEY (or AZURE_OPENAI_API_KEY) and the "
+                hint=f"the key sent comes from {source}: check it and the account's credit"
+                if source
+                else "check --api-key / SFTLABEL_API_KEY (or AZURE_OPENAI_API_KEY) and the "
                 "account's credit",
             )
-        raise RequestRejectedError(f"{status} {message}", status=status)
+        cause = rejection_cause(status, text, code)
+        reason = f" [{self._scrub(code)}]" if code and cause == "content" else ""
+        raise RequestRejectedError(f"{status} {message}{reason}", status=status, cause=cause)
 
     def _scrub(self, text: str) -> str:
-        """Remove the key (and any extra header value) from text a server sent back."""
-        secrets = [v for v in self.config.headers.values() if len(v) >= 8]
-        if self.config.api_key:
-            secrets.append(self.config.api_key.reveal())
-        for secret in secrets:
+        """Remove the key (and any extra header value, URL credential) from text a server
+        sent back; before the text is cut, so no prefix of a secret is left."""
+        for secret in self._secrets:
             text = text.replace(secret, "<redacted>")
         return text
-
-    def _parse(self, raw: bytes, model: str) -> ChatResult:
-        try:
-            completion = _completion_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise LLMError(f"malformed response: {exc}") from None
-        if not completion.choices:
-            raise LLMError("malformed response: no choices")
-        choice = completion.choices[0]
-        usage = completion.usage or _Usage()
-        cached = 0
-        if usage.prompt_tokens_details is not None:
-            cached = usage.prompt_tokens_details.cached_tokens or 0
-        if usage.prompt_cache_hit_tokens:
-            cached = usage.prompt_cache_hit_tokens
-        prompt = usage.prompt_tokens or 0
-        completion_tokens = usage.completion_tokens or 0
-        name = completion.model or model
-        return ChatResult(
-            content=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            logprobs=choice.logprobs,
-            tool_calls=choice.message.tool_calls,
-            model=name,
-            prompt_tokens=prompt,
-            completion_tokens=completion_tokens,
-            cached_tokens=cached,
-            cost=self.config.prices.cost(model, prompt, completion_tokens, cached),
-        )
 
     def _account(self, result: ChatResult) -> None:
         stats = self.stats
@@ -466,76 +480,11 @@ class LLMClient:
         else:
             stats.cost += result.cost
 
-    def _learn_limits(self, headers: httpx.Headers) -> None:
-        """Seed the RPM/TPM buckets from ``x-ratelimit-limit-*`` when no limit was given."""
-        if self._rpm_from_headers:
-            limit = _number(headers.get("x-ratelimit-limit-requests"))
-            if limit:
-                self._rpm_from_headers = False
-                self.rpm = TokenBucket(limit * 0.97)
-        if self._tpm_from_headers:
-            limit = _number(headers.get("x-ratelimit-limit-tokens"))
-            if limit:
-                self._tpm_from_headers = False
-                self.tpm = TokenBucket(limit * 0.97)
-        # An exhausted window: hold new requests until the endpoint says it resets.
-        for kind in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
-            if remaining is not None and remaining.strip() in ("0", "0.0"):
-                reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-                if reset:
-                    wait = min(reset, self.config.retry_after_cap)
-                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
 
-
-class _CallState:
-    __slots__ = ("attempts", "forbidden", "rate_limited")
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.rate_limited = 0
-        self.forbidden = False
-
-
-def _number(value: str | None) -> float | None:
-    if not value:
-        return None
+def _accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) -> bool:
+    if accept is None:
+        return True
     try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number > 0 else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    millis = _number(response.headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000.0
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def _error_message(raw: bytes) -> str:
-    """The server's error message, from an OpenAI-style error body or the raw text (short)."""
-    try:
-        data = _error_decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        text = raw[:300].decode("utf-8", "replace").strip()
-        return " ".join(text.split())
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:500]
-        if isinstance(error, str):
-            return error[:500]
-    return ""
+        return bool(accept(result))
+    except Exception:
+        return False

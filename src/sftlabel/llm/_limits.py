@@ -1,12 +1,35 @@
-"""Rate control: a token bucket for RPM/TPM and an adaptive (AIMD) concurrency limiter."""
+"""Rate control: a clock, a token bucket for RPM/TPM, a request rate learned from 429s and an
+adaptive (AIMD) concurrency limiter. Everything takes a :class:`Clock`, so tests inject one."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
+from typing import Protocol
 
 import anyio
+
+
+class Clock(Protocol):
+    """Monotonic seconds and an async sleep (tests pass a fake one)."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """``time.monotonic`` and ``anyio.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(max(seconds, 0.0))
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 class TokenBucket:
@@ -16,9 +39,14 @@ class TokenBucket:
     so a big request is delayed, never refused.
     """
 
-    def __init__(self, per_minute: float, *, burst_seconds: float = 1.0) -> None:
+    def __init__(
+        self, per_minute: float, *, burst_seconds: float = 1.0, clock: Clock | None = None
+    ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
         self._lock = anyio.Lock()
-        self._last = time.monotonic()
+        self._last = self.clock.now()
+        self.waited_at = -math.inf
+        """When an acquire last had to wait (the bucket is what limits the run)."""
         self.set_rate(per_minute, burst_seconds=burst_seconds)
         self._tokens = self.burst
 
@@ -28,11 +56,18 @@ class TokenBucket:
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.burst = max(1.0, self.rate * burst_seconds)
+        if hasattr(self, "_tokens"):
+            self._tokens = min(self._tokens, self.burst)
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self.clock.now()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
+
+    def drain(self) -> None:
+        """Forget the saved-up tokens (after a 429: the server's bucket is empty too)."""
+        self._refill()
+        self._tokens = min(self._tokens, 0.0)
 
     async def acquire(self, amount: float = 1.0) -> float:
         """Wait until ``amount`` tokens are available and take them; returns the time waited."""
@@ -41,20 +76,115 @@ class TokenBucket:
             while True:
                 self._refill()
                 needed = min(amount, self.burst)
-                if self._tokens >= needed:
+                if self._tokens >= needed - 1e-6:  # float rounding must not spin
                     self._tokens -= amount
                     return waited
                 delay = (needed - self._tokens) / self.rate
                 waited += delay
-                await anyio.sleep(delay)
+                self.waited_at = self.clock.now()
+                await self.clock.sleep(delay)
+
+
+class RateLearner:
+    """A request rate learned from 429s when the server sends no limit headers.
+
+    Unlimited until the first 429s. Once answers have been seen, a 429 (counted once per
+    ``cooldown``) measures the rate of successful answers over the last
+    ``window`` seconds -- what the server admitted while saturated, i.e. its limit -- and sets
+    the rate to ``margin`` x that (or cuts it by ``decrease`` when that is not lower). While the
+    rate is what holds requests back and no 429 comes, it grows: quickly (``fast`` per second)
+    up to ``margin`` x the rate at which the last 429 came (the ceiling), slowly (``slow``)
+    beyond it, so it settles just below the limit with few 429s.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        window: float = 2.0,
+        cooldown: float = 1.0,
+        margin: float = 0.97,
+        decrease: float = 0.9,
+        fast: float = 0.05,
+        slow: float = 0.005,
+    ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
+        self.bucket: TokenBucket | None = None
+        self.ceiling: float | None = None
+        """The paced rate (requests per minute) at which the last 429 came."""
+        self._successes: deque[float] = deque()
+        self._window = window
+        self._cooldown = cooldown
+        self._margin = margin
+        self._decrease = decrease
+        self._fast = fast
+        self._slow = slow
+        self._last_cut = -math.inf
+        self._last_grow = -math.inf
+        self._first_success = math.inf
+
+    @property
+    def per_minute(self) -> float | None:
+        return self.bucket.per_minute if self.bucket else None
+
+    def _expire(self, now: float) -> None:
+        while self._successes and self._successes[0] < now - self._window:
+            self._successes.popleft()
+
+    def on_success(self) -> None:
+        now = self.clock.now()
+        self._first_success = min(self._first_success, now)
+        self._successes.append(now)
+        self._expire(now)
+        bucket = self.bucket
+        if bucket is None or now - self._last_cut < self._cooldown:
+            return
+        if now - self._last_grow >= 0.5:
+            elapsed = min(now - self._last_grow, 5.0)
+            self._last_grow = now
+            if now - bucket.waited_at < 1.0:  # the rate is what holds requests back
+                below = self.ceiling is None or bucket.per_minute < self.ceiling * self._margin
+                step = self._fast if below else self._slow
+                bucket.set_rate(bucket.per_minute * (1 + step) ** elapsed, burst_seconds=0.2)
+
+    def on_rate_limited(self) -> None:
+        now = self.clock.now()
+        if self.bucket is not None:
+            self.bucket.drain()
+        if now - self._last_cut < self._cooldown or not self._successes:
+            return  # counted already, or nothing to measure yet (the requests back off anyway)
+        self._last_cut = now
+        self._last_grow = now
+        self._expire(now)
+        span = max(min(self._window, now - self._first_success), 1.0)
+        measured = len(self._successes) / span * 60.0
+        current = self.bucket.per_minute if self.bucket else math.inf
+        if self.bucket is not None and self.bucket.per_minute >= (self.ceiling or 0.0) * 0.9:
+            # the rate we were sending at when the server refused: the limit is about there
+            # (a storm refusing everything for a while leaves it as it was)
+            self.ceiling = self.bucket.per_minute
+        target = measured * self._margin
+        if not 0 < target < current:
+            target = current * self._decrease if math.isfinite(current) else 60.0
+        if math.isfinite(current):
+            target = max(target, current * 0.5)  # at most halved per cut
+        target = max(target, 6.0)
+        if self.bucket is None:
+            self.bucket = TokenBucket(target, burst_seconds=0.2, clock=self.clock)
+        else:
+            self.bucket.set_rate(target, burst_seconds=0.2)
+        self.bucket.drain()
 
 
 class AdaptiveLimiter:
     """A concurrency limit that backs off on 429 and climbs back on success.
 
-    Multiplicative decrease (``limit * decrease``, at most once per ``cooldown`` seconds so one
-    burst of 429s counts once), additive increase (+1 per ``limit`` successes, i.e. about one
-    slot per round trip), between 1 and ``maximum``. Only requests on the wire hold a slot.
+    Slow start: from ``initial`` slots, +1 per success (doubling every round trip) up to
+    ``maximum`` until the first 429, so a run does not open with a burst of ``maximum``
+    requests a rate limit must refuse. Then multiplicative decrease (``limit * decrease``, at
+    most once per ``cooldown`` seconds so one burst of 429s counts once), additive increase
+    (+1 per ``limit`` successes, i.e. about one slot per round trip), between 1 and
+    ``maximum``. Only requests on the wire hold a slot.
     """
 
     def __init__(
@@ -64,12 +194,17 @@ class AdaptiveLimiter:
         adaptive: bool = True,
         decrease: float = 0.7,
         cooldown: float = 1.0,
+        initial: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if maximum < 1:
             raise ValueError("concurrency must be at least 1")
+        self.clock = clock or SYSTEM_CLOCK
         self.maximum = maximum
         self.adaptive = adaptive
-        self.limit = float(maximum)
+        start = maximum if initial is None or not adaptive else min(maximum, max(1, initial))
+        self.limit = float(start)
+        self.slow_start = self.limit < maximum
         self.in_flight = 0
         self.peak = 0
         self._decrease = decrease
@@ -108,13 +243,15 @@ class AdaptiveLimiter:
 
     def on_success(self) -> None:
         if self.adaptive and self.limit < self.maximum:
-            self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+            step = 1.0 if self.slow_start else 1.0 / self.limit
+            self.limit = min(float(self.maximum), self.limit + step)
             self._wake()
 
     def on_rate_limited(self) -> None:
+        self.slow_start = False
         if not self.adaptive:
             return
-        now = time.monotonic()
+        now = self.clock.now()
         if now - self._last_decrease >= self._cooldown:
             self._last_decrease = now
             self.limit = max(1.0, self.limit * self._decrease)

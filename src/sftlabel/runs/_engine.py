@@ -30,7 +30,13 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 import anyio
 
 from sftlabel.errors import SftlabelError
-from sftlabel.llm import AuthenticationError, ClientStats, LLMClient, LLMError
+from sftlabel.llm import (
+    AuthenticationError,
+    BudgetExceededError,
+    ClientStats,
+    LLMClient,
+    LLMError,
+)
 from sftlabel.model import Problem
 from sftlabel.runs._pool import for_each
 
@@ -300,7 +306,14 @@ class _Runner(Generic[ItemT]):
                 self._fail(item, exc)
         except SftlabelError as exc:
             if _is_budget(exc):
-                self._end("budget", exc.message)  # the item stays pending for a resume
+                self._refresh()
+                cap = self.engine.max_cost
+                self._end(
+                    "budget",
+                    f"spent ${self.state.spent:.4f} of --max-cost ${cap:g}: {exc.message}"
+                    if cap is not None
+                    else exc.message,
+                )
             elif isinstance(exc, LLMError) and not _aborts_run(exc):
                 # a request error the task did not classify: the item's own failure
                 self._fail(item, ItemFailed("request-failed", exc.message))
@@ -388,7 +401,9 @@ class _Runner(Generic[ItemT]):
 
 
 def _is_budget(exc: SftlabelError) -> bool:
-    return isinstance(exc, BudgetReached)
+    """The cap is reached: the client refused to send a request whose worst-case cost does not
+    fit what is left (nothing was sent; the item stays pending for a resume)."""
+    return isinstance(exc, BudgetReached | BudgetExceededError)
 
 
 def _aborts_run(exc: LLMError) -> bool:

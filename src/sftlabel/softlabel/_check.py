@@ -20,7 +20,7 @@ import msgspec
 
 from sftlabel.labeling import Labeler, LabelingFailed
 from sftlabel.labeling._labeler import JsonMode
-from sftlabel.llm import LLMClient, LLMError
+from sftlabel.llm import EndpointUnavailableError, LLMClient, LLMError
 from sftlabel.llm._tokens import LABELS, LabelTokens, resolve_label_tokens
 from sftlabel.model import Message, Sample
 from sftlabel.softlabel._classify import (
@@ -73,6 +73,12 @@ class EndpointReport(msgspec.Struct, kw_only=True):
     softlabel_ready: bool = False
     label_ready: bool = False
     missing: list[str] = []
+    softlabel_options: list[str] = []
+    """Options that make softlabel work on this endpoint (e.g. ``--logit-bias 0``)."""
+    label_options: list[str] = []
+    """Options that make label work (or spare requests), e.g. ``--json-mode off``."""
+    unreachable: str | None = None
+    """Why no request got an answer (connection refused, DNS, TLS, not an API ...)."""
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -91,15 +97,36 @@ async def check_endpoint(
     """Run every check; never raises for a capability the endpoint lacks (it is reported)."""
     report = EndpointReport(
         model=client.config.model,
-        endpoint=client.url.split("?", 1)[0],
+        endpoint=client.display_url.split("?", 1)[0],
         message=message,
     )
-    tokens = await _token_ids(client, label_token_ids, report)
-    if tokens is not None:
-        await _softlabel_checks(client, tokens, strategy, message, report)
-    await _taxonomy_check(
-        client, taxonomy, message, json_mode=json_mode, max_tokens=max_tokens, report=report
-    )
+    try:
+        tokens = await _token_ids(client, label_token_ids, report)
+        if tokens is not None:
+            await _softlabel_checks(client, tokens, strategy, message, report)
+        await _taxonomy_check(
+            client, taxonomy, message, json_mode=json_mode, max_tokens=max_tokens, report=report
+        )
+    except EndpointUnavailableError as exc:
+        report.unreachable = exc.message
+        report.checks.append(Check(name="connection", ok=False, detail=exc.message))
+        report.missing = ["connection"]
+        return report
+    _verdicts(report, json_mode)
+    return report
+
+
+def _verdicts(report: EndpointReport, json_mode: JsonMode) -> None:
+    """Ready or not for each job, and the options that make it work."""
+    bias = report.check("logit_bias")
+    if bias is not None and bias.ok is False and "did not force" in bias.detail:
+        # the server ignores logit_bias: soft labels still work without the bias
+        bias.ok = True
+        bias.detail += " (ignored: use --logit-bias 0, and no --resolve-missing)"
+        report.softlabel_options.append("--logit-bias 0")
+    mode = report.check("JSON mode")
+    if json_mode != "off" and mode is not None and mode.ok is False:
+        report.label_options.append("--json-mode off")
     needed_soft = ("label token ids", "logprobs", "top_logprobs", "logit_bias")
     needed_label = ("taxonomy call", "JSON answer")
     # "classification" is only recorded when the request itself failed (then the checks after
@@ -115,7 +142,6 @@ async def check_endpoint(
     report.label_ready = all(
         (c := report.check(n)) is not None and c.ok is True for n in needed_label
     )
-    return report
 
 
 async def _token_ids(
@@ -123,6 +149,8 @@ async def _token_ids(
 ) -> LabelTokens | None:
     try:
         tokens = await resolve_label_tokens(client, override)
+    except EndpointUnavailableError:
+        raise
     except LLMError as exc:
         report.checks.append(Check(name="label token ids", ok=False, detail=exc.message))
         return None
@@ -151,6 +179,8 @@ async def _softlabel_checks(
     except LogprobsUnsupportedError as exc:
         report.checks.append(Check(name="logprobs", ok=False, detail=exc.message))
         return
+    except EndpointUnavailableError:
+        raise
     except LLMError as exc:
         report.checks.append(Check(name="classification", ok=False, detail=exc.message))
         return
@@ -175,6 +205,8 @@ async def _softlabel_checks(
     except TurnFailed as exc:
         report.checks.append(Check(name="soft label", ok=None, detail=str(exc)))
         return
+    except EndpointUnavailableError:
+        raise
     except LLMError as exc:
         report.checks.append(Check(name="soft label", ok=False, detail=exc.message))
         return
@@ -241,6 +273,8 @@ async def _bias_check(labeler: SoftLabeler, message: str, report: EndpointReport
     for label in LABELS:
         try:
             token, first = await _forced(labeler, text, label)
+        except EndpointUnavailableError:
+            raise
         except LLMError as exc:
             report.checks.append(Check(name="logit_bias", ok=False, detail=exc.message))
             return

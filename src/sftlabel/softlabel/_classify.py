@@ -51,12 +51,21 @@ class LogprobsUnsupportedError(LLMError):
 
 
 class TurnFailed(Exception):
-    """A turn that could not be labeled (it is written with ``error`` and ``reason``)."""
+    """A turn that could not be labeled (it is written with ``error`` and ``reason``).
 
-    def __init__(self, reason: str, message: str, monitor: dict[str, Any] | None = None) -> None:
+    ``cause`` (``rejected`` only): ``content`` or ``endpoint``, as in RequestRejectedError."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        monitor: dict[str, Any] | None = None,
+        cause: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.monitor = monitor or {}
+        self.cause = cause
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,9 +208,9 @@ class SoftLabeler:
             logit_bias=self.tokens.bias(value) if value else None,
         )
         try:
-            return await self.client.chat(request)
+            return await self.client.chat(request, accept=_has_logprobs)
         except RequestRejectedError as exc:
-            if "logprob" in str(exc).lower():
+            if exc.cause == "endpoint" and "logprob" in str(exc).lower():
                 raise LogprobsUnsupportedError(
                     f"model {self.client.config.model!r} refuses logprobs: {exc}",
                     hint=REASONING_MODEL_HINT,
@@ -216,7 +225,8 @@ class SoftLabeler:
         try:
             result = await self.classify(text)
         except (RequestRejectedError, RetriesExhaustedError) as exc:
-            raise TurnFailed(_reason(exc), str(exc), monitor) from None
+            cause = exc.cause if isinstance(exc, RequestRejectedError) else None
+            raise TurnFailed(_reason(exc), str(exc), monitor, cause) from None
         _account(monitor, result)
         first = first_token(result.logprobs)
         if first is None:
@@ -297,12 +307,22 @@ class SoftLabeler:
             temperature=settings.rationale_temperature,
         )
         try:
-            result = await self.client.chat(request)
+            result = await self.client.chat(request, accept=_has_text)
         except (RequestRejectedError, RetriesExhaustedError) as exc:
             monitor["rationale_error"] = str(exc)
             return None
         _account(monitor, result)
         return result.content.strip()
+
+
+def _has_logprobs(result: ChatResult) -> bool:
+    """Cache a classification only when it carries a label reading (logprobs with a label)."""
+    first = first_token(result.logprobs)
+    return first is not None and read_labels(first) is not None
+
+
+def _has_text(result: ChatResult) -> bool:
+    return bool(result.content.strip())
 
 
 def _round(value: float | None) -> float | None:
