@@ -510,3 +510,31 @@ def test_an_interrupted_run_says_so() -> None:
     control.interrupt("interrupted by SIGTERM")
     outcome = anyio.run(_engine(_Task(5), _Store(), control=control).run)
     assert outcome.status == "interrupted" and outcome.message == "interrupted by SIGTERM"
+
+
+def test_max_cost_is_a_hard_cap_over_every_session(
+    llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    """Every request reserves its worst-case cost before it is sent: a run never spends more
+    than the cap (plus the estimate error of the requests in flight), summed over sessions."""
+    llm_server.configure(rules=labeler_rules())
+    run = tmp_path / "run"
+    data = records(60, tmp_path)
+    opts = label_options(llm_server, tmp_path, output=run, concurrency=8, max_cost=0.01)
+    first = sftlabel.label([data], **opts)
+    assert first.status == "budget" and first.exit_code == 3
+    slack = 0.002  # the estimate error of the requests in flight (8 at most)
+    assert 0 < first.spent <= 0.01 + slack
+    assert 0 < first.labeled < 60
+    sent = llm_server.stats()["chat_requests"]
+    # the same cap again: only what is left of it can be spent (a request or two at most)
+    again = sftlabel.label(resume=run)
+    assert again.status == "budget" and again.spent <= 0.01 + slack
+    assert llm_server.stats()["chat_requests"] - sent <= 2
+    # a larger cap goes on, and the total stays under it
+    more = sftlabel.label(resume=run, max_cost=0.02)
+    assert more.spent <= 0.02 + slack and more.labeled > first.labeled
+    manifest = json.loads((run / "run.json").read_text("utf-8"))
+    total = sum(s["cost"] for s in manifest["sessions"])
+    stats = json.loads((run / "stats.json").read_text("utf-8"))
+    assert round(total, 6) == more.spent == stats["cost_usd"]
