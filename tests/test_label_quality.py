@@ -106,6 +106,8 @@ def test_both_prompts_carry_every_rule_and_note_of_their_dimensions() -> None:
                     assert " ".join(note.split()) in prompt, tag.id
                 for other in tag.confusable:
                     assert other in prompt
+        # condensed descriptions end at a sentence end (not at "e.g.") or at a word with " …"
+        assert "(e.g. a model, its controller" in prompt or call == 1
         # the pool constraint is stated at the start and repeated at the end
         assert prompt.count("only ids from the pools") == 1
         assert "Use ONLY the tag ids" in prompt
