@@ -106,6 +106,8 @@ def test_both_prompts_carry_every_rule_and_note_of_their_dimensions() -> None:
                     assert " ".join(note.split()) in prompt, tag.id
                 for other in tag.confusable:
                     assert other in prompt
+        # condensed descriptions end at a sentence end (not at "e.g.") or at a word with " …"
+        assert "(e.g. a model, its controller" in prompt or call == 1
         # the pool constraint is stated at the start and repeated at the end
         assert prompt.count("only ids from the pools") == 1
         assert "Use ONLY the tag ids" in prompt
@@ -174,6 +176,17 @@ def test_signals_are_computed_from_the_sample() -> None:
     assert signals.truncated and signals.omitted_messages == 3
     plain = compute_signals(PLAIN, TAXONOMY)
     assert plain.fence_languages == ["javascript"] and not plain.has_tool_use
+    inline = _sample(
+        [
+            Message(role="user", content="搜索 Python 3.12 的新特性"),
+            Message(
+                role="assistant",
+                content='<tool_call>{"name":"search","query":"x"}</tool_call>Python 3.12 ...',
+            ),
+        ]
+    )
+    found = compute_signals(inline, TAXONOMY)  # Pangu's inline calls, as its reader shows them
+    assert (found.tool_calls, found.tool_names, found.has_tool_use) == (1, ["search"], True)
 
 
 def test_signals_follow_the_static_part_and_the_sample() -> None:

@@ -78,6 +78,9 @@ _IMPLIED: dict[str, tuple[str, ...]] = {
     "rust": ("cargo", "crates.io"),
     "toml": ("cargo.toml", "pyproject"),
 }
+_INLINE_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+"""Tool calls written into the text (Pangu's inline calls are shown so by its reader)."""
+_INLINE_NAME = re.compile(r'"name"\s*:\s*"([^"]{1,64})"')
 _SHELL_PROMPT = re.compile(r"^\s*\$ \S", re.MULTILINE)
 # Extensions that name no language even when a taxonomy alias would match them.
 _NOT_LANGUAGES = {"txt", "log", "lock", "csv", "png", "jpg", "gif", "svg", "pdf", "zip", "gz"}
@@ -95,6 +98,7 @@ class Signals(msgspec.Struct, kw_only=True):
     and tool results that map to a language, sorted."""
     tool_messages: int
     tool_calls: int
+    """Tool calls of assistant messages, structured or inline (``<tool_call>...</tool_call>``)."""
     tool_names: list[str]
     """Tools called or answering, sorted (empty when the format gives no names)."""
     code_blocks: int
@@ -145,6 +149,13 @@ def compute_signals(sample: Sample, taxonomy: Taxonomy) -> Signals:
             if call.name:
                 names.add(call.name)
             tool_text.append(call.arguments)
+        if message.role == "assistant" and "<tool_call>" in message.content:
+            for inline in _INLINE_CALL.finditer(message.content):
+                tool_calls += 1
+                name = _INLINE_NAME.search(inline.group(1))
+                if name:
+                    names.add(name.group(1))
+                tool_text.append(inline.group(1))
         for match in _FENCE.finditer(message.content):
             fence_lines += 1
             if has_language and match.group(1):
