@@ -92,7 +92,9 @@ def test_raw_dataset_into_labeled_twin_one_request_per_turn(
     assert first["soft_label"] == pytest.approx(expected, abs=1e-6)
     assert first["hard_label"] == 1 and first["method"] == "top_logprobs"
     by_file = {
-        p.relative_to(out).as_posix(): jsonl(p.read_text("utf-8")) for p in out.rglob("*.jsonl")
+        p.relative_to(out).as_posix(): jsonl(p.read_text("utf-8"))
+        for p in out.rglob("*.jsonl")
+        if p.name != "problems.jsonl"
     }
     for name, rows in by_file.items():
         split, bucket = name.split("/")
