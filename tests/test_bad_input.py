@@ -1016,3 +1016,16 @@ def test_ids_stay_unique_over_many_records(tmp_path: Path) -> None:
     assert ids(conversations)[:2] == ["r0", "r1"]
     assert ids(conversations)[3000:3002] == ["r0~2", "r1~2"]
     assert len(problems) == 3000
+
+
+def test_the_id_table_keeps_large_values_and_grows() -> None:
+    from sftlabel.formats._ids import IdTable
+
+    table = IdTable(capacity=4)
+    for i in range(5000):
+        table.put(f"id{i}", i % 7, i % 3)
+    table.put("long", 5_000_000, 2000)  # past the packed 32-bit value
+    assert len(table) == 5001
+    assert table.get("id4999") == (4999 % 7, 4999 % 3)
+    assert table.get("long") == (5_000_000, 2000)
+    assert table.get("missing") is None

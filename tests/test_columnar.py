@@ -126,17 +126,22 @@ def test_save_to_disk_and_push_to_hub_layouts(tmp_path: Path, cli) -> None:
     (hub / "README.md").write_text("---\nconfigs: []\n---\n", "utf-8")
 
     expected, _ = samples(write_jsonl(tmp_path / "twin.jsonl", rows))
-    for root in (saved, hub):
+    for root, notes in ((saved, []), (hub, ["skipped-files"])):
         found, problems = samples(root)
-        assert [p.code for p in problems] == ["skipped-files"]  # metadata / README, with a note
+        # the datasets metadata files are skipped silently, the README with a note
+        assert [p.code for p in problems] == notes
         assert sorted(s.id for s in found) == sorted(s.id for s in expected)
-    assert "5 dataset metadata" in samples(saved)[1][0].message
     assert "1 not data files (README.md)" in samples(hub)[1][0].message
 
     result = cli("detect", saved, "--json")
     assert result.exit_code == 0, result.stderr
     assert sum(r["samples"] for r in jsonl(result.stdout)) == len(expected)
-    assert "skipped 5 file(s)" in result.stderr
+    (hub / "data" / "notes.txt").write_text("x", "utf-8")
+    (hub / "data" / "dataset_info.json").write_text("{}", "utf-8")
+    result = cli("detect", hub)
+    note = " ".join(result.stderr.split())
+    assert "skipped 3 file(s): 2 not data files (README.md, data/notes.txt)" in note
+    assert "1 dataset metadata (data/dataset_info.json)" in note
 
 
 def test_an_arrow_ipc_file_and_a_parquet_file_without_its_extension(tmp_path: Path) -> None:

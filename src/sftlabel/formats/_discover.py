@@ -41,7 +41,8 @@ class Scan(NamedTuple):
     """Each file and its tag: its path relative to the directory it was found in (or its name,
     for a file named explicitly), used to tell apart the ids of different files."""
     notes: list[Problem]
-    """One ``skipped-files`` warning per walked directory that left files out, by reason."""
+    """One ``skipped-files`` warning per walked directory that left out files other than
+    dataset metadata (sftlabel outputs, files that are not data), by reason."""
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -67,7 +68,8 @@ def scan(paths: Iterable[str | os.PathLike[str]]) -> Scan:
         if path.is_dir():
             skipped: dict[str, list[tuple[str, int]]] = {}
             found.extend(_walk(path, skipped))
-            if skipped:
+            if set(skipped) - {"dataset metadata"}:
+                # (the metadata files of a dataset layout alone are expected: no note)
                 notes.append(_skipped_note(path, skipped))
         elif path.is_file() or (path.exists() and not path.is_dir()):
             found.append((path, path.name))
