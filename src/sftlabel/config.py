@@ -50,8 +50,8 @@ FIELDS: dict[str, Field] = {
 }
 
 
-class ConfigFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The keys a config file may hold."""
+class _Endpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Settings a command's table may set for that command only (over the top-level ones)."""
 
     taxonomy: str | None = None
     model: str | None = None
@@ -60,6 +60,65 @@ class ConfigFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     azure_endpoint: str | None = None
     azure_api_key: str | None = None
     cache_dir: str | None = None
+
+
+class LabelDefaults(_Endpoint, kw_only=True, forbid_unknown_fields=True):
+    """``[label]``: what ``sftlabel label`` runs when a flag is not given."""
+
+    inputs: list[str] | None = None
+    output_root: str | None = None
+    """New run directories are made below this folder (``<output_root>/<time>_<model>``)."""
+    azure_deployment: str | None = None
+    api_version: str | None = None
+    keyvault: str | None = None
+    secret: str | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    arbitration: bool | None = None
+    arbitration_model: str | None = None
+    json_mode: Literal["auto", "on", "off"] | None = None
+    max_chars: int | None = None
+    prices: str | None = None
+
+
+class SoftlabelDefaults(_Endpoint, kw_only=True, forbid_unknown_fields=True):
+    """``[softlabel]``: what ``sftlabel softlabel`` runs when a flag is not given."""
+
+    input: str | list[str] | None = None
+    """The RAW dataset: a folder, files, or an ``az://``/``s3://``/``gs://`` URL."""
+    output: str | None = None
+    azure_deployment: str | None = None
+    api_version: str | None = None
+    keyvault: str | None = None
+    secret: str | None = None
+    strategy: str | None = None
+    context_turns: int | None = None
+    rationales: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: float | None = None
+    label_token_ids: str | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    prices: str | None = None
+
+
+class ConfigFile(_Endpoint, kw_only=True, forbid_unknown_fields=True):
+    """The keys a config file may hold: the settings, and per-command defaults."""
+
+    label: LabelDefaults | None = None
+    softlabel: SoftlabelDefaults | None = None
+
+
+COMMANDS = {"label": LabelDefaults, "softlabel": SoftlabelDefaults}
+
+_PATH_DEFAULTS = frozenset({"inputs", "input", "output", "output_root", "prices"})
+"""Job defaults that are paths: relative to the config file's folder."""
 
 
 class Setting(msgspec.Struct, kw_only=True):
@@ -74,6 +133,9 @@ class Settings(msgspec.Struct, kw_only=True):
 
     values: dict[str, Setting]
     config_file: str | None = None
+    command: str | None = None
+    defaults: dict[str, Any] = {}
+    """The command's job defaults from its config table (``[softlabel] input = ...``)."""
 
     def get(self, key: str) -> str | None:
         return self.values[key].value
@@ -116,7 +178,8 @@ def find_config_file(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Path | None:
-    """The config file in effect: explicit path, ``$SFTLABEL_CONFIG``, ./sftlabel.toml, user dir."""
+    """The config file in effect: explicit path, ``$SFTLABEL_CONFIG``, ``sftlabel.toml`` in the
+    working directory or its nearest parent that has one, then the user config dir."""
     env = os.environ if environ is None else environ
     chosen = explicit or env.get(CONFIG_ENV)
     if chosen:
@@ -127,9 +190,11 @@ def find_config_file(
                 hint=f"fix the path, or unset {CONFIG_ENV}" if not explicit else "fix the path",
             )
         return path
-    local = (cwd or Path.cwd()) / CONFIG_NAME
-    if local.is_file():
-        return local
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):  # the working directory, then its parents
+        local = folder / CONFIG_NAME
+        if local.is_file():
+            return local
     user = Path(platformdirs.user_config_dir("sftlabel")) / "config.toml"
     return user if user.is_file() else None
 
@@ -140,8 +205,13 @@ def load_config_file(path: Path) -> ConfigFile:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except msgspec.ValidationError as exc:
-        known = ", ".join(FIELDS)
-        raise ConfigError(f"{path}: {exc}", hint=f"known keys: {known}") from None
+        text = str(exc)
+        table = next((c for c in COMMANDS if f"$.{c}" in text), None)
+        fields = COMMANDS[table].__struct_fields__ if table else ConfigFile.__struct_fields__
+        where = f"[{table}] " if table else ""
+        raise ConfigError(
+            f"{path}: {text}", hint=f"known {where}keys: {', '.join(fields)}"
+        ) from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
@@ -152,15 +222,32 @@ def resolve_settings(
     config_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    command: str | None = None,
 ) -> Settings:
-    """Resolve every setting: flag > environment > config file > default."""
+    """Resolve every setting: flag > environment > config file > default. With ``command``,
+    the config file's ``[command]`` table overrides its top-level settings for that command and
+    gives the job defaults (:attr:`Settings.defaults`)."""
     env = os.environ if environ is None else environ
     flags = flags or {}
     unknown = set(flags) - set(FIELDS)
     if unknown:  # a programming error in a command, not a user error
         raise ValueError(f"unknown settings: {sorted(unknown)}")
     path = find_config_file(config_file, environ=env, cwd=cwd)
-    from_file = msgspec.structs.asdict(load_config_file(path)) if path else {}
+    loaded = load_config_file(path) if path else None
+    from_file = {k: getattr(loaded, k) for k in FIELDS} if loaded else {}
+    table = getattr(loaded, command, None) if loaded is not None and command else None
+    job: dict[str, Any] = {}
+    from_table: set[str] = set()
+    if table is not None:
+        assert path is not None
+        for key, value in msgspec.structs.asdict(table).items():
+            if value is None:
+                continue
+            if key in FIELDS:
+                from_file[key] = value  # [command] model = ... is that command's config value
+                from_table.add(key)
+            else:
+                job[key] = _relative_to(path, key, value)
     defaults = _defaults()
     values: dict[str, Setting] = {}
     for key, field in FIELDS.items():
@@ -175,7 +262,24 @@ def resolve_settings(
             value = from_file[key]
             if key in ("taxonomy", "cache_dir") and path is not None:
                 value = str((path.parent / value).resolve())  # relative to the file
-            values[key] = Setting(value=value, source="config", detail=str(path))
+            detail = f"{path} [{command}]" if key in from_table else str(path)
+            values[key] = Setting(value=value, source="config", detail=detail)
         else:
             values[key] = Setting(value=defaults[key], source="default")
-    return Settings(values=values, config_file=str(path) if path else None)
+    return Settings(
+        values=values,
+        config_file=str(path) if path else None,
+        command=command,
+        defaults=job,
+    )
+
+
+def _relative_to(path: Path, key: str, value: Any) -> Any:
+    """A path-valued job default, relative to the config file's folder (URLs as they are)."""
+    if key not in _PATH_DEFAULTS:
+        return value
+
+    def resolve(item: str) -> str:
+        return item if "://" in item else str((path.parent / item).resolve())
+
+    return [resolve(v) for v in value] if isinstance(value, list) else resolve(str(value))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sftlabel.config import Settings, resolve_settings
 from sftlabel.errors import UsageError
@@ -29,14 +30,43 @@ def settings_for(
     secret: str | None = None,
     no_keyvault: bool = False,
     azure: bool = False,
+    command: str | None = None,
 ) -> Settings:
     """The effective settings, with the Key Vault key applied when a vault is configured."""
     settings = resolve_settings(
         {"model": model, "base_url": base_url, "api_key": api_key, "taxonomy": taxonomy},
         config_file=config,
+        command=command,
     )
     apply_vault_key(settings, keyvault, secret, no_keyvault=no_keyvault, azure=azure)
     return settings
+
+
+def command_settings(command: str, opts: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
+    """The settings of a run command and its options completed by the config file's
+    ``[command]`` table (an option given explicitly always wins)."""
+    settings = resolve_settings(
+        {
+            "model": opts.get("model"),
+            "base_url": opts.get("base_url"),
+            "api_key": opts.get("api_key"),
+            "taxonomy": opts.get("taxonomy"),
+        },
+        config_file=opts.get("config"),
+        command=command,
+    )
+    merged = dict(opts)
+    for key, value in settings.defaults.items():
+        if merged.get(key) is None:
+            merged[key] = value
+    apply_vault_key(
+        settings,
+        merged.get("keyvault"),
+        merged.get("secret"),
+        no_keyvault=bool(merged.get("no_keyvault")),
+        azure=merged.get("azure_deployment") is not None,
+    )
+    return settings, merged
 
 
 def apply_vault_key(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from sftlabel.api._endpoint import check_budget, client_config, settings_for
+from sftlabel.api._endpoint import check_budget, client_config, command_settings
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -153,7 +153,7 @@ def _plan(
             "a label run directory must be local",
             hint="pass a local -o (remote inputs are fine); copy the run directory afterwards",
         )
-    root = Path(output) if output else default_root(model)
+    root = Path(output) if output else default_root(model, opts.get("output_root"))
     return _Plan(
         root=root,
         inputs=[_absolute(os.fspath(p)) for p in inputs],
@@ -179,9 +179,10 @@ def _absolute(given: str) -> str:
     return given if "://" in given else str(Path(given).resolve())
 
 
-def default_root(model: str) -> Path:
+def default_root(model: str, under: PathLike | None = None) -> Path:
+    """``runs/<YYYYmmdd_HHMMSS>_<model>`` (below ``under``, the config's ``output_root``)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
-    return Path("runs") / f"{dt.datetime.now():%Y%m%d_%H%M%S}_{slug}"
+    return Path(under or "runs") / f"{dt.datetime.now():%Y%m%d_%H%M%S}_{slug}"
 
 
 async def alabel(
@@ -193,18 +194,9 @@ async def alabel(
     **options: Any,
 ) -> RunResult:
     """The async form of :func:`label` (for notebooks and embedding)."""
-    opts = _check_keywords(options)
-    settings = settings_for(
-        model=opts.get("model"),
-        base_url=opts.get("base_url"),
-        api_key=opts.get("api_key"),
-        taxonomy=opts.get("taxonomy"),
-        config=opts.get("config"),
-        keyvault=opts.get("keyvault"),
-        secret=opts.get("secret"),
-        no_keyvault=bool(opts.get("no_keyvault")),
-        azure=opts.get("azure_deployment") is not None,
-    )
+    settings, opts = command_settings("label", _check_keywords(options))
+    if not inputs and opts.get("resume") is None and opts.get("inputs"):
+        inputs = list(opts["inputs"])  # [label] inputs = [...] of the config file
     plan = _plan(inputs, opts, settings.get("model"))
     taxonomy = load_taxonomy(opts.get("taxonomy") or plan.taxonomy_path or settings.get("taxonomy"))
     recorded_taxonomy = plan.manifest.taxonomy if plan.manifest is not None else None
@@ -396,14 +388,9 @@ def _result(
 
 def label_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
     """What ``label`` would send, without sending anything (``--dry-run``)."""
-    opts = _check_keywords(options)
-    settings = settings_for(
-        model=opts.get("model"),
-        base_url=opts.get("base_url"),
-        api_key=opts.get("api_key"),
-        taxonomy=opts.get("taxonomy"),
-        config=opts.get("config"),
-    )
+    settings, opts = command_settings("label", {**_check_keywords(options), "no_keyvault": True})
+    if not inputs and opts.get("inputs"):
+        inputs = list(opts["inputs"])
     plan = _plan(inputs, {**opts, "resume": None}, settings.get("model"))
     taxonomy = load_taxonomy(opts.get("taxonomy") or settings.get("taxonomy"))
     config = client_config(
@@ -432,6 +419,8 @@ _KNOWN = {
     "config",
     "retry_failed",
     "report",
+    "inputs",
+    "output_root",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from sftlabel.api._endpoint import check_budget, client_config, settings_for
+from sftlabel.api._endpoint import check_budget, client_config, command_settings
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -107,11 +107,12 @@ _KNOWN = {
     "no_keyvault",
     "config",
     "retry_failed",
+    "input",
 }
 
 
 def softlabel(
-    inputs: Sequence[PathLike],
+    inputs: Sequence[PathLike] | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: ProgressCallback | None = None,
@@ -157,7 +158,7 @@ def _recorded(out: SoftOutput) -> RunManifest | None:
 
 
 async def asoftlabel(
-    inputs: Sequence[PathLike],
+    inputs: Sequence[PathLike] | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     on_progress: ProgressCallback | None = None,
@@ -165,28 +166,12 @@ async def asoftlabel(
     **options: Any,
 ) -> RunResult:
     """The async form of :func:`softlabel`."""
-    opts = _check(options)
-    if not inputs:
-        raise UsageError(
-            "give the RAW dataset (a folder, files or a URL)",
-            hint="sftlabel softlabel ./RAW_dataset --model NAME",
-        )
+    settings, opts = command_settings("softlabel", _check(options))
+    sources = _sources(inputs, opts)
     resume, overwrite = bool(opts.get("resume")), bool(opts.get("overwrite"))
     if overwrite and resume:
         raise UsageError("--overwrite and --resume exclude each other")
-    azure = opts.get("azure_deployment") is not None
-    settings = settings_for(
-        model=opts.get("model"),
-        base_url=opts.get("base_url"),
-        api_key=opts.get("api_key"),
-        config=opts.get("config"),
-        keyvault=opts.get("keyvault"),
-        secret=opts.get("secret"),
-        no_keyvault=bool(opts.get("no_keyvault")),
-        azure=azure,
-    )
     given = {k: opts.get(k) for k in _ANSWER}
-    sources = [os.fspath(i) for i in inputs]
     cache_dir = settings.get("cache_dir")
     output = opts.get("output")
     with stage(
@@ -323,11 +308,11 @@ RATIONALE_COMPLETION = 96
 """Completion tokens assumed per rationale for estimates."""
 
 
-def softlabel_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
+def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any) -> Estimate:
     """What ``softlabel`` would send, without sending anything (``--dry-run``): turns,
     requests, prompt and completion tokens and the cost at the model's price."""
-    opts = _check(options)
-    settings = settings_for(model=opts.get("model"), config=opts.get("config"))
+    settings, opts = command_settings("softlabel", {**_check(options), "no_keyvault": True})
+    inputs = _sources(inputs, opts)
     model = opts.get("model") or settings.get("model") or ""
     strategy = get_strategy(opts.get("strategy") or DEFAULT_STRATEGY)
     rationales = opts.get("rationales") is not False
@@ -366,6 +351,28 @@ def softlabel_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
         cost=config.prices.cost(model, prompt, completion) if model else None,
         problems=problems,
         unreadable=unreadable,
+    )
+
+
+CONFIG_SNIPPET = """\
+# sftlabel.toml (in this folder, a parent, or the user config dir; `sftlabel init` writes one)
+[softlabel]
+input = "./RAW_dataset"          # or "az://container/RAW_dataset"
+model = "gpt-4o-mini"
+base_url = "https://api.openai.com/v1"
+rationales = false"""
+
+
+def _sources(inputs: Sequence[PathLike] | None, opts: dict[str, Any]) -> list[str]:
+    """The inputs given, else the config file's ``[softlabel] input``."""
+    if inputs:
+        return [os.fspath(i) for i in inputs]
+    configured = opts.get("input")
+    if configured:
+        return [configured] if isinstance(configured, str) else [str(c) for c in configured]
+    raise UsageError(
+        "give the RAW dataset (a folder, files or a URL), or set it in a config file",
+        hint=f"sftlabel softlabel ./RAW_dataset --model NAME, or\n{CONFIG_SNIPPET}",
     )
 
 

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from sftlabel._version import __version__
 from sftlabel.cli._common import stdout
-from sftlabel.config import resolve_settings
+from sftlabel.config import COMMANDS, resolve_settings
 from sftlabel.model import encode
 from sftlabel.plugins import all_plugins
 from sftlabel.taxonomy import load_taxonomy
@@ -48,6 +48,7 @@ def info(
         "executable": sys.executable,
         "config_file": settings.config_file,
         "config": settings.redacted(),
+        "defaults": _job_defaults(config),
         "taxonomy": {
             "version": tax.version,
             "name": tax.name,
@@ -78,6 +79,21 @@ def info(
     _render(data)
 
 
+def _job_defaults(config: Path | None) -> dict[str, dict[str, Any]]:
+    """Each run command's effective settings and job defaults from its config table."""
+    shown: dict[str, dict[str, Any]] = {}
+    for command in COMMANDS:
+        settings = resolve_settings(config_file=config, command=command)
+        entries: dict[str, Any] = {}
+        for key, value in settings.defaults.items():
+            entries[key] = {"value": value, "source": "config", "from": settings.config_file}
+        for key, entry in settings.redacted().items():
+            if entry.get("source") == "config" and f"[{command}]" in str(entry.get("from", "")):
+                entries[key] = entry
+        shown[command] = entries
+    return shown
+
+
 def _render(data: dict[str, Any]) -> None:
     out = stdout
     out.print(
@@ -95,6 +111,22 @@ def _render(data: dict[str, Any]) -> None:
         config.add_row(Text(key), shown, Text(source, style="dim"))
     out.print(config)
     out.print(Text(f"config file: {data['config_file'] or 'none'}", style="dim"))
+    for command, values in data["defaults"].items():
+        if not values:
+            continue
+        out.print()
+        table = Table(
+            title=Text(f"defaults of `sftlabel {command}` ([{command}] of the config file)"),
+            title_justify="left",
+            box=None,
+            header_style="dim",
+        )
+        for column in ("option", "value", "source"):
+            table.add_column(column)
+        for key, entry in values.items():
+            source = entry["source"] + (f" ({entry['from']})" if "from" in entry else "")
+            table.add_row(Text(key), Text(str(entry["value"])), Text(source, style="dim"))
+        out.print(table)
     out.print()
     tax = data["taxonomy"]
     table = Table(

@@ -263,6 +263,3 @@ def label(
     with progress("labeling") as on_progress:
         result = api.label(inputs, on_progress=on_progress, **options)
     finish(result, json_output=json_output)
-
-
-label.command_settings = {"no_args_is_help": True}  # type: ignore[attr-defined]

@@ -34,14 +34,15 @@ TASK = "Soft labels"
 
 def softlabel(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="A RAW dataset folder (`train|val|test/<bucket>.json`), conversation files or "
-            "directories; fsspec URLs (az://, s3://, gs://) with the matching extra.",
+            "directories; fsspec URLs (az://, s3://, gs://) with the matching extra [default: "
+            "`input` of the config file's [softlabel] table].",
             show_default=False,
-            metavar="INPUT",
+            metavar="[INPUT]...",
         ),
-    ],
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -222,6 +223,3 @@ def softlabel(
     with progress("soft-labeling") as on_progress:
         result = api.softlabel(inputs, on_progress=on_progress, **options)
     finish(result, json_output=json_output, what="turn")
-
-
-softlabel.command_settings = {"no_args_is_help": True}  # type: ignore[attr-defined]
