@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.to_thread
 import httpx
 import msgspec
 
@@ -208,7 +209,7 @@ class LLMClient:
         for shard in self._shards:
             await shard.aclose()
         if self.cache is not None:
-            self.cache.close()
+            await anyio.to_thread.run_sync(self.cache.close)  # flushes the writer thread
 
     def request(self, messages: list[dict[str, Any]], **params: Any) -> ChatRequest:
         """A request for this client's model (``params``: temperature, max_tokens ...)."""
