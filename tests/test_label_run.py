@@ -222,8 +222,7 @@ def test_refused_credentials_abort_the_run_and_never_show_the_key(
     result = cli(*label_args(llm_server, run, records(5, tmp_path)))
     assert result.exit_code == 3
     assert "refused the credentials (401)" in result.stderr
-    # how to fix it, naming where the key came from
-    assert "the key sent comes from SFTLABEL_API_KEY" in result.stderr
+    assert "the key sent comes from SFTLABEL_API_KEY" in result.stderr  # how to fix it
     assert KEY not in result.output
     for path in run.iterdir():
         assert KEY not in path.read_text("utf-8", errors="replace"), path.name

@@ -453,3 +453,32 @@ def test_idle_time_between_requests_is_no_lack_of_progress() -> None:
             return await c.chat(c.request([{"role": "user", "content": "b"}]))
 
     assert anyio.run(main).rate_limited == 1
+
+
+def test_a_locked_cache_database_blocks_no_request(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    ResponseCache(path).close()  # create it
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    outcomes: list[ChatResult] = []
+
+    async def main() -> None:
+        cfg = config(cache_path=path)
+        handler = httpx.MockTransport(lambda r: httpx.Response(200, json=completion("x")))
+        client = LLMClient(cfg, transport=handler, clock=FakeClock())
+        for i in range(5):
+            outcomes.append(
+                await client.chat(client.request([{"role": "user", "content": f"{i}"}]))
+            )
+        # answered while the database is locked; the same question again comes from memory
+        again = await client.chat(client.request([{"role": "user", "content": "0"}]))
+        assert again.from_cache
+        other.execute("COMMIT")  # the lock goes: the writer thread stores the answers
+        await client.aclose()
+
+    anyio.run(main)
+    other.close()
+    assert len(outcomes) == 5
+    assert len(ResponseCache(path)) == 5

@@ -101,10 +101,10 @@ def test(
         no_cache=True,
         prices=None,
     )
-    # answer fast on a dead endpoint: a few seconds of connection failures are enough here
+    # answer fast on a dead endpoint: two seconds of connection failures are enough here
     client_config = dataclasses.replace(
         client_config,
-        dead_after=3.0,
+        dead_after=2.0,
         max_unavailable=min(60.0, client_config.timeout),
         connect_timeout=min(client_config.connect_timeout, 4.0),
     )

@@ -51,6 +51,8 @@ class CallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     attempts: int = 0
     rate_limited: int = 0
     from_cache: bool = False
+    shared: bool = False
+    """The answer of an identical request in flight at the same time (paid once)."""
     format_error: str | None = None
 
 
@@ -332,6 +334,7 @@ def _record(name: str, result: ChatResult) -> CallRecord:
         attempts=result.attempts,
         rate_limited=result.rate_limited,
         from_cache=result.from_cache,
+        shared=result.shared,
     )
 
 

@@ -2,14 +2,16 @@
 
 Keyed by a hash of the endpoint and the exact request body (model, messages and every
 parameter that changes the answer), so a repeated run or a resume pays nothing twice. WAL mode
-and a busy timeout let several processes use one cache file. The async ``aget``/``aput`` run in
-worker threads, reads and writes on separate connections: a database locked by another process
-delays only the write that waits for it, never the event loop or the reads.
+and a busy timeout let several processes use one cache file. ``aget`` reads in a worker thread;
+``aput`` hands the answer to a writer thread and returns at once (until it is written, ``get``
+finds it in memory): a database locked by another process delays only the writer, never the
+event loop, the reads or the requests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
 import sqlite3
 import threading
 import time
@@ -66,9 +68,15 @@ class ResponseCache:
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._readers = anyio.CapacityLimiter(1)
-        self._writers = anyio.CapacityLimiter(1)
+        self._pending: dict[str, bytes] = {}
+        self._queue: queue.SimpleQueue[tuple[str, str, bytes] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     def get(self, key: str) -> bytes | None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.hits += 1
+            return pending
         with self._read_lock:
             row = self._reader.execute(
                 "SELECT body FROM responses WHERE key = ?", (key,)
@@ -91,19 +99,41 @@ class ResponseCache:
         return await anyio.to_thread.run_sync(self.get, key, limiter=self._readers)
 
     async def aput(self, key: str, model: str, body: bytes) -> None:
-        """``put`` in a worker thread; a write that fails (a database locked for longer than
-        the busy timeout) is counted in ``write_errors`` and dropped: the answer is used, only
-        a later run pays for it again."""
-        try:
-            await anyio.to_thread.run_sync(self.put, key, model, body, limiter=self._writers)
-        except sqlite3.Error:
-            self.write_errors += 1
+        """Store an answer through the writer thread, without waiting for the database. A
+        write that fails (a database locked for longer than the busy timeout) is counted in
+        ``write_errors`` and dropped: the answer is used, only a later run pays for it again."""
+        self._pending[key] = body
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="sftlabel-cache-writer", daemon=True
+            )
+            self._writer.start()
+        self._queue.put((key, model, body))
+
+    def _write_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            key, model, body = item
+            try:
+                self.put(key, model, body)
+            except sqlite3.Error:
+                self.write_errors += 1
+            finally:
+                if self._pending.get(key) is body:
+                    del self._pending[key]
+
+    def flush(self) -> None:
+        """Wait until every answer handed to ``aput`` is written (or dropped)."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
 
     def __len__(self) -> int:
         with self._read_lock:
             return int(self._reader.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
+        self.flush()
         with self._write_lock:
             self._db.close()
         with self._read_lock:

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.to_thread
 import httpx
 import msgspec
 
@@ -65,6 +66,8 @@ from sftlabel.llm._http import (
 from sftlabel.llm._limits import SYSTEM_CLOCK, AdaptiveLimiter, Clock, RateLearner, TokenBucket
 from sftlabel.llm._pacing import Pacer
 
+RECHECK = 0.05
+"""A request that waited longer than this (seconds) for its turn looks in the cache again."""
 SLOW_START = 8
 """Concurrency a client opens with; it doubles every round trip until a 429 or --concurrency."""
 SHARD_CONNECTIONS = 8
@@ -83,10 +86,11 @@ class _Flight:
 
 
 class _CallState:
-    __slots__ = ("attempts", "forbidden", "id", "rate_limited")
+    __slots__ = ("attempts", "checked", "forbidden", "id", "rate_limited")
 
-    def __init__(self, ident: int) -> None:
+    def __init__(self, ident: int, checked: float) -> None:
         self.id = ident
+        self.checked = checked  # when the cache was last looked at
         self.attempts = 0
         self.rate_limited = 0
         self.forbidden = False
@@ -205,7 +209,7 @@ class LLMClient:
         for shard in self._shards:
             await shard.aclose()
         if self.cache is not None:
-            self.cache.close()
+            await anyio.to_thread.run_sync(self.cache.close)  # flushes the writer thread
 
     def request(self, messages: list[dict[str, Any]], **params: Any) -> ChatRequest:
         """A request for this client's model (``params``: temperature, max_tokens ...)."""
@@ -283,7 +287,7 @@ class LLMClient:
         key: str | None,
         accept: Callable[[ChatResult], bool] | None,
     ) -> ChatResult:
-        state = _CallState(next(self._ids))
+        state = _CallState(next(self._ids), self.clock.now())
         self.health.enter()
         try:
             answer = await self._send(request, body, key, state)
@@ -372,7 +376,8 @@ class LLMClient:
         # known *now* (waiting for a bucket token in a slot is not a backoff)
         async with self.limiter:
             await self.pacer.wait(tokens)
-            if key is not None:
+            if key is not None and (state.attempts or self.clock.now() - state.checked > RECHECK):
+                # another process may have stored it while this one waited: look again
                 hit = await self._cached(key, request)
                 if hit is not None:
                     return hit

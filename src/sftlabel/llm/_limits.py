@@ -94,7 +94,8 @@ class RateLearner:
     the rate to ``margin`` x that (or cuts it by ``decrease`` when that is not lower). While the
     rate is what holds requests back and no 429 comes, it grows: quickly (``fast`` per second)
     up to ``margin`` x the rate at which the last 429 came (the ceiling), slowly (``slow``)
-    beyond it, so it settles just below the limit with few 429s.
+    beyond it, so it settles just below the limit with few 429s. While every request is refused
+    (a storm: no answer for a second) the rate is left as it is.
     """
 
     def __init__(
@@ -105,7 +106,7 @@ class RateLearner:
         cooldown: float = 1.0,
         margin: float = 0.97,
         decrease: float = 0.9,
-        fast: float = 0.05,
+        fast: float = 0.25,
         slow: float = 0.005,
     ) -> None:
         self.clock = clock or SYSTEM_CLOCK
@@ -143,9 +144,15 @@ class RateLearner:
             elapsed = min(now - self._last_grow, 5.0)
             self._last_grow = now
             if now - bucket.waited_at < 1.0:  # the rate is what holds requests back
-                below = self.ceiling is None or bucket.per_minute < self.ceiling * self._margin
-                step = self._fast if below else self._slow
-                bucket.set_rate(bucket.per_minute * (1 + step) ** elapsed, burst_seconds=0.2)
+                rate = bucket.per_minute
+                target = None if self.ceiling is None else self.ceiling * self._margin
+                if target is None or rate < target:
+                    rate *= (1 + self._fast) ** elapsed
+                    if target is not None:
+                        rate = min(rate, target)  # quickly back to just below the last 429
+                else:
+                    rate *= (1 + self._slow) ** elapsed
+                bucket.set_rate(rate, burst_seconds=0.2)
 
     def on_rate_limited(self) -> None:
         now = self.clock.now()
@@ -153,6 +160,8 @@ class RateLearner:
             self.bucket.drain()
         if now - self._last_cut < self._cooldown or not self._successes:
             return  # counted already, or nothing to measure yet (the requests back off anyway)
+        if self.bucket is not None and now - self._successes[-1] > 1.0:
+            return  # everything is refused (a storm): a pause, not a rate to learn
         self._last_cut = now
         self._last_grow = now
         self._expire(now)
