@@ -91,7 +91,7 @@ def test_raw_dataset_in_a_container_gets_its_labeled_twin(cli, llm_server, blob:
     llm_server.reset()
     resumed = cli("softlabel", RAW, *common, "--resume", "--limit", str(TURNS))
     assert resumed.exit_code == 0, resumed.stderr
-    assert llm_server.stats()["chat_requests"] == TURNS - 40
+    assert 0 < llm_server.stats()["chat_requests"] <= TURNS - 40  # identical turns sent once
     records = remote_records(blob)
     assert len(records) == TURNS
     assert len({(r["conversationId"], r["messageId"]) for r in records}) == TURNS
