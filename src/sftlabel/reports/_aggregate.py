@@ -31,6 +31,8 @@ UNMAPPED_EXAMPLE_VALUES = 100_000
 QUERY_CHARS = 160
 """Example queries are shortened to this many characters."""
 DEFAULT_THRESHOLD = 0.65
+NONE_TAG = "(none)"
+"""How samples without any tag in a dimension are shown."""
 UNKNOWN_DIMENSION = ""
 """The dimension of an unmapped value the labeler gave without one (older runs)."""
 
@@ -100,6 +102,8 @@ class TaxonomySummary:
     cost_unknown: int = 0
     """Samples whose monitor has no cost (and that were not served from the cache)."""
     distributions: dict[str, Counter[str]] = field(default_factory=dict)
+    empty: Counter[str] = field(default_factory=Counter)
+    """Samples without any tag, per dimension (an empty multi-select list, a missing value)."""
     confidence: dict[str, DimensionConfidence] = field(default_factory=dict)
     cross: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(intent, difficulty) counts."""
@@ -169,14 +173,19 @@ class TaxonomySummary:
             confidences = {}
         lowest = 1.0
         threshold = self.threshold
+        empty = self.empty
         # the hot loop (9 dimensions x every sample): plain locals, no helper calls
         for dim, counter, stats in self._per_dimension:
             value = labels.get(dim)
             if type(value) is list:
+                if not value:
+                    empty[dim] += 1
                 for tag in value:
                     counter[tag if type(tag) is str else str(tag)] += 1
             elif value:
                 counter[value if type(value) is str else str(value)] += 1
+            else:
+                empty[dim] += 1
             score = confidences.get(dim)
             if type(score) is float or type(score) is int:
                 position = int(score * CONFIDENCE_BINS)
@@ -238,6 +247,7 @@ class TaxonomySummary:
         self.failures.update(other.failures)
         self.calls_per_sample.update(other.calls_per_sample)
         self.cross.update(other.cross)
+        self.empty.update(other.empty)
         self.unmapped.update(other.unmapped)
         for dim in self.dimensions:
             self.distributions[dim].update(other.distributions[dim])

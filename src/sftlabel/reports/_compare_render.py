@@ -8,6 +8,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sftlabel.reports._safe import md
 from sftlabel.reports.compare import (
     Calibration,
     CompareResult,
@@ -402,7 +403,7 @@ def sections(result: CompareResult, *, detail: bool = True) -> list[Section]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md(text)
 
 
 def _md_table(table: Table) -> list[str]:
@@ -421,10 +422,10 @@ def render_markdown(result: CompareResult) -> str:
     """``report.md``: every section with its tables."""
     out: list[str] = []
     for position, section in enumerate(sections(result)):
-        out.append(("# " if position == 0 else "## ") + section.title)
+        out.append(("# " if position == 0 else "## ") + md(section.title))
         out.append("")
         for line in section.lines:
-            out += [line, ""]
+            out += [md(line), ""]
         for table in section.tables:
             out += _md_table(table)
     return "\n".join(out).rstrip() + "\n"
@@ -619,9 +620,8 @@ def _figures_all(result: CompareResult) -> list[str]:
 
 def render_html(result: CompareResult, *, title: str | None = None) -> str:
     """``report.html``: cards, charts and every table, one self-contained offline file."""
-    from plotly.offline import get_plotlyjs
-
     from sftlabel.reports._html import _STYLE, _card
+    from sftlabel.reports._plot import PLOT_STYLE, script_tag
 
     every = sections(result)
     title = title or every[0].title
@@ -672,8 +672,8 @@ def render_html(result: CompareResult, *, title: str | None = None) -> str:
             )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}{_EXTRA_STYLE}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}{PLOT_STYLE}{_EXTRA_STYLE}</style>"
+        f"{script_tag(None)}</head><body>"
         f"<h1>{html.escape(title)}</h1>"
         f"<div class='sub'>{html.escape(every[0].lines[0])}</div>"
         f"{''.join(parts)}</body></html>"
