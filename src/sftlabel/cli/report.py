@@ -13,6 +13,7 @@ from rich.text import Text
 
 from sftlabel.cli._common import stderr, stdout, warn
 from sftlabel.reports import UnmappedFinding, build_report, open_run
+from sftlabel.reports._safe import visible
 
 
 def report(
@@ -77,7 +78,7 @@ def report(
         else:
             _print_unmapped(result.unmapped, data.name)
     for note in result.observations:
-        stderr.print(f"• {note}", markup=False)
+        stderr.print(f"• {visible(note)}", markup=False)
     for path in result.written:
         stderr.print(f"wrote {path}", markup=False)
     if open_:
@@ -93,19 +94,20 @@ def _print_unmapped(findings: list[UnmappedFinding], name: str) -> None:
         by_dimension.setdefault(finding.dimension, []).append(finding)
     for dimension, items in by_dimension.items():
         title = f"unmapped {dimension or '(no dimension given)'} values of {name}"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+        table = Table(title=Text(visible(title)), title_justify="left", box=box.SIMPLE_HEAD)
         table.add_column("value and example queries", ratio=3, overflow="fold")
         table.add_column("samples", justify="right", no_wrap=True)
         table.add_column("share", justify="right", no_wrap=True)
         table.add_column("recommendation", ratio=1, overflow="fold")
         for finding in items:
-            value = Text(finding.value, style="bold")
+            value = Text(visible(finding.value), style="bold")
             for example in finding.examples:
-                value.append(f"\n  “{example[:100]}”", style="dim")
+                value.append(f"\n  “{visible(example[:100])}”", style="dim")
             table.add_row(
                 value,
                 f"{finding.count:,}",
                 f"{finding.share:.2%}",
-                Text(f"{finding.recommendation}\n") + Text(finding.reason, style="dim"),
+                Text(f"{visible(finding.recommendation)}\n")
+                + Text(visible(finding.reason), style="dim"),
             )
         stdout.print(table)

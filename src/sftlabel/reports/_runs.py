@@ -38,10 +38,19 @@ class TaxonomyRecord(msgspec.Struct, kw_only=True):
     index: int
     labels: dict[str, Any]
     monitor: dict[str, Any]
-    query: str
-    """The first user message (as the labeler saw it)."""
+    record: dict[str, Any] = {}
+    """The labeled record as read (its messages are looked at only when a view needs them)."""
     part: str = ""
     """The run part (input file) the sample belongs to; ``""`` for the root."""
+
+    @property
+    def query(self) -> str:
+        """The first user message (as the labeler saw it)."""
+        return first_user_message(self.record)
+
+    def labeled_turn(self) -> tuple[str, str]:
+        """``(last user message, the reply being labeled)``: what the labels describe."""
+        return labeled_turn(self.record)
 
 
 @dataclass
@@ -85,7 +94,7 @@ class RunData:
                     index=index if isinstance(index, int) and index >= 0 else position,
                     labels=record["labels"],
                     monitor=record.get("labeling_monitor") or {},
-                    query=first_user_message(record),
+                    record=record,
                     part=part,
                 )
                 position += 1
@@ -159,6 +168,34 @@ def first_user_message(record: dict[str, Any]) -> str:
                 content = turn.get("content", turn.get("value", ""))
                 return content if isinstance(content, str) else str(content)
     return ""
+
+
+def _turns(record: dict[str, Any]) -> list[Any]:
+    for key in ("messages", "conversations", "data"):
+        turns = record.get(key)
+        if isinstance(turns, list):
+            return turns
+    return []
+
+
+def _text(turn: dict[str, Any]) -> str:
+    content = turn.get("content", turn.get("value", ""))
+    return content if isinstance(content, str) else str(content)
+
+
+def labeled_turn(record: dict[str, Any]) -> tuple[str, str]:
+    """The last user message of a sample and the reply after it (the last assistant message:
+    the reply a slice's labels describe); ``""`` for what is missing."""
+    user, reply = "", ""
+    for turn in _turns(record):
+        if not isinstance(turn, dict):
+            continue
+        role = turn.get("role", turn.get("from"))
+        if role in ("user", "human"):
+            user, reply = _text(turn), ""
+        elif role in ("assistant", "gpt", "model"):
+            reply = _text(turn) or reply
+    return user, reply
 
 
 def _open_directory(path: Path) -> RunData:
