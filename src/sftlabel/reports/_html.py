@@ -7,7 +7,6 @@ not grow with the number of samples.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from sftlabel.reports._aggregate import (
     TaxonomySummary,
 )
 from sftlabel.reports._plot import PLOT_STYLE, Fig, figure, missing_notice, script_tag, trace
+from sftlabel.reports._safe import esc
 from sftlabel.taxonomy import Taxonomy
 
 TOP_TAGS = 25
@@ -70,8 +70,8 @@ def _num(value: float | None, digits: int = 0, unit: str = "") -> str:
 
 def _card(label: str, value: Any) -> str:
     return (
-        f'<div class="card"><div class="v">{html.escape(str(value))}</div>'
-        f'<div class="k">{html.escape(label)}</div></div>'
+        f'<div class="card"><div class="v">{esc(str(value))}</div>'
+        f'<div class="k">{esc(label)}</div></div>'
     )
 
 
@@ -86,8 +86,8 @@ _figure = figure
 def _section(title: str, panels: Sequence[str], *, note: str = "") -> str:
     if not panels:
         return ""
-    extra = f"<div class='sub'>{html.escape(note)}</div>" if note else ""
-    return f"<h2>{html.escape(title)}</h2>{extra}<div class='grid'>{''.join(panels)}</div>"
+    extra = f"<div class='sub'>{esc(note)}</div>" if note else ""
+    return f"<h2>{esc(title)}</h2>{extra}<div class='grid'>{''.join(panels)}</div>"
 
 
 def _page(title: str, subtitle: str, body: str, plotly_src: str | None = None) -> str:
@@ -95,9 +95,9 @@ def _page(title: str, subtitle: str, body: str, plotly_src: str | None = None) -
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}{PLOT_STYLE}</style>"
+        f"<title>{esc(title)}</title><style>{_STYLE}{PLOT_STYLE}</style>"
         f"{script_tag(plotly_src)}</head><body>"
-        f"<h1>{html.escape(title)}</h1><div class='sub'>{html.escape(subtitle)}</div>"
+        f"<h1>{esc(title)}</h1><div class='sub'>{esc(subtitle)}</div>"
         f"{missing_notice(plotly_src)}{body}</body></html>"
     )
 
@@ -116,11 +116,11 @@ def _tokens(computed: int, fact: int | None) -> int | None:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{html.escape(str(v))}</td>"
+            f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{esc(str(v))}</td>"
             for v in row
         )
         + "</tr>"
@@ -155,7 +155,7 @@ def taxonomy_cards(summary: TaxonomySummary, facts: RunFacts) -> list[tuple[str,
 def _observations(notes: Sequence[str]) -> str:
     if not notes:
         return ""
-    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    items = "".join(f"<li>{esc(note)}</li>" for note in notes)
     return f"<h2>Observations</h2><div class='panel'><ul>{items}</ul></div>"
 
 

@@ -9,7 +9,6 @@ with every other.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -17,6 +16,7 @@ from urllib.parse import quote
 
 from sftlabel.reports._aggregate import NONE_TAG, TaxonomySummary, merge_parts
 from sftlabel.reports._plot import Fig, figure, trace
+from sftlabel.reports._safe import esc
 
 TOP_PARTS = 60
 """Parts drawn in the drift chart (the largest ones; the table lists every part)."""
@@ -128,7 +128,7 @@ def render_parts(parts: Mapping[str, TaxonomySummary], whole: TaxonomySummary, *
         return ""
     dims = whole.dimensions
     head = "".join(
-        f"<th>{html.escape(h)}</th>"
+        f"<th>{esc(h)}</th>"
         for h in ("part", "labeled", "failed", "success", "largest drift", *dims)
     )
     body = []
@@ -138,11 +138,11 @@ def render_parts(parts: Mapping[str, TaxonomySummary], whole: TaxonomySummary, *
         link = quote(f"{row.part}/{page}")
         small = " <span class='muted'>(small)</span>" if row.labeled < SMALL_PART else ""
         cells = [
-            f"<td><a href='{html.escape(link)}'>{html.escape(row.part)}</a>{small}</td>",
+            f"<td><a href='{esc(link)}'>{esc(row.part)}</a>{small}</td>",
             f"<td class='n'>{row.labeled:,}</td>",
             f"<td class='n'>{row.failed:,}</td>",
             f"<td class='n'>{row.labeled / total:.1%}</td>" if total else "<td>—</td>",
-            f"<td>{html.escape(worst[0])} {worst[1]:.2f}</td>" if worst else "<td>—</td>",
+            f"<td>{esc(worst[0])} {worst[1]:.2f}</td>" if worst else "<td>—</td>",
             *(f"<td class='n'>{_fmt(row.drift.get(d))}</td>" for d in dims),
         ]
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -152,7 +152,7 @@ def render_parts(parts: Mapping[str, TaxonomySummary], whole: TaxonomySummary, *
         "part's tag shares and the rest of the run (0 same, 1 disjoint); parts under "
         f"{SMALL_PART} samples are marked small: their drift says little"
     )
-    out = [f"<h2>Parts</h2><div class='sub'>{html.escape(note)}</div>", table]
+    out = [f"<h2>Parts</h2><div class='sub'>{esc(note)}</div>", table]
     largest = sorted(rows, key=lambda r: (-r.labeled, r.part))[:TOP_PARTS]
     if len(largest) > 1:
         shown = [r.part for r in sorted(largest, key=lambda r: r.part)]
@@ -184,10 +184,10 @@ def render_splits(parts: Mapping[str, TaxonomySummary], whole: TaxonomySummary) 
     if not rows:
         return ""
     dims = whole.dimensions
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("splits", "samples", *dims))
+    head = "".join(f"<th>{esc(h)}</th>" for h in ("splits", "samples", *dims))
     body = "".join(
         "<tr>"
-        + f"<td>{html.escape(r.a)} vs {html.escape(r.b)}</td>"
+        + f"<td>{esc(r.a)} vs {esc(r.b)}</td>"
         + f"<td class='n'>{r.samples[0]:,} / {r.samples[1]:,}</td>"
         + "".join(f"<td class='n'>{_fmt(r.drift.get(d))}</td>" for d in dims)
         + "</tr>"

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 
+from sftlabel.reports._safe import esc, visible
+
 PLOTLY_JS = "plotly.min.js"
 """The shared copy of plotly.js at the root of a multi-part run."""
 
@@ -65,7 +67,7 @@ def plotly_js() -> str:
 
 def _escape_text(value: Any) -> Any:
     if isinstance(value, str):
-        return html.escape(value, quote=False)
+        return html.escape(visible(value), quote=False)
     if isinstance(value, list):
         return [_escape_text(v) for v in value]
     return value
@@ -100,7 +102,7 @@ def figure(fig: Any, height: int = 360) -> str:
     # a stable id (the same chart gets the same page, so an unchanged page is not rewritten)
     digest = hashlib.blake2s(f"{title}\0{data_json}\0{layout_json}".encode(), digest_size=8)
     ident = f"plot-{digest.hexdigest()}"
-    heading = f"<div class='pt'>{html.escape(title)}</div>" if title else ""
+    heading = f"<div class='pt'>{esc(title)}</div>" if title else ""
     return (
         f"<div class='panel'>{heading}<div id='{ident}' class='plotly-graph-div plot' "
         f"style='height:{height}px'></div><script>if (window.Plotly) Plotly.newPlot("

@@ -15,6 +15,7 @@ passes them through one of these:
 
 from __future__ import annotations
 
+import html
 import re
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -33,6 +34,11 @@ def visible(text: object) -> str:
 
 def one_line(text: object) -> str:
     return " ".join(visible(text).split())
+
+
+def esc(text: object) -> str:
+    """A value as HTML text (escaped, control characters shown)."""
+    return html.escape(visible(text))
 
 
 def md(text: object) -> str:

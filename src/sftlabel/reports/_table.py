@@ -61,6 +61,12 @@ def restore_cell(value: str) -> str:
     return value
 
 
+def read_back(value: str) -> str:
+    """What a text cell written from ``value`` holds when the file is read back (control
+    characters gone, the formula quote undone, surrounding space stripped)."""
+    return _CONTROL.sub("", value).strip()
+
+
 def _neutral(row: Sequence[Cell]) -> list[Cell]:
     return [text_cell(v) if isinstance(v, str) else v for v in row]
 
