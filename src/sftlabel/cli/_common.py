@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, ParamSpec, TypeVar
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich import box
@@ -21,6 +21,47 @@ from sftlabel.reports._safe import visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _no_type_on_flags() -> None:
+    """Typer's rich help shows a ``<bool>`` type beside every flag (``--json <bool>``), as if it
+    took a value: show nothing for flags, as the plain help does."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_sftlabel", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if (self.is_flag or self.count) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._sftlabel = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+class _HelpTable(Table):
+    """The options table of Typer's rich help, with the option names never cut: at 80 columns
+    rich shrinks every column alike (``--sparse-thresh…``); names stay whole and the type and
+    help columns (the last two) wrap instead."""
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*renderables, **options)
+        for column in self.columns[:-2]:
+            column.no_wrap = True
+        if self.columns:
+            self.columns[-1].overflow = "fold"  # a long default folds rather than being cut
+
+
+def _whole_option_names() -> None:
+    import typer.rich_utils
+
+    typer.rich_utils.Table = _HelpTable  # type: ignore[attr-defined]
+
+
+_no_type_on_flags()
+_whole_option_names()
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress, warnings and summaries go to stderr; data goes to stdout or files."""

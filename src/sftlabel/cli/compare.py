@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sftlabel.cli._common import fit_tables, output_stream, stderr, stdout
+from sftlabel.cli._examples import epilog
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
 from sftlabel.reports._compare_render import Section, render_html, render_markdown, sections
@@ -138,3 +139,6 @@ def compare(
         return
     for position, section in enumerate(sections(result, detail=False)):
         _print(section, position == 0)
+
+
+compare.command_settings = {"epilog": epilog("compare")}  # type: ignore[attr-defined]

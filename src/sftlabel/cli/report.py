@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sftlabel.cli._common import stderr, stdout, warn
+from sftlabel.cli._examples import epilog
 from sftlabel.reports import UnmappedFinding, build_report, open_run
 from sftlabel.reports._safe import visible
 
@@ -23,6 +24,7 @@ def report(
             help="A run directory, labeled.json/labeled.jsonl, or a softlabel output "
             "(LABELED_ folder or one of its .jsonl files).",
             show_default=False,
+            metavar="RUN",
         ),
     ],
     output: Annotated[
@@ -61,10 +63,13 @@ def report(
 ) -> None:
     """Regenerate dashboard.html (per input file and global for a directory run) and report.md.
 
-    Reads the run's records once (no stats.json needed) and writes a self-contained offline
-    dashboard (plotly.js embedded) and a Markdown report with observations. A run directory
-    gets the files in place; any other labeled file (such as a baseline run) gets them in
-    `./<name>_report/` unless `-o` says where.
+    Reads the run's records once (no stats.json needed) and writes offline dashboards and a
+    Markdown report with observations. A one-file run's dashboard embeds plotly.js; the pages of
+    a directory run load one shared `plotly.min.js` from the output directory, and the global
+    page links every part and compares their tag distributions (and splits', for
+    `train/`, `val/`, `test/` folders). A run directory gets the files in place; any other
+    labeled file (such as a baseline run) gets them in `./<name>_report/` unless `-o` says
+    where.
     """
     data = open_run(run)
     result = build_report(
@@ -111,3 +116,6 @@ def _print_unmapped(findings: list[UnmappedFinding], name: str) -> None:
                 + Text(visible(finding.reason), style="dim"),
             )
         stdout.print(table)
+
+
+report.command_settings = {"epilog": epilog("report")}  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sftlabel.cli._common import output_stream, plural, stderr
+from sftlabel.cli._examples import epilog
 from sftlabel.errors import UsageError
 from sftlabel.reports import (
     ExportSummary,
@@ -216,3 +217,6 @@ def _apply(
     table.add_row("labels changed", f"{sum(summary.changes.values()):,}")
     table.add_row("notes recorded", f"{summary.noted:,}")
     stderr.print(table)
+
+
+review.command_settings = {"epilog": epilog("review")}  # type: ignore[attr-defined]
