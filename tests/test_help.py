@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from sftlabel.cli import build_app
 from sftlabel.cli._examples import EXAMPLES
 
-COMMANDS = ["detect", "slice", "report", "review", "compare", "info", "test"]
+COMMANDS = ["detect", "slice", "report", "review", "compare", "info", "test", "cache"]
 
 
 def help_text(*args: str) -> str:
