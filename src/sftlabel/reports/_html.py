@@ -31,7 +31,8 @@ TOP_PARTS = 60
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }
-h1 { font-size: 22px; margin-bottom: 4px; } .sub { color: #666; margin-bottom: 18px; }
+h1 { font-size: 22px; margin-bottom: 4px; overflow-wrap: anywhere; }
+.sub { color: #666; margin-bottom: 18px; }
 h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 10px; }
 .card { background: #fff; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px 14px;

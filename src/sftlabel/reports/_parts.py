@@ -116,6 +116,22 @@ def _normal(counts: Mapping[str, int]) -> dict[str, float]:
     return {t: c / total for t, c in counts.items() if c} if total else {}
 
 
+def _short(name: str, limit: int = 32) -> str:
+    """A part name short enough for a chart axis (its end: where file names differ)."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1) :]
+
+
+def _labels(names: list[str]) -> list[str]:
+    """Short axis labels, unique (a category axis merges equal labels)."""
+    labels: list[str] = []
+    for name in names:
+        label = _short(name)
+        while label in labels:
+            label += "\u200b"  # an invisible difference
+        labels.append(label)
+    return labels
+
+
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -163,11 +179,12 @@ def render_parts(parts: Mapping[str, TaxonomySummary], whole: TaxonomySummary, *
                 "heatmap",
                 z=z,
                 x=dims,
-                y=shown,
+                y=_labels(shown),
+                text=[[p] * len(dims) for p in shown],
                 colorscale="Reds",
                 zmin=0,
                 zmax=1,
-                hovertemplate="%{y} %{x}: %{z:.2f}<extra></extra>",
+                hovertemplate="%{text} %{x}: %{z:.2f}<extra></extra>",
             ),
             title="drift from the rest of the run per dimension"
             + (f" (the {len(largest)} largest parts)" if len(rows) > len(largest) else ""),

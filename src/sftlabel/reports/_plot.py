@@ -96,8 +96,10 @@ def figure(fig: Any, height: int = 360) -> str:
             title_spec = dict(spec_axis["title"])
             title_spec["text"] = _escape_text(title_spec.get("text", ""))
             layout[axis] = {**spec_axis, "title": title_spec}
+    for axis in ("xaxis", "yaxis"):  # tick labels never cut (rotated bins, long tags)
+        found = layout.get(axis)
+        layout[axis] = {"automargin": True, **(found if isinstance(found, dict) else {})}
     layout.update(height=height, margin=_MARGIN)
-    layout.setdefault("legend", {"orientation": "h", "y": -0.2})
     data_json, layout_json = _safe_json(traces), _safe_json(layout)
     # a stable id (the same chart gets the same page, so an unchanged page is not rewritten)
     digest = hashlib.blake2s(f"{title}\0{data_json}\0{layout_json}".encode(), digest_size=8)

@@ -19,6 +19,7 @@ The result is a :class:`CompareResult` (msgspec Structs); ``to_builtins()`` give
 from __future__ import annotations
 
 import csv
+import gc
 import math
 import sys
 from collections import Counter
@@ -996,6 +997,28 @@ def compare_runs(
     ``paths`` is added); ``taxonomy`` gives the dimensions and their select mode (default: the
     reference run's own taxonomy when it is recorded, else the built-in one); ``gold`` is a file
     of hard labels for soft-label runs."""
+    # a million long-lived row tuples make the cyclic collector rescan them again and again;
+    # nothing built here forms a cycle
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compare_runs(
+            paths, reference=reference, taxonomy=taxonomy, gold=gold, top=top, examples=examples
+        )
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compare_runs(
+    paths: Sequence[str | Path],
+    *,
+    reference: str | None,
+    taxonomy: Taxonomy | str | Path | None,
+    gold: str | Path | None,
+    top: int,
+    examples: int,
+) -> CompareResult:
     opened = [open_run(p) for p in paths]
     names = _unique_names(opened)
     if not opened:
