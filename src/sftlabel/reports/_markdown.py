@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sftlabel.reports._aggregate import NONE_TAG, SoftSummary, TaxonomySummary, shorten
-from sftlabel.reports._html import RunFacts, soft_cards, taxonomy_cards
+from sftlabel.reports._html import RunFacts, taxonomy_cards
 from sftlabel.reports._parts import markdown_split_rows
 from sftlabel.reports._safe import code, md
+from sftlabel.reports._soft_html import soft_cards
 from sftlabel.reports._unmapped import UnmappedFinding
 from sftlabel.taxonomy import Taxonomy
 

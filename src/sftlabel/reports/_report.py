@@ -28,7 +28,7 @@ from sftlabel.reports._aggregate import (
     summarize_soft,
     summarize_taxonomy,
 )
-from sftlabel.reports._html import RunFacts, render_soft, render_taxonomy
+from sftlabel.reports._html import RunFacts, render_taxonomy
 from sftlabel.reports._markdown import (
     part_drift_rows,
     render_soft_report,
@@ -39,6 +39,7 @@ from sftlabel.reports._markdown import (
 from sftlabel.reports._parts import render_parts
 from sftlabel.reports._plot import relative_src, write_shared
 from sftlabel.reports._runs import RunData, open_run
+from sftlabel.reports._soft_html import render_soft
 from sftlabel.reports._unmapped import UnmappedFinding, analyse_unmapped
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
