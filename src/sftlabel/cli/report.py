@@ -92,11 +92,19 @@ def report(
             warn(f"no web browser found; open {dashboard} yourself")
 
 
+RICH_ROWS = 500
+"""Up to this many unmapped values are drawn as rich tables; more (tens of thousands on a big
+run: rich would take minutes) are written as plain lines."""
+
+
 def _print_unmapped(findings: list[UnmappedFinding], name: str) -> None:
     """One table per dimension; each value with its two example queries under it."""
     by_dimension: dict[str, list[UnmappedFinding]] = {}
     for finding in findings:
         by_dimension.setdefault(finding.dimension, []).append(finding)
+    if len(findings) > RICH_ROWS:
+        _write_unmapped(by_dimension, name)
+        return
     for dimension, items in by_dimension.items():
         title = f"unmapped {dimension or '(no dimension given)'} values of {name}"
         table = Table(title=Text(visible(title)), title_justify="left", box=box.SIMPLE_HEAD)
@@ -116,6 +124,23 @@ def _print_unmapped(findings: list[UnmappedFinding], name: str) -> None:
                 + Text(visible(finding.reason), style="dim"),
             )
         stdout.print(table)
+
+
+def _write_unmapped(by_dimension: dict[str, list[UnmappedFinding]], name: str) -> None:
+    """The same content as plain lines: value, samples, share and recommendation, then the
+    reason and the example queries indented under it."""
+    out: list[str] = []
+    for dimension, items in by_dimension.items():
+        out.append(f"unmapped {dimension or '(no dimension given)'} values of {name}")
+        out.append(f"{'samples':>9}  {'share':>7}  value: recommendation")
+        for f in items:
+            out.append(
+                f"{f.count:>9,}  {f.share:>7.2%}  {f.value}: {f.recommendation} ({f.reason})"
+            )
+            out += [f"{'':20}“{example[:100]}”" for example in f.examples]
+        out.append("")
+    stdout.file.write(visible("\n".join(out)) + "\n")
+    stdout.file.flush()
 
 
 report.command_settings = {"epilog": epilog("report")}  # type: ignore[attr-defined]
