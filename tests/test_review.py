@@ -582,3 +582,21 @@ def test_soft_label_export(cli, tmp_path: Path) -> None:
     assert (row["messageId"], row["hard_label"], row["hard_label (LABELED_b)"]) == ("m2", "0", "1")
     refused = cli("review", "--apply", review, out, "-o", tmp_path / "fixed")
     assert refused.exit_code == 2 and "taxonomy runs only" in refused.stderr
+
+
+def test_rows_show_the_labeled_turn(cli, tmp_path: Path) -> None:
+    data = tmp_path / "labeled.jsonl"
+    labels = {d: [] for d in DIMS} | {"intent": "learn", "difficulty": "beginner"}
+    labels |= {"context": "snippet", "confidence": {"intent": 0.9}}
+    turns = []
+    for k in (1, 2, 3):
+        turns += [
+            {"role": "user", "content": f"question {k}"},
+            {"role": "assistant", "content": f"answer {k} " + "x" * 300},
+        ]
+    write_jsonl(data, [{"id": "c_t3", "messages": turns, "labels": labels}])
+    assert cli("review", data, "-o", tmp_path / "r.csv").exit_code == 0
+    row = read_csv(tmp_path / "r.csv")[0]
+    assert row["query"] == "question 1"
+    assert row["last_user_message"] == "question 3"
+    assert row["reply"].startswith("answer 3 xxx") and len(row["reply"]) <= 200
