@@ -32,3 +32,23 @@ def test_defaults_are_shown_as_written() -> None:
     text = " ".join(help_text("label").replace("│", " ").split())
     assert "[default: <cache dir>/responses.sqlite]" in text
     assert "--no-cache Do not read" in text  # a flag takes no value: no type beside it
+
+
+def test_compare_shows_every_agreement_figure_at_80_columns() -> None:
+    import json
+
+    from .conftest import shared
+
+    a = shared("baselines/labeled_deepseek_v4.json")
+    b = shared("baselines/labeled_sonnet_v4.json")
+    app = build_app()
+    out = CliRunner().invoke(app, ["compare", str(a), str(b)], env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
+    assert "…" not in out.stdout
+    result = json.loads(CliRunner().invoke(app, ["compare", str(a), str(b), "--json"]).stdout)
+    for dim in result["comparisons"][0]["dimensions"]:
+        assert f"{dim['exact'] * 100:.1f}%" in out.stdout
+        for key in ("jaccard", "kappa", "micro_f1", "macro_f1", "confidence_a"):
+            if dim[key] is not None:
+                assert f"{dim[key]:.3f}" in out.stdout, (dim["name"], key)
