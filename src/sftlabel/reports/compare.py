@@ -654,6 +654,49 @@ class _DimAccumulator:
         return counts
 
 
+def _add_pairs(
+    acc: _DimAccumulator,
+    counts: dict[tuple[Any, Any], int],
+    examples_of: dict[tuple[Any, Any], list[str]],
+) -> None:
+    """The figures of one dimension from its (value A, value B) pair counts."""
+    for pair, count in counts.items():
+        va, vb = pair
+        same = va is vb or va == vb
+        if same:
+            acc.exact += count
+        else:
+            acc.disagreements.counts[pair] = count
+            acc.disagreements.examples[pair] = examples_of[pair]
+        if acc.multi:
+            if same:
+                acc.partial += count
+                acc.jaccard += float(count)
+                for tag in va:
+                    acc.tag(tag).tp += count
+            else:
+                common = va & vb
+                if common:
+                    acc.partial += count
+                acc.jaccard += jaccard(va, vb) * count
+                for tag in common:
+                    acc.tag(tag).tp += count
+                for tag in va - common:
+                    acc.tag(tag).fp += count
+                for tag in vb - common:
+                    acc.tag(tag).fn += count
+        else:
+            acc.confusion[va, vb] += count
+            if same:
+                if va is not None:
+                    acc.tag(va).tp += count
+            else:
+                if va is not None:
+                    acc.tag(va).fp += count
+                if vb is not None:
+                    acc.tag(vb).fn += count
+
+
 def _compare_taxonomy_pair(
     a: _Run, b: _Run, dims: Sequence[DimensionSpec], *, top: int, examples: int
 ) -> PairReport:
@@ -661,57 +704,47 @@ def _compare_taxonomy_pair(
     accs = [_DimAccumulator(multi=d.select == "multi", examples=examples) for d in dims]
     paired = all_match = 0
     b_rows = b.rows
+    # per dimension the count of each (value A, value B) pair, and a few example keys of the
+    # pairs that differ: the per-tag figures are then computed once per distinct pair
+    pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in range(n_dims)]
+    kept: list[dict[tuple[Any, Any], list[str]]] = [{} for _ in range(n_dims)]
+    indexes = range(n_dims)
     for key, row_a in a.rows.items():
         row_b = b_rows.get(key)
         if row_b is None:
             continue
         paired += 1
         matched = True
-        for i in range(n_dims):
-            acc = accs[i]
+        for i in indexes:
             va, vb = row_a[i], row_b[i]
-            same = va is vb or va == vb
-            if same:
-                acc.exact += 1
+            pair = (va, vb)
+            counts = pairs[i]
+            seen = counts.get(pair)
+            if va is vb or va == vb:
+                counts[pair] = 1 if seen is None else seen + 1
             else:
                 matched = False
-                acc.disagreements.add(va, vb, key)
-            if acc.multi:
-                if same:
-                    acc.partial += 1
-                    acc.jaccard += 1.0
-                    for tag in va:
-                        acc.tag(tag).tp += 1
+                if seen is None:
+                    counts[pair] = 1
+                    kept[i][pair] = [key]
                 else:
-                    common = va & vb
-                    if common:
-                        acc.partial += 1
-                    acc.jaccard += jaccard(va, vb)
-                    for tag in common:
-                        acc.tag(tag).tp += 1
-                    for tag in va - common:
-                        acc.tag(tag).fp += 1
-                    for tag in vb - common:
-                        acc.tag(tag).fn += 1
-            else:
-                acc.confusion[va, vb] += 1
-                if same:
-                    if va is not None:
-                        acc.tag(va).tp += 1
-                else:
-                    if va is not None:
-                        acc.tag(va).fp += 1
-                    if vb is not None:
-                        acc.tag(vb).fn += 1
+                    counts[pair] = seen + 1
+                    keys = kept[i][pair]
+                    if len(keys) < examples:
+                        keys.append(key)
             ca, cb = row_a[n_dims + i], row_b[n_dims + i]
-            if ca is not None:
-                acc.conf_a += ca
-                acc.conf_a_n += 1
-            if cb is not None:
-                acc.conf_b += cb
-                acc.conf_b_n += 1
+            if ca is not None or cb is not None:
+                acc = accs[i]
+                if ca is not None:
+                    acc.conf_a += ca
+                    acc.conf_a_n += 1
+                if cb is not None:
+                    acc.conf_b += cb
+                    acc.conf_b_n += 1
         if matched:
             all_match += 1
+    for acc, counts, examples_of in zip(accs, pairs, kept, strict=True):
+        _add_pairs(acc, counts, examples_of)
     dimensions = [
         _dimension_report(spec, acc, paired, top) for spec, acc in zip(dims, accs, strict=True)
     ]
