@@ -841,6 +841,8 @@ def _pairwise_matrices(runs: Sequence[_Run], n_dims: int, metrics: Sequence[str]
 
 def _alpha(runs: Sequence[_Run], dims: Sequence[DimensionSpec]) -> list[AlphaReport]:
     accumulators = [AlphaAccumulator("jaccard" if d.select == "multi" else "nominal") for d in dims]
+    pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in dims]
+    """Units of two values, counted per (a, b) pair (the distances are computed once each)."""
     for position, run in enumerate(runs):
         earlier = [r.rows for r in runs[:position]]
         later = [r.rows for r in runs[position + 1 :]]
@@ -854,11 +856,14 @@ def _alpha(runs: Sequence[_Run], dims: Sequence[DimensionSpec]) -> list[AlphaRep
                     unit.append(other)
             if len(unit) == 2:
                 first, second = unit
-                for d, accumulator in enumerate(accumulators):
-                    accumulator.add_pair(first[d], second[d])
+                for d, counts in enumerate(pairs):
+                    pair = (first[d], second[d])
+                    counts[pair] = counts.get(pair, 0) + 1
             elif len(unit) > 2:
                 for d, accumulator in enumerate(accumulators):
                     accumulator.add([r[d] for r in unit])
+    for accumulator, counts in zip(accumulators, pairs, strict=True):
+        accumulator.add_pairs(counts)
     return [
         AlphaReport(dimension=spec.name, distance=acc.metric, units=acc.units, alpha=acc.alpha())
         for spec, acc in zip(dims, accumulators, strict=True)
