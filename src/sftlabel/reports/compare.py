@@ -407,12 +407,18 @@ class _ValueCache:
         return shared
 
 
+_MISS = object()
+"""Not memoised yet."""
+
+
 def _load_taxonomy_run(
     run: RunData, name: str, dims: Sequence[DimensionSpec], intern: _Interner
 ) -> _Run:
     names = [d.name for d in dims]
     caches = [(d.name, _ValueCache(d.select == "multi", intern)) for d in dims]
+    getters = [(dim, cache.seen.get) for dim, cache in caches]
     scores_seen: dict[Any, float | None] = {}
+    seen_get = scores_seen.get
     rows: dict[str, tuple[Any, ...]] = {}
     totals = _Totals()
     duplicates = 0
@@ -422,15 +428,31 @@ def _load_taxonomy_run(
             duplicates += 1
             continue
         labels = record.labels
-        values = [cache(labels.get(dim)) for dim, cache in caches]
+        # the common case in comprehensions (one memo lookup per value), the rest one by one
+        try:
+            values = [
+                get(tuple(v) if (v := labels.get(dim)).__class__ is list else v, _MISS)
+                for dim, get in getters
+            ]
+        except TypeError:  # an unhashable value
+            values = [_MISS] * len(caches)
+        if values.count(_MISS):
+            values = [
+                cache(labels.get(dim)) if v is _MISS else v
+                for (dim, cache), v in zip(caches, values, strict=True)
+            ]
         scores = labels.get("confidence")
         if scores.__class__ is dict:
-            for dim in names:
-                score = scores.get(dim)
-                try:
-                    values.append(scores_seen[score])
-                except (KeyError, TypeError):
-                    values.append(_score(score, scores_seen))
+            try:
+                found = [seen_get(scores.get(dim), _MISS) for dim in names]
+            except TypeError:
+                found = [_MISS] * len(names)
+            if found.count(_MISS):
+                found = [
+                    _score(scores.get(dim), scores_seen) if f is _MISS else f
+                    for dim, f in zip(names, found, strict=True)
+                ]
+            values += found
         else:
             values += [None] * len(names)
         rows[key] = tuple(values)
