@@ -22,8 +22,10 @@ from pathlib import Path
 
 from sftlabel.taxonomy import load_taxonomy
 
-TARGET_RSS_MB = 300
-"""Memory must not depend on the number of samples: a few hundred MB at most."""
+TARGET_RSS_MB = 200
+"""Memory must not depend on the number of samples (issue 15: 200 MB at 10^6 samples)."""
+TARGET_WALL_S = 30
+"""Issue 15: `report` on 10^6 samples under 30 s."""
 
 WORDS = [
     "python",
@@ -132,7 +134,9 @@ def main() -> None:
     print(f"input             {size_mb:,.0f} MiB, {args.samples:,} samples ({data})")
     print(f"wall time         {elapsed:.1f} s  ({args.samples / elapsed:,.0f} samples/s, "
           f"{size_mb / elapsed:.1f} MiB/s)")  # fmt: skip
-    print(f"cpu per sample    {cpu / args.samples * 1e6:.1f} µs")
+    print(f"cpu               {cpu:.1f} s = {cpu / TARGET_WALL_S:.2f} x the wall-time bound "
+          f"({cpu / args.samples * 1e6:.1f} µs per sample; on a shared machine the wall time "
+          "is longer, compare this)")  # fmt: skip
     print(f"peak RSS          {rss_mb:,.0f} MiB  = {rss_mb / TARGET_RSS_MB:.2f} x bound")
     print(f"dashboard.html    {page.stat().st_size / 1024 / 1024:.2f} MiB")
     print(f"report.md         {(args.out / 'report.md').stat().st_size / 1024:.1f} KiB")

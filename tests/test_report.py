@@ -319,3 +319,40 @@ def test_soft_hard_label_disagreement_is_an_observation(tmp_path: Path) -> None:
     assert result.soft is not None and result.soft.disagree == 3
     assert any("disagree on 30.0% of the turns" in note for note in result.observations)
     assert any(note.startswith("Lopsided hard labels: 100.0%") for note in result.observations)
+
+
+def test_parts_share_one_plotly_and_the_global_page_links_and_compares_them(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    for name, intent in (("train/x", "build"), ("train/y", "build"), ("test/x", "debug")):
+        (run / name).mkdir(parents=True)
+        write_jsonl(run / name / "labeled.jsonl", labeled(8, prefix=name[-1], intent=intent))
+    result = build_report(run)
+    shared = run / "plotly.min.js"
+    assert shared in result.written and "sftlabelTemplate" in shared.read_text("utf-8")
+    part = (run / "train/x/dashboard.html").read_text("utf-8")
+    assert "src='../../plotly.min.js'" in part and len(part) < 100_000  # not 4.8 MB each
+    page = (run / "dashboard.html").read_text("utf-8")
+    assert "src='plotly.min.js'" in page
+    for name in ("train/x", "train/y", "test/x"):
+        assert f"href='{name}/dashboard.html'" in page
+    assert "Split vs split drift" in page and "test vs train" in page
+    report = (run / "report.md").read_text("utf-8")
+    # intent: test is all debug, train all build -> distance 1
+    assert "| test vs train | 1.00 |" in report
+    # an unchanged page is not written again (a no-op resume stays cheap)
+    before = (run / "train/x/dashboard.html").stat().st_mtime_ns
+    build_report(run)
+    assert (run / "train/x/dashboard.html").stat().st_mtime_ns == before
+
+
+def test_single_file_dashboard_embeds_plotly_and_shows_the_none_share(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "labeled.jsonl", labeled(4))
+    build_report(path, tmp_path / "out")
+    page = (tmp_path / "out" / "dashboard.html").read_text("utf-8")
+    assert "<script type='text/javascript' src=" not in page and len(page) > 4_000_000
+    # concept/agentic/constraint are empty lists in every record
+    assert "concept: 0 of 25 tags used; (none) 100.0%" in page
+    report = (tmp_path / "out" / "report.md").read_text("utf-8")
+    assert "(none) 100%" in report

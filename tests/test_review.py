@@ -85,6 +85,8 @@ def test_export_of_a_baseline_has_one_row_per_sample(cli, tmp_path: Path) -> Non
     assert list(rows[0]) == [
         "id",
         "query",
+        "last_user_message",
+        "reply",
         *DIMS,
         "min_confidence",
         "min_confidence_dim",
@@ -114,7 +116,7 @@ def test_tsv_by_name_and_stdout_without_bom(cli, tmp_path: Path) -> None:
     assert len(rows) == 108 and rows[0]["id"] == "gen-0000"
     piped = cli("review", deepseek(), "-o", "-", "--format", "tsv")
     assert piped.exit_code == 0
-    assert piped.stdout.startswith("id\tquery\tintent")
+    assert piped.stdout.startswith("id\tquery\tlast_user_message\treply\tintent")
     assert len(piped.stdout.splitlines()) == 109
 
 
@@ -190,7 +192,7 @@ def test_disagreements_side_by_side(cli, tmp_path: Path) -> None:
     assert {r["id"] for r in rows} == expected
     assert f"{len(expected)} differ" in result.stderr
     header = list(rows[0])
-    assert header[2:6] == ["intent", "intent (sonnet_v4)", "language", "language (sonnet_v4)"]
+    assert header[4:8] == ["intent", "intent (sonnet_v4)", "language", "language (sonnet_v4)"]
     for row in rows:
         other = theirs[row["id"]]["labels"]
         assert row["intent (sonnet_v4)"] == other["intent"]
@@ -225,10 +227,11 @@ def test_xlsx_export_and_apply(cli, tmp_path: Path) -> None:
     book = openpyxl.load_workbook(out)
     sheet = book["review"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0][:3] == ("id", "query", "intent") and len(rows) == 11
+    assert rows[0][:5] == ("id", "query", "last_user_message", "reply", "intent")
+    assert len(rows) == 11
     assert isinstance(rows[1][rows[0].index("min_confidence")], float)
     header = rows[0]
-    target_row = next(n for n, r in enumerate(rows[1:], 2) if r[2] == "build")
+    target_row = next(n for n, r in enumerate(rows[1:], 2) if r[4] == "build")
     sample_id = sheet.cell(target_row, 1).value
     sheet.cell(target_row, header.index("intent") + 1).value = "debug"
     sheet.cell(target_row, header.index("note") + 1).value = "it is a bug report"
@@ -317,8 +320,10 @@ def test_round_trip_on_a_baseline_file(cli, tmp_path: Path) -> None:
     stats = json.loads((fixed / "stats.json").read_text("utf-8"))
     assert stats["total_samples"] == 108
     assert stats["tag_distributions"]["intent"]["debug"] == 15
-    assert "samples changed" in result.stdout and "2 of 108" in result.stdout
-    assert "intent" in result.stdout and "notes recorded" in result.stdout
+    # the summary goes to stderr; stdout is for data
+    assert "samples changed" in result.stderr and "2 of 108" in result.stderr
+    assert result.stdout == ""
+    assert "intent" in result.stderr and "notes recorded" in result.stderr
     ordered = json.loads((fixed / "labeled.json").read_text("utf-8"))
     assert [r["id"] for r in ordered] == list(source)
 
@@ -366,6 +371,7 @@ def test_excel_mangled_files_are_read(cli, tmp_path: Path) -> None:
     for row in rows:
         row["extra"] = ""
         row["query"] = "Ünïcödé ßtuff"  # cp1252 can hold this
+        row["last_user_message"] = row["reply"] = "ok"
     rows[0]["difficulty"] = ' "expert" '
     rows[1]["language"] = "python\nsql"  # Alt+Enter in a cell
     # Excel in a German locale: semicolons, cp1252, CRLF, all fields quoted, a blank row
@@ -576,3 +582,21 @@ def test_soft_label_export(cli, tmp_path: Path) -> None:
     assert (row["messageId"], row["hard_label"], row["hard_label (LABELED_b)"]) == ("m2", "0", "1")
     refused = cli("review", "--apply", review, out, "-o", tmp_path / "fixed")
     assert refused.exit_code == 2 and "taxonomy runs only" in refused.stderr
+
+
+def test_rows_show_the_labeled_turn(cli, tmp_path: Path) -> None:
+    data = tmp_path / "labeled.jsonl"
+    labels = {d: [] for d in DIMS} | {"intent": "learn", "difficulty": "beginner"}
+    labels |= {"context": "snippet", "confidence": {"intent": 0.9}}
+    turns = []
+    for k in (1, 2, 3):
+        turns += [
+            {"role": "user", "content": f"question {k}"},
+            {"role": "assistant", "content": f"answer {k} " + "x" * 300},
+        ]
+    write_jsonl(data, [{"id": "c_t3", "messages": turns, "labels": labels}])
+    assert cli("review", data, "-o", tmp_path / "r.csv").exit_code == 0
+    row = read_csv(tmp_path / "r.csv")[0]
+    assert row["query"] == "question 1"
+    assert row["last_user_message"] == "question 3"
+    assert row["reply"].startswith("answer 3 xxx") and len(row["reply"]) <= 200

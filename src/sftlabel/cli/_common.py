@@ -4,18 +4,64 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterator
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated, ParamSpec, TypeVar
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from sftlabel.errors import SftlabelError, UsageError
+from sftlabel.reports._safe import visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _no_type_on_flags() -> None:
+    """Typer's rich help shows a ``<bool>`` type beside every flag (``--json <bool>``), as if it
+    took a value: show nothing for flags, as the plain help does."""
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_sftlabel", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if (self.is_flag or self.count) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._sftlabel = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+class _HelpTable(Table):
+    """The options table of Typer's rich help, with the option names never cut: at 80 columns
+    rich shrinks every column alike (``--sparse-thresh…``); names stay whole and the type and
+    help columns (the last two) wrap instead."""
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*renderables, **options)
+        for column in self.columns[:-2]:
+            column.no_wrap = True
+        if self.columns:
+            self.columns[-1].overflow = "fold"  # a long default folds rather than being cut
+
+
+def _whole_option_names() -> None:
+    import typer.rich_utils
+
+    typer.rich_utils.Table = _HelpTable  # type: ignore[attr-defined]
+
+
+_no_type_on_flags()
+_whole_option_names()
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress, warnings and summaries go to stderr; data goes to stdout or files."""
@@ -104,3 +150,68 @@ def progress(label: str) -> Iterator[Callable[[str], None]]:
 
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
+
+
+def _words(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
+
+
+def fit_tables(
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    align: str,
+    width: int,
+) -> list[Table]:
+    """A table that fits ``width`` columns without cutting a figure: right-aligned (number)
+    columns keep their full width, text wraps (folds) and headers wrap between words; when the
+    columns still do not fit, the table is split into several that repeat the first column.
+
+    Every value is shown as text (no rich markup) with control characters made visible.
+    """
+    count = len(header)
+    needed = []
+    for column in range(count):
+        cells = [row[column] for row in rows]
+        if align[column] == "r":
+            cell = max((len(c) for c in cells), default=0)
+        elif column == 0:
+            cell = min(max((len(c) for c in cells), default=0), 30)
+        else:  # text folds; keep room for a short word
+            cell = min(max((len(c) for c in cells), default=0), max(12, _words(" ".join(cells))))
+            cell = min(cell, 30)
+        needed.append(max(cell, _words(header[column]), 1))
+    # a column takes its width, one space of padding each side and one separator
+    first = 1 + needed[0] + 3
+    chunks: list[list[int]] = [[]]
+    used = first
+    for column in range(1, count):
+        if chunks[-1] and used + needed[column] + 3 > width:
+            chunks.append([])
+            used = first
+        chunks[-1].append(column)
+        used += needed[column] + 3
+    tables = []
+    for number, chunk in enumerate(chunks):
+        suffix = f" ({number + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+        table = Table(
+            title=Text(visible(title + suffix)),
+            title_justify="left",
+            title_style="italic",
+            box=box.SIMPLE_HEAD,
+        )
+        for column in [0, *chunk]:
+            keep = column == 0 or align[column] == "r"  # never narrower than its figures
+            name = visible(header[column])
+            if keep:
+                name = "\n".join(textwrap.wrap(name, needed[column])) or name
+            table.add_column(
+                Text(name),
+                justify="right" if align[column] == "r" else "left",
+                overflow="fold",
+                width=needed[column] if keep else None,
+            )
+        for row in rows:
+            table.add_row(*(Text(visible(row[column])) for column in [0, *chunk]))
+        tables.append(table)
+    return tables

@@ -76,7 +76,7 @@ TimeoutOption = Annotated[
 CacheOption = Annotated[
     Path | None,
     typer.Option(
-        help="Response cache file [default: <cache dir>/responses.sqlite].",
+        help="Response cache file [default: `<cache dir>/responses.sqlite`].",
         rich_help_panel=CONNECTION,
         show_default=False,
     ),

@@ -25,6 +25,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._examples import epilog
 from sftlabel.cli._progress import progress
 from sftlabel.cli._runs import JsonOption, finish
 
@@ -84,14 +85,6 @@ def arbitrate(
     `--model` or the run's model); the more confident answer wins and `labeling_monitor` keeps
     both. Samples that need nothing and failures are copied. The new run resumes like any
     other (`--resume`), with the same progress, budget and exit status as `label`.
-
-    Examples:
-
-      sftlabel arbitrate runs/r1 --threshold 0.7
-
-      sftlabel arbitrate runs/r1 --model gpt-4o -o runs/r1_strong --max-cost 5
-
-      sftlabel arbitrate runs/r1 -o runs/r1_strong --resume
     """
     with progress("arbitrating") as on_progress:
         result = api.arbitrate(
@@ -131,3 +124,6 @@ def arbitrate(
     for dim, count in sorted(changed.items(), key=lambda kv: -kv[1]):
         stderr.print(f"  {dim}: {count:,} changed", markup=False)
     finish(result, json_output=json_output)
+
+
+arbitrate.command_settings = {"epilog": epilog("arbitrate")}  # type: ignore[attr-defined]

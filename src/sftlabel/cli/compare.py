@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.table import Table as RichTable
 
-from sftlabel.cli._common import output_stream, stderr, stdout
+from sftlabel.cli._common import fit_tables, output_stream, stderr, stdout
+from sftlabel.cli._examples import epilog
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
 from sftlabel.reports._compare_render import Section, render_html, render_markdown, sections
+from sftlabel.reports._safe import visible
 from sftlabel.reports.compare import CompareResult, compare_runs, encode_result
 
 FORMATS = {
@@ -44,22 +44,14 @@ def _render(result: CompareResult, kind: str) -> bytes:
 
 
 def _print(section: Section, first: bool) -> None:
-    stdout.print(("" if first else "\n") + section.title, style="bold", markup=False)
+    stdout.print(("" if first else "\n") + visible(section.title), style="bold", markup=False)
     for line in section.lines:
-        stdout.print(line, markup=False)
+        stdout.print(visible(line), markup=False)
     for table in section.tables:
-        rich = RichTable(
-            title=table.title, title_justify="left", title_style="italic", box=box.SIMPLE_HEAD
-        )
-        for position, (header, align) in enumerate(
-            zip(table.header, table.alignment(), strict=True)
+        for part in fit_tables(
+            table.title, table.header, table.rows, table.alignment(), stdout.width
         ):
-            rich.add_column(
-                header, justify="left" if align == "l" else "right", no_wrap=position == 0
-            )
-        for row in table.rows:
-            rich.add_row(*row)
-        stdout.print(rich)
+            stdout.print(part)
 
 
 def compare(
@@ -147,3 +139,6 @@ def compare(
         return
     for position, section in enumerate(sections(result, detail=False)):
         _print(section, position == 0)
+
+
+compare.command_settings = {"epilog": epilog("compare")}  # type: ignore[attr-defined]

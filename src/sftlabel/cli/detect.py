@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sftlabel.cli._common import InputPaths, plural, progress, stderr, stdout
+from sftlabel.cli._examples import epilog
 from sftlabel.cli._safe import closed_pipe_is_fine, printable
 from sftlabel.detect import FileReport, detect_paths
 from sftlabel.model import Problem, encode
@@ -136,3 +137,6 @@ def _render(report: FileReport, *, show_all: bool) -> None:
         if hidden > 0 and not show_all:
             out.print(f"  … {hidden:,} more records (--records lists them all)", style="dim")
     out.print()
+
+
+detect.command_settings = {"epilog": epilog("detect")}  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from sftlabel._version import __version__
 from sftlabel.cli._common import stdout
+from sftlabel.cli._examples import epilog
 from sftlabel.config import COMMANDS, resolve_settings
 from sftlabel.model import encode
 from sftlabel.plugins import all_plugins
@@ -153,3 +154,6 @@ def _render(data: dict[str, Any]) -> None:
             plugin["group"], plugin["name"], Text(plugin["value"]), Text(status, style=style)
         )
     out.print(plugins)
+
+
+info.command_settings = {"epilog": epilog("info")}  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sftlabel.cli._common import stderr
+from sftlabel.cli._examples import epilog
 from sftlabel.config import CONFIG_NAME, load_config_file
 from sftlabel.config_example import EXAMPLE_CONFIG
 from sftlabel.errors import UsageError
@@ -26,12 +27,6 @@ def init(
     tables hold the defaults of those commands (the dataset, the output, the model, the
     endpoint or Azure deployment, the Key Vault secret ...), so that `sftlabel softlabel
     --no-rationales` runs the configured job.
-
-    Examples:
-
-      sftlabel init
-
-      sftlabel init ~/.config/sftlabel/config.toml
     """
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="pass --force to replace it")
@@ -39,3 +34,6 @@ def init(
     path.write_text(EXAMPLE_CONFIG, "utf-8")
     load_config_file(path)  # what we write must load
     stderr.print(f"wrote {path}: uncomment the settings you need", markup=False)
+
+
+init.command_settings = {"epilog": epilog("init")}  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
 from sftlabel.cli._runs import JsonOption, SkipFailedOption, finish, render_estimate
@@ -207,14 +208,6 @@ def label(
     answers are cached, so nothing is paid twice. Exit status: 0 all labeled and all input
     read, 1 some samples failed or input records were unreadable, 2 usage error, 3 aborted,
     interrupted or stopped by --max-cost.
-
-    Examples:
-
-      sftlabel label ./data --model deepseek-v3.2
-
-      sftlabel label ./data --model gpt-4o-mini --dry-run
-
-      sftlabel label --resume runs/20260101_120000_gpt-4o-mini --max-cost 20
     """
     options: dict[str, Any] = {
         "model": model,
@@ -263,3 +256,6 @@ def label(
     with progress("labeling") as on_progress:
         result = api.label(inputs, on_progress=on_progress, **options)
     finish(result, json_output=json_output)
+
+
+label.command_settings = {"epilog": epilog("label")}  # type: ignore[attr-defined]

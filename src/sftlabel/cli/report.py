@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from sftlabel.cli._common import stderr, stdout, warn
+from sftlabel.cli._examples import epilog
 from sftlabel.reports import UnmappedFinding, build_report, open_run
+from sftlabel.reports._safe import visible
 
 
 def report(
@@ -22,6 +24,7 @@ def report(
             help="A run directory, labeled.json/labeled.jsonl, or a softlabel output "
             "(LABELED_ folder or one of its .jsonl files).",
             show_default=False,
+            metavar="RUN",
         ),
     ],
     output: Annotated[
@@ -60,10 +63,13 @@ def report(
 ) -> None:
     """Regenerate dashboard.html (per input file and global for a directory run) and report.md.
 
-    Reads the run's records once (no stats.json needed) and writes a self-contained offline
-    dashboard (plotly.js embedded) and a Markdown report with observations. A run directory
-    gets the files in place; any other labeled file (such as a baseline run) gets them in
-    `./<name>_report/` unless `-o` says where.
+    Reads the run's records once (no stats.json needed) and writes offline dashboards and a
+    Markdown report with observations. A one-file run's dashboard embeds plotly.js; the pages of
+    a directory run load one shared `plotly.min.js` from the output directory, and the global
+    page links every part and compares their tag distributions (and splits', for
+    `train/`, `val/`, `test/` folders). A run directory gets the files in place; any other
+    labeled file (such as a baseline run) gets them in `./<name>_report/` unless `-o` says
+    where.
     """
     data = open_run(run)
     result = build_report(
@@ -77,7 +83,7 @@ def report(
         else:
             _print_unmapped(result.unmapped, data.name)
     for note in result.observations:
-        stderr.print(f"• {note}", markup=False)
+        stderr.print(f"• {visible(note)}", markup=False)
     for path in result.written:
         stderr.print(f"wrote {path}", markup=False)
     if open_:
@@ -86,26 +92,55 @@ def report(
             warn(f"no web browser found; open {dashboard} yourself")
 
 
+RICH_ROWS = 500
+"""Up to this many unmapped values are drawn as rich tables; more (tens of thousands on a big
+run: rich would take minutes) are written as plain lines."""
+
+
 def _print_unmapped(findings: list[UnmappedFinding], name: str) -> None:
     """One table per dimension; each value with its two example queries under it."""
     by_dimension: dict[str, list[UnmappedFinding]] = {}
     for finding in findings:
         by_dimension.setdefault(finding.dimension, []).append(finding)
+    if len(findings) > RICH_ROWS:
+        _write_unmapped(by_dimension, name)
+        return
     for dimension, items in by_dimension.items():
         title = f"unmapped {dimension or '(no dimension given)'} values of {name}"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+        table = Table(title=Text(visible(title)), title_justify="left", box=box.SIMPLE_HEAD)
         table.add_column("value and example queries", ratio=3, overflow="fold")
         table.add_column("samples", justify="right", no_wrap=True)
         table.add_column("share", justify="right", no_wrap=True)
         table.add_column("recommendation", ratio=1, overflow="fold")
         for finding in items:
-            value = Text(finding.value, style="bold")
+            value = Text(visible(finding.value), style="bold")
             for example in finding.examples:
-                value.append(f"\n  “{example[:100]}”", style="dim")
+                value.append(f"\n  “{visible(example[:100])}”", style="dim")
             table.add_row(
                 value,
                 f"{finding.count:,}",
                 f"{finding.share:.2%}",
-                Text(f"{finding.recommendation}\n") + Text(finding.reason, style="dim"),
+                Text(f"{visible(finding.recommendation)}\n")
+                + Text(visible(finding.reason), style="dim"),
             )
         stdout.print(table)
+
+
+def _write_unmapped(by_dimension: dict[str, list[UnmappedFinding]], name: str) -> None:
+    """The same content as plain lines: value, samples, share and recommendation, then the
+    reason and the example queries indented under it."""
+    out: list[str] = []
+    for dimension, items in by_dimension.items():
+        out.append(f"unmapped {dimension or '(no dimension given)'} values of {name}")
+        out.append(f"{'samples':>9}  {'share':>7}  value: recommendation")
+        for f in items:
+            out.append(
+                f"{f.count:>9,}  {f.share:>7.2%}  {f.value}: {f.recommendation} ({f.reason})"
+            )
+            out += [f"{'':20}“{example[:100]}”" for example in f.examples]
+        out.append("")
+    stdout.file.write(visible("\n".join(out)) + "\n")
+    stdout.file.flush()
+
+
+report.command_settings = {"epilog": epilog("report")}  # type: ignore[attr-defined]

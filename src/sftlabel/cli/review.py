@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from sftlabel.cli._common import output_stream, plural, stderr, stdout
+from sftlabel.cli._common import output_stream, plural, stderr
+from sftlabel.cli._examples import epilog
 from sftlabel.errors import UsageError
 from sftlabel.reports import (
     ExportSummary,
@@ -109,8 +111,9 @@ def review(
 ) -> None:
     """Export samples for human review as CSV/TSV/xlsx, and apply the corrections.
 
-    One row per sample: id, query, the nine dimensions (tags joined with `; `), the lowest
-    confidence and its dimension, calls, elapsed, tokens and an empty `note` column. Edit the
+    One row per sample: id, query (the first request), last_user_message and reply (the turn
+    the labels describe), the nine dimensions (tags joined with `; `), the lowest confidence
+    and its dimension, calls, elapsed, tokens and an empty `note` column. Edit the
     dimension cells, then `review --apply FILE RUN -o RUN_FIXED` validates every edited cell
     against the taxonomy and writes a corrected run (RUN is never modified).
     """
@@ -201,7 +204,7 @@ def _apply(
             stderr.print(f"{exc.path}: {problem}", style="red", markup=False)
         raise
     table = Table(
-        title=f"review {corrections} applied to {run.path} → {target}",
+        title=Text(f"review {corrections} applied to {run.path} → {target}"),
         title_justify="left",
         box=None,
     )
@@ -213,4 +216,7 @@ def _apply(
         table.add_row(f"  {dim}", f"{count:,}")
     table.add_row("labels changed", f"{sum(summary.changes.values()):,}")
     table.add_row("notes recorded", f"{summary.noted:,}")
-    stdout.print(table)
+    stderr.print(table)
+
+
+review.command_settings = {"epilog": epilog("review")}  # type: ignore[attr-defined]

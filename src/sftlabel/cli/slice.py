@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from sftlabel.cli._common import InputPaths, output_stream, plural, progress, stderr
+from sftlabel.cli._examples import epilog
 from sftlabel.cli._safe import closed_pipe_is_fine, printable
 from sftlabel.formats import Reader
 from sftlabel.model import Problem, Sample
@@ -41,7 +42,7 @@ def slice_(
     sparse_ratio: Annotated[
         float,
         typer.Option(
-            help="With --sparse: after the threshold keep slices at threshold*ratio^k.", min=1.01
+            help="With --sparse: after the threshold keep slices at threshold × ratio^k.", min=1.01
         ),
     ] = SparsePolicy().ratio,
     max_chars: Annotated[
@@ -133,3 +134,6 @@ def slice_(
     summary += f", {plural(problems['warning'], 'warning')}"
     stderr.print(summary, markup=False)
     raise typer.Exit(1 if problems["error"] else 0)
+
+
+slice_.command_settings = {"epilog": epilog("slice")}  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
 from sftlabel.cli._runs import JsonOption, SkipFailedOption, finish, render_estimate
@@ -67,10 +68,11 @@ def softlabel(
     strategy: Annotated[
         str | None,
         typer.Option(
-            help="What the model sees: user_message_only, with_context, with_response "
-            f"(plugins: `sftlabel info`) [default: {DEFAULT_STRATEGY}].",
+            help=f"What the model sees: {DEFAULT_STRATEGY} (the default) or with_context "
+            "or with_response or a plugin (`sftlabel info`).",
             rich_help_panel=TASK,
             show_default=False,
+            metavar="NAME",
         ),
     ] = None,
     context_turns: Annotated[
@@ -167,14 +169,6 @@ def softlabel(
     (`<split>/<bucket>.jsonl` + `labeling_metadata.json`); the input is never written. Exit
     status: 0 all labeled and all input read, 1 some turns failed or input records were
     unreadable, 2 usage error, 3 aborted, interrupted or stopped by --max-cost.
-
-    Examples:
-
-      sftlabel softlabel ./RAW_dataset --model gpt-4o-mini --no-rationales
-
-      sftlabel softlabel az://box/RAW_dataset --azure-deployment gpt-4o --keyvault kv --secret key
-
-      sftlabel softlabel ./RAW_dataset --model gpt-4o-mini --resume
     """
     options: dict[str, Any] = {
         "model": model,
@@ -223,3 +217,6 @@ def softlabel(
     with progress("soft-labeling") as on_progress:
         result = api.softlabel(inputs, on_progress=on_progress, **options)
     finish(result, json_output=json_output, what="turn")
+
+
+softlabel.command_settings = {"epilog": epilog("softlabel")}  # type: ignore[attr-defined]

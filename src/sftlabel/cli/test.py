@@ -22,6 +22,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     build_client_config,
 )
+from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption, apply_vault_key
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
@@ -165,3 +166,6 @@ def _render(report: EndpointReport) -> None:
             stdout.print(f"{job}: {'[green]ready[/]' if ready else '[red]not ready[/]'}")
     if report.missing:
         stdout.print(f"missing: {', '.join(report.missing)}", markup=False)
+
+
+test.command_settings = {"epilog": epilog("test")}  # type: ignore[attr-defined]

@@ -30,7 +30,11 @@ UNMAPPED_EXAMPLE_VALUES = 100_000
 """Distinct unmapped values that get example queries (counts go on beyond it)."""
 QUERY_CHARS = 160
 """Example queries are shortened to this many characters."""
+BATCH = 4096
+"""Samples whose tags and confidences are buffered before they are counted."""
 DEFAULT_THRESHOLD = 0.65
+NONE_TAG = "(none)"
+"""How samples without any tag in a dimension are shown."""
 UNKNOWN_DIMENSION = ""
 """The dimension of an unmapped value the labeler gave without one (older runs)."""
 
@@ -100,6 +104,8 @@ class TaxonomySummary:
     cost_unknown: int = 0
     """Samples whose monitor has no cost (and that were not served from the cache)."""
     distributions: dict[str, Counter[str]] = field(default_factory=dict)
+    empty: Counter[str] = field(default_factory=Counter)
+    """Samples without any tag, per dimension (an empty multi-select list, a missing value)."""
     confidence: dict[str, DimensionConfidence] = field(default_factory=dict)
     cross: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(intent, difficulty) counts."""
@@ -118,9 +124,14 @@ class TaxonomySummary:
         for dim in self.dimensions:
             self.distributions.setdefault(dim, Counter())
             self.confidence.setdefault(dim, DimensionConfidence())
-        self._per_dimension = [
-            (dim, self.distributions[dim], self.confidence[dim]) for dim in self.dimensions
+        self._buffers: list[tuple[str, list[Any], list[float]]] = [
+            (dim, [], []) for dim in self.dimensions
         ]
+        """Per dimension the tags and confidences seen since the last :meth:`flush`: appending
+        is the cheapest thing a Python loop can do; they are counted in C in batches."""
+        self._pending = 0
+        self._monitors: list[dict[str, Any]] = []
+        self._cross: list[tuple[Any, Any]] = []
 
     @property
     def total(self) -> int:
@@ -149,50 +160,31 @@ class TaxonomySummary:
         return self.first + [e for e in low if e.id not in first_ids]
 
     def add_record(self, record: TaxonomyRecord) -> None:
-        labels, monitor = record.labels, record.monitor
+        labels = record.labels
         self.samples += 1
-        calls = _int(monitor.get("llm_calls"))
-        self.calls += calls
-        self.calls_per_sample[calls] += 1
-        self.arbitrated += bool(monitor.get("arbitrated"))
-        self.validation_issues += _length(monitor.get("validation_issues"))
-        self.consistency_warnings += _length(monitor.get("consistency_warnings"))
-        self.prompt_tokens += _int(monitor.get("prompt_tokens"))
-        self.completion_tokens += _int(monitor.get("completion_tokens"))
-        cost = monitor.get("cost")
-        if isinstance(cost, int | float):
-            self.cost += float(cost)
-        elif not monitor.get("from_cache"):
-            self.cost_unknown += 1
+        self._monitors.append(record.monitor)
+        self._cross.append((labels.get("intent"), labels.get("difficulty")))
         confidences = labels.get("confidence")
         if not isinstance(confidences, dict):
             confidences = {}
         lowest = 1.0
-        threshold = self.threshold
-        # the hot loop (9 dimensions x every sample): plain locals, no helper calls
-        for dim, counter, stats in self._per_dimension:
+        empty = self.empty
+        # the hot loop (9 dimensions x every sample): appends only, counted in flush()
+        for dim, tags, scores in self._buffers:
             value = labels.get(dim)
             if type(value) is list:
-                for tag in value:
-                    counter[tag if type(tag) is str else str(tag)] += 1
+                if value:
+                    tags.extend(value)
+                else:
+                    empty[dim] += 1
             elif value:
-                counter[value if type(value) is str else str(value)] += 1
+                tags.append(value)
+            else:
+                empty[dim] += 1
             score = confidences.get(dim)
             if type(score) is float or type(score) is int:
-                position = int(score * CONFIDENCE_BINS)
-                stats.histogram[
-                    CONFIDENCE_BINS - 1
-                    if position >= CONFIDENCE_BINS
-                    else (position if position > 0 else 0)
-                ] += 1
-                stats.count += 1
-                stats.total += score
-                stats.min = min(stats.min, score)
-                stats.max = max(stats.max, score)
-                if score < threshold:
-                    stats.below += 1
-                lowest = min(lowest, score)
-        self.cross[(str(labels.get("intent") or "—"), str(labels.get("difficulty") or "—"))] += 1
+                scores.append(score)
+                lowest = score if score < lowest else lowest
         unmapped = labels.get("unmapped")
         if isinstance(unmapped, list) and unmapped:
             self.unmapped_samples += 1
@@ -209,9 +201,61 @@ class TaxonomySummary:
         part = self.parts.get(record.part, (0, 0))
         self.parts[record.part] = (part[0] + 1, part[1])
         self._keep_example(record, lowest)
+        self._pending += 1
+        if self._pending >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the buffered tags, confidences and monitors (done before the summary is
+        read)."""
+        self._pending = 0
+        self._flush_monitors(self._monitors)
+        self._monitors.clear()
+        self.cross.update([(str(i or "—"), str(d or "—")) for i, d in self._cross])
+        self._cross.clear()
+        threshold = self.threshold
+        for dim, tags, scores in self._buffers:
+            if tags:
+                counter = self.distributions[dim]
+                counter.update(tags)
+                tags.clear()
+                if any(type(t) is not str for t in counter):  # a number given as a tag
+                    for tag in [t for t in counter if type(t) is not str]:
+                        counter[str(tag)] += counter.pop(tag)
+            if scores:
+                stats = self.confidence[dim]
+                last = CONFIDENCE_BINS - 1
+                bins = Counter([int(v * CONFIDENCE_BINS) for v in scores])
+                for position, count in bins.items():
+                    stats.histogram[last if position > last else max(position, 0)] += count
+                stats.count += len(scores)
+                stats.total += sum(scores)
+                stats.min = min(stats.min, *scores)
+                stats.max = max(stats.max, *scores)
+                stats.below += sum(1 for v in scores if v < threshold)
+                scores.clear()
+
+    def _flush_monitors(self, monitors: list[dict[str, Any]]) -> None:
+        calls = [_int(m.get("llm_calls")) for m in monitors]
+        self.calls += sum(calls)
+        self.calls_per_sample.update(calls)
+        self.arbitrated += sum(1 for m in monitors if m.get("arbitrated"))
+        self.validation_issues += sum(_length(m.get("validation_issues")) for m in monitors)
+        self.consistency_warnings += sum(_length(m.get("consistency_warnings")) for m in monitors)
+        self.prompt_tokens += sum(_int(m.get("prompt_tokens")) for m in monitors)
+        self.completion_tokens += sum(_int(m.get("completion_tokens")) for m in monitors)
+        for monitor in monitors:
+            cost = monitor.get("cost")
+            if isinstance(cost, int | float):
+                self.cost += float(cost)
+            elif not monitor.get("from_cache"):
+                self.cost_unknown += 1
 
     def _keep_example(self, record: TaxonomyRecord, lowest: float) -> None:
         self._seen += 1
+        heap = self.least_confident
+        if len(heap) == EXAMPLES and -heap[0][0] <= lowest:
+            return  # the common case: not among the least confident
         if len(self.first) < EXAMPLES:
             self.first.append(_example(record, lowest))
         elif len(self.least_confident) < EXAMPLES:
@@ -229,6 +273,8 @@ class TaxonomySummary:
 
     def merge(self, other: TaxonomySummary) -> None:
         """Add another summary (of another part) into this one."""
+        self.flush()
+        other.flush()
         for name in ("samples", "failed", "calls", "arbitrated", "validation_issues"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("consistency_warnings", "prompt_tokens", "completion_tokens", "cost"):
@@ -238,6 +284,7 @@ class TaxonomySummary:
         self.failures.update(other.failures)
         self.calls_per_sample.update(other.calls_per_sample)
         self.cross.update(other.cross)
+        self.empty.update(other.empty)
         self.unmapped.update(other.unmapped)
         for dim in self.dimensions:
             self.distributions[dim].update(other.distributions[dim])
@@ -311,6 +358,8 @@ def summarize_taxonomy(
         for failure in _records(path):
             if isinstance(failure, dict):
                 summary(part).add_failure(part, failure)
+    for found in parts.values():
+        found.flush()
     return parts
 
 

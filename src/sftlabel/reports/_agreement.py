@@ -101,6 +101,17 @@ class AlphaAccumulator:
         counts[a] = counts.get(a, 0) + 1
         counts[b] = counts.get(b, 0) + 1
 
+    def add_pairs(self, counts: Mapping[tuple[Hashable, Hashable], int]) -> None:
+        """Units of exactly two values, as counts of each (a, b) pair: the same as calling
+        :meth:`add_pair` that many times."""
+        values = self._values
+        for (a, b), count in counts.items():
+            self.units += count
+            if a is not b and a != b:
+                self._observed += 2.0 * self._distance(a, b) * count
+            values[a] = values.get(a, 0) + count
+            values[b] = values.get(b, 0) + count
+
     @property
     def pairable(self) -> int:
         return sum(self._values.values())

@@ -4,10 +4,10 @@ embedded, as the dashboard does; no CDN, no network)."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sftlabel.reports._safe import esc, md
 from sftlabel.reports.compare import (
     Calibration,
     CompareResult,
@@ -402,7 +402,7 @@ def sections(result: CompareResult, *, detail: bool = True) -> list[Section]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md(text)
 
 
 def _md_table(table: Table) -> list[str]:
@@ -421,10 +421,10 @@ def render_markdown(result: CompareResult) -> str:
     """``report.md``: every section with its tables."""
     out: list[str] = []
     for position, section in enumerate(sections(result)):
-        out.append(("# " if position == 0 else "## ") + section.title)
+        out.append(("# " if position == 0 else "## ") + md(section.title))
         out.append("")
         for line in section.lines:
-            out += [line, ""]
+            out += [md(line), ""]
         for table in section.tables:
             out += _md_table(table)
     return "\n".join(out).rstrip() + "\n"
@@ -436,20 +436,20 @@ def render_markdown(result: CompareResult) -> str:
 def _html_table(table: Table) -> str:
     align = table.alignment()
     head = "".join(
-        f"<th style='text-align:{'left' if a == 'l' else 'right'}'>{html.escape(h)}</th>"
+        f"<th style='text-align:{'left' if a == 'l' else 'right'}'>{esc(h)}</th>"
         for h, a in zip(table.header, align, strict=True)
     )
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td style='text-align:{'left' if a == 'l' else 'right'}'>{html.escape(c)}</td>"
+            f"<td style='text-align:{'left' if a == 'l' else 'right'}'>{esc(c)}</td>"
             for c, a in zip(row, align, strict=True)
         )
         + "</tr>"
         for row in table.rows
     )
     return (
-        f"<div class='table'><div class='tt'>{html.escape(table.title)}</div>"
+        f"<div class='table'><div class='tt'>{esc(table.title)}</div>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
@@ -619,9 +619,8 @@ def _figures_all(result: CompareResult) -> list[str]:
 
 def render_html(result: CompareResult, *, title: str | None = None) -> str:
     """``report.html``: cards, charts and every table, one self-contained offline file."""
-    from plotly.offline import get_plotlyjs
-
     from sftlabel.reports._html import _STYLE, _card
+    from sftlabel.reports._plot import PLOT_STYLE, script_tag
 
     every = sections(result)
     title = title or every[0].title
@@ -646,8 +645,8 @@ def render_html(result: CompareResult, *, title: str | None = None) -> str:
     parts: list[str] = ["<div class='cards'>" + "".join(_card(k, v) for k, v in cards) + "</div>"]
     for position, section in enumerate(every):
         if position:
-            parts.append(f"<h2>{html.escape(section.title)}</h2>")
-            parts += [f"<p>{html.escape(line)}</p>" for line in section.lines]
+            parts.append(f"<h2>{esc(section.title)}</h2>")
+            parts += [f"<p>{esc(line)}</p>" for line in section.lines]
         source = section.source
         panels: list[str] = []
         if isinstance(source, PairReport):
@@ -672,9 +671,9 @@ def render_html(result: CompareResult, *, title: str | None = None) -> str:
             )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}{_EXTRA_STYLE}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        f"<div class='sub'>{html.escape(every[0].lines[0])}</div>"
+        f"<title>{esc(title)}</title><style>{_STYLE}{PLOT_STYLE}{_EXTRA_STYLE}</style>"
+        f"{script_tag(None)}</head><body>"
+        f"<h1>{esc(title)}</h1>"
+        f"<div class='sub'>{esc(every[0].lines[0])}</div>"
         f"{''.join(parts)}</body></html>"
     )

@@ -1,4 +1,5 @@
-"""The dashboard of a run: one self-contained offline HTML page (plotly.js embedded once).
+"""The dashboard of a run: an offline HTML page (plotly.js embedded once, or loaded from the
+one shared copy at the root of a multi-part run).
 
 Only aggregates go into the page (counts per tag, histograms, per-part totals), so its size does
 not grow with the number of samples.
@@ -6,24 +7,18 @@ not grow with the number of samples.
 
 from __future__ import annotations
 
-import functools
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
-
 from sftlabel.reports._aggregate import (
-    CALIBRATION_BINS,
     CONFIDENCE_BINS,
-    SOFT_BINS,
+    NONE_TAG,
     UNKNOWN_DIMENSION,
-    SoftSummary,
     TaxonomySummary,
 )
+from sftlabel.reports._plot import PLOT_STYLE, Fig, figure, missing_notice, script_tag, trace
+from sftlabel.reports._safe import esc
 from sftlabel.taxonomy import Taxonomy
 
 TOP_TAGS = 25
@@ -33,17 +28,19 @@ TOP_PARTS = 60
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fafafa; }
-h1 { font-size: 22px; margin-bottom: 4px; } .sub { color: #666; margin-bottom: 18px; }
+h1 { font-size: 22px; margin-bottom: 4px; overflow-wrap: anywhere; }
+.sub { color: #666; margin-bottom: 18px; }
 h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 10px; }
 .card { background: #fff; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px 14px;
-        min-width: 120px; }
+        min-width: 120px; max-width: 100%; box-sizing: border-box; overflow-wrap: anywhere; }
 .card .v { font-size: 20px; font-weight: 600; } .card .k { color: #666; font-size: 12px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 14px; }
 .panel { background: #fff; border: 1px solid #e3e3e3; border-radius: 8px; padding: 6px; }
 table { border-collapse: collapse; background: #fff; font-size: 13px; }
 td, th { border: 1px solid #e3e3e3; padding: 4px 8px; text-align: left; vertical-align: top; }
 td.n { text-align: right; } .muted { color: #888; }
+td { overflow-wrap: anywhere; } .scroll { max-height: 520px; overflow: auto; }
 """
 
 
@@ -71,8 +68,8 @@ def _num(value: float | None, digits: int = 0, unit: str = "") -> str:
 
 def _card(label: str, value: Any) -> str:
     return (
-        f'<div class="card"><div class="v">{html.escape(str(value))}</div>'
-        f'<div class="k">{html.escape(label)}</div></div>'
+        f'<div class="card"><div class="v">{esc(str(value))}</div>'
+        f'<div class="k">{esc(label)}</div></div>'
     )
 
 
@@ -80,43 +77,26 @@ def _cards(cards: Sequence[tuple[str, Any]]) -> str:
     return '<div class="cards">' + "".join(_card(k, v) for k, v in cards) + "</div>"
 
 
-@functools.cache
-def _template() -> Any:
-    """The ``plotly_white`` template as JSON, built once (setting it on every figure through
-    ``update_layout`` deep-copies and validates it: 70 ms a figure, a second a dashboard)."""
-    return pio.templates["plotly_white"].to_plotly_json()
-
-
-def _figure(fig: go.Figure, height: int = 360) -> str:
-    spec = fig.to_plotly_json()
-    spec["layout"].update(
-        height=height, margin={"l": 50, "r": 16, "t": 46, "b": 46}, template=_template()
-    )
-    body: str = pio.to_html(
-        spec,
-        full_html=False,
-        include_plotlyjs=False,
-        validate=False,
-        config={"displaylogo": False, "responsive": True},
-    )
-    return f'<div class="panel">{body}</div>'
+_figure = figure
+"""One chart panel (compare's pages use it with plotly figures)."""
 
 
 def _section(title: str, panels: Sequence[str], *, note: str = "") -> str:
     if not panels:
         return ""
-    extra = f"<div class='sub'>{html.escape(note)}</div>" if note else ""
-    return f"<h2>{html.escape(title)}</h2>{extra}<div class='grid'>{''.join(panels)}</div>"
+    extra = f"<div class='sub'>{esc(note)}</div>" if note else ""
+    return f"<h2>{esc(title)}</h2>{extra}<div class='grid'>{''.join(panels)}</div>"
 
 
-def _page(title: str, subtitle: str, body: str) -> str:
+def _page(title: str, subtitle: str, body: str, plotly_src: str | None = None) -> str:
+    """A whole page; plotly.js inline, or from ``plotly_src`` (a relative URL) when given."""
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        f"<h1>{html.escape(title)}</h1><div class='sub'>{html.escape(subtitle)}</div>"
-        f"{body}</body></html>"
+        f"<title>{esc(title)}</title><style>{_STYLE}{PLOT_STYLE}</style>"
+        f"{script_tag(plotly_src)}</head><body>"
+        f"<h1>{esc(title)}</h1><div class='sub'>{esc(subtitle)}</div>"
+        f"{missing_notice(plotly_src)}{body}</body></html>"
     )
 
 
@@ -134,11 +114,11 @@ def _tokens(computed: int, fact: int | None) -> int | None:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{html.escape(str(v))}</td>"
+            f"<td class='n'>{v:,}</td>" if isinstance(v, int) else f"<td>{esc(str(v))}</td>"
             for v in row
         )
         + "</tr>"
@@ -173,7 +153,7 @@ def taxonomy_cards(summary: TaxonomySummary, facts: RunFacts) -> list[tuple[str,
 def _observations(notes: Sequence[str]) -> str:
     if not notes:
         return ""
-    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    items = "".join(f"<li>{esc(note)}</li>" for note in notes)
     return f"<h2>Observations</h2><div class='panel'><ul>{items}</ul></div>"
 
 
@@ -184,9 +164,13 @@ def render_taxonomy(
     *,
     title: str,
     observations: Sequence[str] = (),
+    plotly_src: str | None = None,
+    parts_section: str = "",
 ) -> str:
-    """The dashboard of a taxonomy run (or of one part of it)."""
-    body = [_cards(taxonomy_cards(summary, facts)), _observations(observations)]
+    """The dashboard of a taxonomy run (or of one part of it). ``plotly_src``: load plotly.js
+    from there instead of embedding it; ``parts_section``: HTML of the per-part view (the
+    global dashboard of a multi-part run)."""
+    body = [_cards(taxonomy_cards(summary, facts)), _observations(observations), parts_section]
     body.append(_section("Tag distributions", _distributions(summary, taxonomy)))
     body.append(
         _section(
@@ -203,29 +187,38 @@ def render_taxonomy(
     subtitle = f"model {facts.model or '?'}"
     if facts.inputs:
         subtitle += " · " + ", ".join(facts.inputs[:5])
-    return _page(title, subtitle, "".join(body))
+        if len(facts.inputs) > 5:
+            subtitle += f" … ({len(facts.inputs):,} inputs)"
+    return _page(title, subtitle, "".join(body), plotly_src)
+
+
+def _hbar(names: list[str], counts: list[int], color: str) -> dict[str, Any]:
+    return trace("bar", x=counts[::-1], y=names[::-1], orientation="h", marker={"color": color})
 
 
 def _distributions(summary: TaxonomySummary, taxonomy: Taxonomy) -> list[str]:
     panels = []
     for dim in summary.dimensions:
         counts = summary.distributions[dim]
-        if not counts:
+        empty = summary.empty.get(dim, 0)
+        if not counts and not empty:
             continue
         top = counts.most_common(TOP_TAGS)
         more = len(counts) - len(top)
         size = len(taxonomy.categories[dim].tags) if dim in taxonomy.categories else 0
-        fig = go.Figure(
-            go.Bar(
-                x=[c for _, c in top][::-1],
-                y=[t for t, _ in top][::-1],
-                orientation="h",
-                marker_color="#4c78a8",
-            )
-        )
+        names, values = [t for t, _ in top], [c for _, c in top]
+        if empty:  # samples without any tag in this dimension
+            names.append(NONE_TAG)
+            values.append(empty)
         extra = f", top {len(top)} shown" if more > 0 else ""
-        fig.update_layout(title=f"{dim}: {len(counts)} of {size} tags used{extra}")
-        panels.append(_figure(fig, height=max(240, 20 * len(top) + 90)))
+        if empty and summary.samples:
+            extra += f"; {NONE_TAG} {empty / summary.samples:.1%}"
+        fig = Fig(
+            _hbar(names, values, "#4c78a8"),
+            title=f"{dim}: {len(counts)} of {size} tags used{extra}",
+            yaxis={"type": "category", "automargin": True},
+        )
+        panels.append(figure(fig, height=max(240, 20 * len(names) + 70)))
     return panels
 
 
@@ -238,36 +231,43 @@ def _confidence(summary: TaxonomySummary) -> list[str]:
     for dim in dims:
         stats = summary.confidence[dim]
         z.append([round(c / stats.count, 4) for c in stats.histogram])
-    heat = go.Figure(
-        go.Heatmap(
+    heat = Fig(
+        trace(
+            "heatmap",
             z=z,
             x=labels,
             y=dims,
             colorscale="Blues",
-            colorbar={"title": "share"},
+            colorbar={"title": {"text": "share"}},
             hovertemplate="%{y} %{x}: %{z:.1%}<extra></extra>",
-        )
+        ),
+        title="confidence distribution per dimension (share of samples)",
     )
-    heat.update_layout(title="confidence distribution per dimension (share of samples)")
-    below = go.Figure()
-    below.add_bar(
-        x=dims,
-        y=[summary.confidence[d].below_share for d in dims],
-        text=[f"{summary.confidence[d].below:,}" for d in dims],
-        name="below threshold",
-        marker_color="#e45756",
-    )
-    below.update_layout(
+    below = Fig(
+        trace(
+            "bar",
+            x=dims,
+            y=[summary.confidence[d].below_share for d in dims],
+            text=[f"{summary.confidence[d].below:,}" for d in dims],
+            name="below threshold",
+            marker={"color": "#e45756"},
+        ),
         title=f"share of samples below {summary.threshold:g}",
         yaxis={"tickformat": ".0%", "rangemode": "nonnegative"},
     )
-    mean = go.Figure()
-    mean.add_bar(x=dims, y=[summary.confidence[d].mean for d in dims], name="mean")
-    mean.add_scatter(
-        x=dims, y=[summary.confidence[d].min for d in dims], name="min", mode="markers"
+    mean = Fig(
+        trace("bar", x=dims, y=[summary.confidence[d].mean for d in dims], name="mean"),
+        trace(
+            "scatter",
+            x=dims,
+            y=[summary.confidence[d].min for d in dims],
+            name="min",
+            mode="markers",
+        ),
+        title="mean and minimum confidence",
+        yaxis={"range": [0, 1]},
     )
-    mean.update_layout(title="mean and minimum confidence", yaxis={"range": [0, 1]})
-    return [_figure(heat, height=max(300, 28 * len(dims) + 120)), _figure(below), _figure(mean)]
+    return [figure(heat, height=max(300, 28 * len(dims) + 100)), figure(below), figure(mean)]
 
 
 def _heatmap(summary: TaxonomySummary, taxonomy: Taxonomy) -> str:
@@ -278,11 +278,21 @@ def _heatmap(summary: TaxonomySummary, taxonomy: Taxonomy) -> str:
     intents = order("intent", {i for i, _ in summary.cross})
     levels = order("difficulty", {d for _, d in summary.cross})
     z = [[summary.cross.get((i, d), 0) for d in levels] for i in intents]
-    fig = go.Figure(
-        go.Heatmap(z=z, x=levels, y=intents, colorscale="Blues", text=z, texttemplate="%{text}")
+    fig = Fig(
+        trace(
+            "heatmap",
+            z=z,
+            x=levels,
+            y=intents,
+            colorscale="Blues",
+            text=z,
+            texttemplate="%{text}",
+        ),
+        title="samples by intent and difficulty",
+        xaxis={"type": "category"},
+        yaxis={"type": "category", "automargin": True},
     )
-    fig.update_layout(title="samples by intent and difficulty")
-    return _figure(fig, height=max(300, 40 * len(intents) + 120))
+    return figure(fig, height=max(300, 40 * len(intents) + 100))
 
 
 def _coverage(summary: TaxonomySummary, taxonomy: Taxonomy) -> list[str]:
@@ -294,11 +304,13 @@ def _coverage(summary: TaxonomySummary, taxonomy: Taxonomy) -> list[str]:
         used.append(len(ids) - len(never))
         unused.append(len(never))
         rows.append((dim, len(ids) - len(never), len(never), ", ".join(never) or "—"))
-    fig = go.Figure()
-    fig.add_bar(x=dims, y=used, name="used", marker_color="#54a24b")
-    fig.add_bar(x=dims, y=unused, name="never used", marker_color="#bab0ac")
-    fig.update_layout(title="tags used and never used per category", barmode="stack")
-    return [_figure(fig), _table(("category", "used", "never used", "never-used tags"), rows)]
+    fig = Fig(
+        trace("bar", x=dims, y=used, name="used", marker={"color": "#54a24b"}),
+        trace("bar", x=dims, y=unused, name="never used", marker={"color": "#bab0ac"}),
+        title="tags used and never used per category",
+        barmode="stack",
+    )
+    return [figure(fig), _table(("category", "used", "never used", "never-used tags"), rows)]
 
 
 def _unmapped(summary: TaxonomySummary) -> list[str]:
@@ -306,176 +318,58 @@ def _unmapped(summary: TaxonomySummary) -> list[str]:
         return []
     top = summary.unmapped.most_common(TOP_UNMAPPED)
     names = [f"{d or '?'}:{v}" for (d, v), _ in top]
-    fig = go.Figure(
-        go.Bar(x=[c for _, c in top][::-1], y=names[::-1], orientation="h", marker_color="#f58518")
-    )
     more = len(summary.unmapped) - len(top)
-    fig.update_layout(
+    fig = Fig(
+        _hbar(names, [c for _, c in top], "#f58518"),
         title=f"unmapped values ({len(summary.unmapped):,} distinct"
-        + (f", top {len(top)} shown)" if more > 0 else ")")
+        + (f", top {len(top)} shown)" if more > 0 else ")"),
+        yaxis={"type": "category", "automargin": True},
     )
     per_dim: dict[str, int] = {}
     for (dim, _), count in summary.unmapped.items():
         per_dim[dim or UNKNOWN_DIMENSION] = per_dim.get(dim or UNKNOWN_DIMENSION, 0) + count
     dims = sorted(per_dim, key=lambda d: -per_dim[d])
-    by_dim = go.Figure(go.Bar(x=[d or "?" for d in dims], y=[per_dim[d] for d in dims]))
-    by_dim.update_layout(title="unmapped values per dimension (? = none given)")
-    return [_figure(fig, height=max(260, 20 * len(top) + 90)), _figure(by_dim)]
+    by_dim = Fig(
+        trace("bar", x=[d or "?" for d in dims], y=[per_dim[d] for d in dims]),
+        title="unmapped values per dimension (? = none given)",
+        xaxis={"type": "category"},
+    )
+    return [figure(fig, height=max(260, 20 * len(top) + 70)), figure(by_dim)]
 
 
 def _operations(summary: TaxonomySummary) -> list[str]:
     panels = []
     if summary.calls_per_sample:
         calls = sorted(summary.calls_per_sample)
-        fig = go.Figure(
-            go.Bar(x=[str(c) for c in calls], y=[summary.calls_per_sample[c] for c in calls])
+        fig = Fig(
+            trace("bar", x=[str(c) for c in calls], y=[summary.calls_per_sample[c] for c in calls]),
+            title="LLM calls per sample",
+            xaxis={"type": "category"},
         )
-        fig.update_layout(title="LLM calls per sample", xaxis={"type": "category"})
-        panels.append(_figure(fig))
+        panels.append(figure(fig))
     if summary.failures:
         reasons = summary.failures.most_common()
-        fig = go.Figure(
-            go.Bar(x=[r for r, _ in reasons], y=[c for _, c in reasons], marker_color="#e45756")
+        fig = Fig(
+            trace(
+                "bar",
+                x=[r for r, _ in reasons],
+                y=[c for _, c in reasons],
+                marker={"color": "#e45756"},
+            ),
+            title=f"failures by reason ({summary.failed:,})",
+            xaxis={"type": "category"},
         )
-        fig.update_layout(title=f"failures by reason ({summary.failed:,})")
-        panels.append(_figure(fig))
+        panels.append(figure(fig))
     named = {p: v for p, v in summary.parts.items() if p}
-    if named:
+    if len(named) > 1:
         parts = sorted(named, key=lambda p: -sum(named[p]))[:TOP_PARTS]
-        fig = go.Figure()
-        fig.add_bar(name="labeled", x=parts, y=[named[p][0] for p in parts])
-        fig.add_bar(name="failed", x=parts, y=[named[p][1] for p in parts])
-        fig.update_layout(title="samples per input file (part)", barmode="stack")
-        panels.append(_figure(fig))
-    return panels
-
-
-def soft_cards(summary: SoftSummary, facts: RunFacts) -> list[tuple[str, str]]:
-    tokens = _tokens(summary.tokens, (facts.prompt_tokens or 0) + (facts.completion_tokens or 0))
-    cost = summary.cost if summary.cost else facts.cost
-    calls = summary.calls or facts.requests
-    share1 = summary.hard[1] / summary.labeled if summary.labeled else 0.0
-    censored = summary.censored_turns / summary.labeled if summary.labeled else 0.0
-    return [
-        ("turns", f"{summary.turns:,}"),
-        ("success rate", f"{summary.success_rate:.1%}"),
-        ("failed", f"{summary.failed:,}"),
-        ("LLM calls", _num(calls)),
-        ("tokens", f"{tokens:,}" if tokens else "n/a"),
-        ("cost", "n/a" if cost is None else f"${cost:,.4f}"),
-        ("hard label 1 (no reasoning)", f"{share1:.1%}"),
-        ("mean soft label", f"{summary.soft_mean:.3f}"),
-        ("censored turns", f"{censored:.1%}"),
-        ("calibration gap (ECE)", f"{summary.calibration_error:.3f}"),
-        ("hard ≠ rounded soft", f"{summary.disagree:,}"),
-        ("elapsed", _num(facts.elapsed, 1, " s")),
-        ("turns / s", _throughput(summary.turns, facts.elapsed)),
-    ]
-
-
-def render_soft(
-    summary: SoftSummary, facts: RunFacts, *, title: str, observations: Sequence[str] = ()
-) -> str:
-    """The dashboard of a soft-label output."""
-    body = [_cards(soft_cards(summary, facts)), _observations(observations)]
-    body.append(
-        _section(
-            "Soft labels",
-            _soft_histogram(summary) + _groups(summary),
-            note="soft label = P('1') / (P('0') + P('1')); 1 = does not require reasoning",
+        shown = f", the {len(parts)} largest of {len(named):,}" if len(named) > len(parts) else ""
+        fig = Fig(
+            trace("bar", name="labeled", x=parts, y=[named[p][0] for p in parts]),
+            trace("bar", name="failed", x=parts, y=[named[p][1] for p in parts]),
+            title=f"samples per input file (part){shown}",
+            barmode="stack",
+            xaxis={"type": "category", "automargin": True},
         )
-    )
-    body.append(_section("Calibration: hard vs soft labels", _calibration(summary)))
-    body.append(_section("Censored tokens, methods and failures", _soft_operations(summary)))
-    models = ", ".join(summary.models) or facts.model or "?"
-    return _page(title, f"model {models}", "".join(body))
-
-
-def _soft_histogram(summary: SoftSummary) -> list[str]:
-    if not summary.labeled:
-        return []
-    labels = _bins(SOFT_BINS)
-    fig = go.Figure()
-    fig.add_bar(x=labels, y=summary.histogram[0], name="hard 0 (requires reasoning)")
-    fig.add_bar(x=labels, y=summary.histogram[1], name="hard 1 (no reasoning)")
-    fig.update_layout(title="soft-label histogram by hard label", barmode="stack")
-    return [_figure(fig)]
-
-
-def _groups(summary: SoftSummary) -> list[str]:
-    groups = sorted(summary.by_group)
-    if not groups:
-        return []
-    names = [f"{s or '?'}/{b or '?'}" for s, b in groups]
-    shares, failed = [], []
-    for group in groups:
-        counts = summary.by_group[group]
-        shares.append(counts["hard1"] / counts["labeled"] if counts["labeled"] else 0.0)
-        failed.append(counts["failed"])
-    fig = go.Figure()
-    fig.add_bar(
-        x=names,
-        y=shares,
-        text=[f"{summary.by_group[g]['labeled']:,} turns" for g in groups],
-        name="hard label 1",
-    )
-    fig.update_layout(title="share of hard label 1 by split / bucket", yaxis={"tickformat": ".0%"})
-    panels = [_figure(fig)]
-    if any(failed):
-        fail = go.Figure(go.Bar(x=names, y=failed, marker_color="#e45756"))
-        fail.update_layout(title="failed turns by split / bucket")
-        panels.append(_figure(fail))
-    return panels
-
-
-def _calibration(summary: SoftSummary) -> list[str]:
-    bins = [b for b in summary.calibration if b.count]
-    if not bins:
-        return []
-    x = [b.soft / b.count for b in bins]
-    y = [b.hard / b.count for b in bins]
-    fig = go.Figure()
-    fig.add_scatter(
-        x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "#999"}
-    )
-    fig.add_scatter(
-        x=x,
-        y=y,
-        mode="lines+markers",
-        name="observed",
-        text=[f"{b.count:,} turns" for b in bins],
-        hovertemplate="mean soft %{x:.2f}, hard=1 %{y:.1%} (%{text})<extra></extra>",
-    )
-    fig.update_layout(
-        title=f"reliability: share of hard label 1 per soft-label bin "
-        f"(ECE {summary.calibration_error:.3f})",
-        xaxis={"title": "mean soft label", "range": [0, 1]},
-        yaxis={"title": "share hard = 1", "range": [0, 1]},
-    )
-    counts = go.Figure(go.Bar(x=_bins(CALIBRATION_BINS), y=[b.count for b in summary.calibration]))
-    counts.update_layout(title="turns per calibration bin")
-    return [_figure(fig), _figure(counts)]
-
-
-def _soft_operations(summary: SoftSummary) -> list[str]:
-    panels = []
-    censored = [("0", summary.censored["0"]), ("1", summary.censored["1"])]
-    censored += [(k, v) for k, v in summary.censored.items() if k not in ("0", "1")]
-    fig = go.Figure(go.Bar(x=[f"'{k}' missing" for k, _ in censored], y=[v for _, v in censored]))
-    fig.update_layout(
-        title=f"label tokens missing from top_logprobs ({summary.censored_turns:,} turns)"
-    )
-    panels.append(_figure(fig))
-    if summary.methods:
-        methods = summary.methods.most_common()
-        fig = go.Figure(go.Bar(x=[m for m, _ in methods], y=[c for _, c in methods]))
-        fig.update_layout(title="how the soft labels were obtained (method)")
-        panels.append(_figure(fig))
-    if summary.failures:
-        reasons = summary.failures.most_common()
-        fig = go.Figure(
-            go.Bar(x=[r for r, _ in reasons], y=[c for _, c in reasons], marker_color="#e45756")
-        )
-        fig.update_layout(title=f"failures by reason ({summary.failed:,})")
-        panels.append(_figure(fig))
+        panels.append(figure(fig))
     return panels

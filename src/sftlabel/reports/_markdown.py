@@ -3,11 +3,14 @@ observations with the thresholds that triggered them)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sftlabel.reports._aggregate import SoftSummary, TaxonomySummary, shorten
-from sftlabel.reports._html import RunFacts, soft_cards, taxonomy_cards
+from sftlabel.reports._aggregate import NONE_TAG, SoftSummary, TaxonomySummary, shorten
+from sftlabel.reports._html import RunFacts, taxonomy_cards
+from sftlabel.reports._parts import markdown_split_rows
+from sftlabel.reports._safe import code, md
+from sftlabel.reports._soft_html import soft_cards
 from sftlabel.reports._unmapped import UnmappedFinding
 from sftlabel.taxonomy import Taxonomy
 
@@ -32,14 +35,20 @@ TOP_TAGS = 5
 UNMAPPED_ROWS = 50
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_md = md
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md(str(v)) for v in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def part_drift_rows(
+    parts: Mapping[str, TaxonomySummary], whole: TaxonomySummary
+) -> list[tuple[str, ...]]:
+    """The split-vs-split drift rows of report.md (none for a run without splits)."""
+    return markdown_split_rows(parts, whole)
 
 
 def taxonomy_observations(summary: TaxonomySummary, taxonomy: Taxonomy) -> list[str]:
@@ -97,15 +106,17 @@ def render_taxonomy_report(
     *,
     title: str,
     observations: list[str],
+    splits: Sequence[Sequence[str]] = (),
 ) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {md(title)}", ""]
     lines.append(
-        f"Model `{facts.model or '?'}`"
-        + (f", created {facts.created}" if facts.created else "")
+        f"Model {code(facts.model or '?')}"
+        + (f", created {md(facts.created)}" if facts.created else "")
         + "."
     )
     if facts.inputs:
-        lines.append("Inputs: " + ", ".join(f"`{i}`" for i in facts.inputs[:10]) + ".")
+        more = f" … ({len(facts.inputs):,} inputs)" if len(facts.inputs) > 10 else ""
+        lines.append("Inputs: " + ", ".join(code(i) for i in facts.inputs[:10]) + more + ".")
     lines += ["", "## Overview", ""]
     lines += _table(("", "value"), taxonomy_cards(summary, facts))
     named = {p: v for p, v in summary.parts.items() if p}
@@ -115,6 +126,9 @@ def render_taxonomy_report(
             for p, (lab, fail) in sorted(named.items())
         ]
         lines += _table(("part", "labeled", "failed", "success"), part_rows)
+    if splits:
+        lines += ["Split vs split drift (total variation distance of the tag shares).", ""]
+        lines += _table(("splits", *summary.dimensions), splits)
     if summary.failures:
         lines += _table(("failure reason", "samples"), summary.failures.most_common())
     lines += ["## Confidence", "", f"Threshold {summary.threshold:g}.", ""]
@@ -131,8 +145,11 @@ def render_taxonomy_report(
     tag_rows = []
     for dim in summary.dimensions:
         counts = summary.distributions[dim]
+        shown = counts.most_common(TOP_TAGS)
+        if summary.empty.get(dim):
+            shown.append((NONE_TAG, summary.empty[dim]))
         top = ", ".join(
-            f"{tag} {count / summary.samples:.0%}" for tag, count in counts.most_common(TOP_TAGS)
+            f"{tag} {count / summary.samples:.0%}" for tag, count in shown
         ) if summary.samples else ""  # fmt: skip
         size = len(taxonomy.categories[dim].tags) if dim in taxonomy.categories else 0
         tag_rows.append((dim, f"{len(counts)}/{size}", top or "—"))
@@ -158,11 +175,11 @@ def render_taxonomy_report(
             if v
         )
         lines.append(
-            f"- `{example.id}` (lowest confidence {example.min_confidence:.2f}): "
-            f"“{_md(example.query)}” → {_md(labels)}"
+            f"- {code(example.id)} (lowest confidence {example.min_confidence:.2f}): "
+            f"“{md(example.query)}” → {md(labels)}"
         )
     lines += ["", "## Observations", ""]
-    lines += [f"- {note}" for note in observations] or ["- Nothing stands out."]
+    lines += [f"- {md(note)}" for note in observations] or ["- Nothing stands out."]
     return "\n".join(lines) + "\n"
 
 
@@ -219,7 +236,8 @@ def soft_observations(summary: SoftSummary) -> list[str]:
 def render_soft_report(
     summary: SoftSummary, facts: RunFacts, *, title: str, observations: list[str]
 ) -> str:
-    lines = [f"# {title}", "", f"Model `{', '.join(summary.models) or facts.model or '?'}`.", ""]
+    models = ", ".join(summary.models) or facts.model or "?"
+    lines = [f"# {md(title)}", "", f"Model {code(models)}.", ""]
     lines += ["## Overview", ""]
     lines += _table(("", "value"), soft_cards(summary, facts))
     rows = []
@@ -256,10 +274,11 @@ def render_soft_report(
     for turn in summary.examples:
         rationale = turn.rationale if isinstance(turn.rationale, str) else ""
         lines.append(
-            f"- `{turn.conversationId}/{turn.messageId}` ({turn.split}/{turn.bucket}): "
+            f"- {code(f'{turn.conversationId}/{turn.messageId}')} "
+            f"({md(turn.split)}/{md(turn.bucket)}): "
             f"hard {turn.hard_label}, soft {turn.soft_label:.3f}"
-            + (f" — “{_md(shorten(rationale))}”" if rationale else "")
+            + (f" — “{md(shorten(rationale))}”" if rationale else "")
         )
     lines += ["", "## Observations", ""]
-    lines += [f"- {note}" for note in observations] or ["- Nothing stands out."]
+    lines += [f"- {md(note)}" for note in observations] or ["- Nothing stands out."]
     return "\n".join(lines) + "\n"

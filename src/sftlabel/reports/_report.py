@@ -5,7 +5,10 @@ in place, a ``labeled.jsonl``/``labeled.json`` inside a run directory (beside ``
 directory. Any other file (the baseline runs, a copied labeled file) is not ours to write beside:
 its report goes to ``./<name>_report/`` in the current directory unless ``-o`` says otherwise.
 A directory run whose records are split in parts (one per input file) gets a dashboard per part
-(``<part>/dashboard.html``) and a global one.
+(``<part>/dashboard.html``) and a global one that links them and compares their tag
+distributions (and its splits', for a ``train/``/``val/``/``test/`` layout). Those pages load
+one shared ``plotly.min.js`` from the output root instead of embedding 4.8 MB each; a
+single-part run's dashboard embeds it (one self-contained file).
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ from sftlabel.reports._aggregate import (
     summarize_soft,
     summarize_taxonomy,
 )
-from sftlabel.reports._html import RunFacts, render_soft, render_taxonomy
+from sftlabel.reports._html import RunFacts, render_taxonomy
 from sftlabel.reports._markdown import (
+    part_drift_rows,
     render_soft_report,
     render_taxonomy_report,
     soft_observations,
     taxonomy_observations,
 )
+from sftlabel.reports._parts import render_parts
+from sftlabel.reports._plot import relative_src, write_shared
 from sftlabel.reports._runs import RunData, open_run
+from sftlabel.reports._soft_html import render_soft
 from sftlabel.reports._unmapped import UnmappedFinding, analyse_unmapped
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
@@ -186,6 +193,8 @@ def build_report(
         run=data, output=target, written=[], taxonomy=whole, unmapped=findings, observations=notes
     )
     named = sorted(p for p in parts if p)
+    if named:
+        result.written.append(write_shared(target))
     for part in named:
         part_facts = RunFacts(model=facts.model)
         page = render_taxonomy(
@@ -194,15 +203,29 @@ def build_report(
             part_facts,
             title=f"{title}: {part}",
             observations=taxonomy_observations(parts[part], tax),
+            plotly_src=relative_src(len(Path(part).parts)),
         )
         result.written.append(_write(target / part / DASHBOARD, page))
     label = f"{title} (all files)" if named else title
-    result.written.append(
-        _write(
-            target / DASHBOARD, render_taxonomy(whole, tax, facts, title=label, observations=notes)
-        )
+    page = render_taxonomy(
+        whole,
+        tax,
+        facts,
+        title=label,
+        observations=notes,
+        plotly_src=relative_src(0) if named else None,
+        parts_section=render_parts(parts, whole, page=DASHBOARD) if named else "",
     )
-    report = render_taxonomy_report(whole, tax, facts, findings, title=label, observations=notes)
+    result.written.append(_write(target / DASHBOARD, page))
+    report = render_taxonomy_report(
+        whole,
+        tax,
+        facts,
+        findings,
+        title=label,
+        observations=notes,
+        splits=part_drift_rows(parts, whole),
+    )
     result.written.append(_write(target / REPORT, report))
     if unmapped_json:
         payload = [
@@ -224,8 +247,15 @@ def build_report(
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``path`` atomically; an unchanged file is left alone (a resume that had nothing to
+    do rewrites none of a thousand part dashboards)."""
+    data = text.encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return path
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_bytes(data)
     partial.replace(path)
     return path

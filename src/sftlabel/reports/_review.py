@@ -29,13 +29,15 @@ from msgspec import UNSET
 from sftlabel.errors import UsageError
 from sftlabel.model import TurnLabel
 from sftlabel.reports._runs import RunData, TaxonomyRecord
-from sftlabel.reports._table import Cell, TableFormat, table_writer, text_cell
+from sftlabel.reports._table import Cell, TableFormat, table_writer
 from sftlabel.taxonomy import Taxonomy
 
 LIST_SEPARATOR = "; "
 """How the tags of a multi-select dimension are joined in a cell."""
 QUERY_CHARS = 200
-"""The query column is the first user message on one line, cut to about this many characters."""
+"""The query column is the first user message on one line, cut to about this many characters;
+``last_user_message`` (the turn that was labeled) and ``reply`` (the start of the reply the labels
+describe) are cut the same way."""
 DEFAULT_THRESHOLD = 0.65
 NONE_STRATUM = "(none)"
 
@@ -317,6 +319,8 @@ class _TaxonomyView(_View[TaxonomyRecord]):
             "id",
             *(["part"] if self.has_parts else []),
             "query",
+            "last_user_message",
+            "reply",
             *dims,
             *(["differs"] if other is not None else []),
             "min_confidence",
@@ -332,6 +336,8 @@ class _TaxonomyView(_View[TaxonomyRecord]):
         return [
             18,
             *([16] if self.has_parts else []),
+            60,
+            60,
             60,
             *dims,
             *([16] if other is not None else []),
@@ -396,10 +402,13 @@ class _TaxonomyView(_View[TaxonomyRecord]):
         numbers = [t for t in tokens if isinstance(t, int)]
         elapsed = monitor.get("elapsed")
         calls = monitor.get("llm_calls")
+        last_user, reply = record.labeled_turn()
         return [
             record.id,
             *([record.part] if self.has_parts else []),
-            text_cell(one_line(record.query)),
+            one_line(record.query),
+            one_line(last_user),
+            one_line(reply),
             *cells,
             *([LIST_SEPARATOR.join(differs)] if theirs is not None else []),
             round(lowest[1], 4) if lowest else None,
@@ -480,8 +489,8 @@ class _SoftView(_View[tuple[str, TurnLabel]]):
             _opt(turn.soft_label),
             *(list(theirs) if theirs is not None else []),
             round(confidence, 4) if confidence is not None else None,
-            text_cell(one_line(rationale, 1000)) if isinstance(rationale, str) else None,
-            text_cell(one_line(turn.error, 300)) if turn.error else None,
+            one_line(rationale, 1000) if isinstance(rationale, str) else None,
+            one_line(turn.error, 300) if turn.error else None,
             None,
         ]
 

@@ -29,7 +29,7 @@ import msgspec
 from sftlabel.errors import InputError, UsageError
 from sftlabel.reports._review import LIST_SEPARATOR
 from sftlabel.reports._runs import RunData, _records
-from sftlabel.reports._table import Table
+from sftlabel.reports._table import Table, read_back
 from sftlabel.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ def apply_review(
     seen: dict[str, str] = {}
     for record in run.taxonomy_records():
         summary.samples += 1
-        key = (record.part if has_part else "", record.id)
+        # the ids as the review file holds them (control characters cannot survive a cell)
+        key = (read_back(record.part) if has_part else "", read_back(record.id))
         row = rows.pop(key, None)
         if row is None:
             if not has_part and record.id in seen:
@@ -263,6 +264,8 @@ def _changes(
         if cell == "\x00":
             continue  # no column for this dimension
         before = _current(labels.get(dim))
+        if cell == read_back(LIST_SEPARATOR.join(before)):
+            continue  # as exported: not edited
         items = _items(cell)
         if set(items) == set(before):
             continue  # not edited

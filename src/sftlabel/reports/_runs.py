@@ -32,16 +32,58 @@ SOFT_METADATA = "labeling_metadata.json"
 
 
 class TaxonomyRecord(msgspec.Struct, kw_only=True):
-    """One labeled sample as the views need it."""
+    """One labeled sample as the views need it, decoded straight from a labeled.jsonl line
+    (the messages stay undecoded JSON until a view needs them: most records of a report are
+    only counted)."""
 
-    id: str
-    index: int
-    labels: dict[str, Any]
-    monitor: dict[str, Any]
-    query: str
-    """The first user message (as the labeler saw it)."""
-    part: str = ""
-    """The run part (input file) the sample belongs to; ``""`` for the root."""
+    id: str = ""
+    index: int = -1
+    labels: dict[str, Any] = None  # type: ignore[assignment]
+    """(None only while a line without labels is read: such a line is skipped.)"""
+    monitor: dict[str, Any] = msgspec.field(
+        default=None,  # type: ignore[arg-type]
+        name="labeling_monitor",
+    )
+    messages: msgspec.Raw = msgspec.Raw()
+    conversations: msgspec.Raw = msgspec.Raw()
+    data: msgspec.Raw = msgspec.Raw()
+    """(Undecoded; empty when the record has no such key.)"""
+    part: str = msgspec.field(default="", name="sftlabel.part")
+    """The run part (input file) the sample belongs to; ``""`` for the root (never read from
+    the record)."""
+
+    @property
+    def turns(self) -> list[Any]:
+        """The sample's messages (``messages``, ``conversations`` or ``data``)."""
+        for raw in (self.messages, self.conversations, self.data):
+            turns = _decoded(raw)
+            if turns:
+                return turns
+        return []
+
+    @property
+    def query(self) -> str:
+        """The first user message (as the labeler saw it)."""
+        return first_user_message({"messages": self.turns})
+
+    def labeled_turn(self) -> tuple[str, str]:
+        """``(last user message, the reply being labeled)``: what the labels describe."""
+        return labeled_turn({"messages": self.turns})
+
+
+_record_decoder = msgspec.json.Decoder(TaxonomyRecord)
+_encoder = msgspec.json.Encoder()
+
+
+def _decoded(turns: Any) -> list[Any]:
+    if isinstance(turns, msgspec.Raw):
+        if not len(turns):
+            return []
+        try:
+            turns = msgspec.json.decode(turns)
+        except msgspec.DecodeError:
+            return []
+    return turns if isinstance(turns, list) else []
 
 
 @dataclass
@@ -79,18 +121,20 @@ class RunData:
             raise InputError(f"{self.path} holds soft labels, not taxonomy labels")
         position = 0
         for part, path in self.files:
-            for record in _records(path):
-                if not isinstance(record, dict) or not isinstance(record.get("labels"), dict):
+            for line in _lines(path):
+                record = line if isinstance(line, TaxonomyRecord) else _from_dict(line)
+                labels: Any = record.labels if record is not None else None
+                if record is None or labels is None:
                     continue
-                index = record.get("index")
-                yield TaxonomyRecord(
-                    id=str(record.get("id", position)),
-                    index=index if isinstance(index, int) and index >= 0 else position,
-                    labels=record["labels"],
-                    monitor=record.get("labeling_monitor") or {},
-                    query=first_user_message(record),
-                    part=part,
-                )
+                if not record.id:
+                    record.id = str(position)
+                if record.index < 0:
+                    record.index = position
+                monitor: Any = record.monitor
+                if monitor is None:
+                    record.monitor = {}
+                record.part = part
+                yield record
                 position += 1
 
     def soft_records(self) -> Iterator[tuple[str, TurnLabel]]:
@@ -164,6 +208,34 @@ def first_user_message(record: dict[str, Any]) -> str:
     return ""
 
 
+def _turns(record: dict[str, Any]) -> list[Any]:
+    for key in ("messages", "conversations", "data"):
+        turns = record.get(key)
+        if isinstance(turns, list):
+            return turns
+    return []
+
+
+def _text(turn: dict[str, Any]) -> str:
+    content = turn.get("content", turn.get("value", ""))
+    return content if isinstance(content, str) else str(content)
+
+
+def labeled_turn(record: dict[str, Any]) -> tuple[str, str]:
+    """The last user message of a sample and the reply after it (the last assistant message:
+    the reply a slice's labels describe); ``""`` for what is missing."""
+    user, reply = "", ""
+    for turn in _turns(record):
+        if not isinstance(turn, dict):
+            continue
+        role = turn.get("role", turn.get("from"))
+        if role in ("user", "human"):
+            user, reply = _text(turn), ""
+        elif role in ("assistant", "gpt", "model"):
+            reply = _text(turn) or reply
+    return user, reply
+
+
 def _open_directory(path: Path) -> RunData:
     labeled = sorted(path.rglob("labeled.jsonl"))
     if labeled:
@@ -227,6 +299,55 @@ def _sniff_kind(path: Path) -> RunKind | None:
             return "soft"
         return None
     return None
+
+
+def _lines(path: Path) -> Iterator[Any]:
+    """The records of a file: a plain ``.jsonl`` file is read line by line into
+    :class:`TaxonomyRecord` (only the fields the views use; a line of another shape is decoded
+    as it is), any other file through :func:`_records`."""
+    if path.suffix.lower() != ".jsonl":
+        yield from _records(path)
+        return
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if line.isspace() or not line:
+                continue
+            try:
+                yield _record_decoder.decode(line)
+            except msgspec.DecodeError:  # another shape (an int id, no object): decoded as is
+                yield _generic(line.strip(), path, number)
+
+
+def _from_dict(record: Any) -> TaxonomyRecord | None:
+    """A record read as plain JSON (a .json array, or a line of an unusual shape)."""
+    if not isinstance(record, dict) or not isinstance(record.get("labels"), dict):
+        return None
+    index, monitor, sample_id = (
+        record.get("index"),
+        record.get("labeling_monitor"),
+        record.get("id"),
+    )
+    turns = _turns(record)
+    return TaxonomyRecord(
+        id="" if sample_id is None else str(sample_id),
+        index=index if type(index) is int else -1,
+        labels=record["labels"],
+        monitor=monitor if isinstance(monitor, dict) else {},
+        messages=msgspec.Raw(_encoder.encode(turns)) if turns else msgspec.Raw(),
+    )
+
+
+def _generic(data: bytes, path: Path, number: int) -> Any:
+    """A line that is not a labeled record's object: decoded as it is (invalid UTF-8
+    replaced), or an :class:`InputError` naming the line when it is not JSON."""
+    try:
+        try:
+            return msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            return msgspec.json.decode(data.decode("utf-8", "replace"))
+    except msgspec.DecodeError as exc:
+        raise InputError(f"{path}:{number}: invalid JSON: {exc}") from None
 
 
 def _records(path: Path) -> Iterator[Any]:

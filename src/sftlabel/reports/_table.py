@@ -23,8 +23,9 @@ TableFormat = Literal["csv", "tsv", "xlsx"]
 FORMATS: tuple[TableFormat, ...] = ("csv", "tsv", "xlsx")
 Cell = str | int | float | None
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+"""What a spreadsheet may take for the start of a formula (full-width forms included)."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _XLSX_HINT = "install the xlsx extra: pip install 'sftlabel[xlsx]' (it adds openpyxl)"
 
 
@@ -44,10 +45,30 @@ def format_for(path: str | Path, explicit: str | None = None) -> TableFormat:
 
 
 def text_cell(value: str) -> str:
-    """Free text made safe for a spreadsheet: control characters dropped and a leading
-    ``= + - @`` quoted with ``'`` so that Excel shows the text instead of running a formula."""
+    """The one neutralizer of every text cell of a review file (the table writer applies it):
+    control characters (ANSI escapes included) dropped and a leading ``= + - @`` (or their
+    full-width forms), tab or line break quoted with ``'``, so that a spreadsheet shows the
+    text instead of running a formula (``=HYPERLINK(…)``, ``+cmd|' /C calc'!A0``).
+    :func:`restore_cell` undoes the quote when the file is read back."""
     value = _CONTROL.sub("", value)
     return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def restore_cell(value: str) -> str:
+    """A cell as written before :func:`text_cell` quoted it (``'=x`` -> ``=x``)."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
+
+
+def read_back(value: str) -> str:
+    """What a text cell written from ``value`` holds when the file is read back (control
+    characters gone, the formula quote undone, surrounding space stripped)."""
+    return _CONTROL.sub("", value).strip()
+
+
+def _neutral(row: Sequence[Cell]) -> list[Cell]:
+    return [text_cell(v) if isinstance(v, str) else v for v in row]
 
 
 class RowWriter(Protocol):
@@ -72,8 +93,12 @@ def table_writer(
     text = io.TextIOWrapper(out, encoding="utf-8-sig" if bom else "utf-8", newline="")
     try:
         writer = csv.writer(text, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\r\n")
-        writer.writerow(header)
-        yield writer.writerow
+        writer.writerow(_neutral(header))
+
+        def write(row: Sequence[Cell]) -> None:
+            writer.writerow(_neutral(row))
+
+        yield write
         text.flush()
     finally:
         text.detach()
@@ -96,14 +121,14 @@ def _xlsx_writer(
     bold = Font(bold=True)
     cells = []
     for name in header:
-        cell = WriteOnlyCell(sheet, value=name)
+        cell = WriteOnlyCell(sheet, value=text_cell(name))
         cell.font = bold
         cells.append(cell)
     sheet.append(cells)
 
     def write(row: Sequence[Cell]) -> None:
         values: list[Any] = []
-        for value in row:
+        for value in _neutral(row):
             if isinstance(value, str) and value.startswith("="):
                 cell = WriteOnlyCell(sheet, value=value)
                 cell.data_type = "s"  # text, never a formula
@@ -160,7 +185,7 @@ class Table:
         for number, raw in self._rows:
             if not any(c.strip() for c in raw):
                 continue
-            cells = [c.strip() for c in raw[:width]]
+            cells = [restore_cell(c.strip()) for c in raw[:width]]
             cells.extend([""] * (width - len(cells)))
             yield number, cells
 

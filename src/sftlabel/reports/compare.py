@@ -19,6 +19,7 @@ The result is a :class:`CompareResult` (msgspec Structs); ``to_builtins()`` give
 from __future__ import annotations
 
 import csv
+import gc
 import math
 import sys
 from collections import Counter
@@ -312,11 +313,15 @@ class _Totals:
         self.latency_n = 0
 
     def add(self, monitor: dict[str, Any], keys: dict[str, tuple[str, ...]]) -> None:
+        # once per record: exact type tests (a bool is not a figure) instead of isinstance
+        # with a union built on every call
+        sums = self.sums
         for name, candidates in keys.items():
             for key in candidates:
-                value = monitor.get(key)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    self.sums[name] = self.sums.get(name, 0.0) + float(value)
+                value: Any = monitor.get(key)
+                kind = value.__class__
+                if kind is float or kind is int:
+                    sums[name] = sums.get(name, 0.0) + value
                     if name == "latency":
                         self.latency_n += 1
                     break
@@ -402,12 +407,18 @@ class _ValueCache:
         return shared
 
 
+_MISS = object()
+"""Not memoised yet."""
+
+
 def _load_taxonomy_run(
     run: RunData, name: str, dims: Sequence[DimensionSpec], intern: _Interner
 ) -> _Run:
     names = [d.name for d in dims]
     caches = [(d.name, _ValueCache(d.select == "multi", intern)) for d in dims]
+    getters = [(dim, cache.seen.get) for dim, cache in caches]
     scores_seen: dict[Any, float | None] = {}
+    seen_get = scores_seen.get
     rows: dict[str, tuple[Any, ...]] = {}
     totals = _Totals()
     duplicates = 0
@@ -417,15 +428,31 @@ def _load_taxonomy_run(
             duplicates += 1
             continue
         labels = record.labels
-        values = [cache(labels.get(dim)) for dim, cache in caches]
+        # the common case in comprehensions (one memo lookup per value), the rest one by one
+        try:
+            values = [
+                get(tuple(v) if (v := labels.get(dim)).__class__ is list else v, _MISS)
+                for dim, get in getters
+            ]
+        except TypeError:  # an unhashable value
+            values = [_MISS] * len(caches)
+        if values.count(_MISS):
+            values = [
+                cache(labels.get(dim)) if v is _MISS else v
+                for (dim, cache), v in zip(caches, values, strict=True)
+            ]
         scores = labels.get("confidence")
         if scores.__class__ is dict:
-            for dim in names:
-                score = scores.get(dim)
-                try:
-                    values.append(scores_seen[score])
-                except (KeyError, TypeError):
-                    values.append(_score(score, scores_seen))
+            try:
+                found = [seen_get(scores.get(dim), _MISS) for dim in names]
+            except TypeError:
+                found = [_MISS] * len(names)
+            if found.count(_MISS):
+                found = [
+                    _score(scores.get(dim), scores_seen) if f is _MISS else f
+                    for dim, f in zip(names, found, strict=True)
+                ]
+            values += found
         else:
             values += [None] * len(names)
         rows[key] = tuple(values)
@@ -437,7 +464,7 @@ def _load_taxonomy_run(
 
 
 def _score(value: Any, seen: dict[Any, float | None]) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = value.__class__ is float or value.__class__ is int
     score = float(value) if ok and math.isfinite(value) else None
     try:
         return seen.setdefault(value, score)
@@ -649,6 +676,49 @@ class _DimAccumulator:
         return counts
 
 
+def _add_pairs(
+    acc: _DimAccumulator,
+    counts: dict[tuple[Any, Any], int],
+    examples_of: dict[tuple[Any, Any], list[str]],
+) -> None:
+    """The figures of one dimension from its (value A, value B) pair counts."""
+    for pair, count in counts.items():
+        va, vb = pair
+        same = va is vb or va == vb
+        if same:
+            acc.exact += count
+        else:
+            acc.disagreements.counts[pair] = count
+            acc.disagreements.examples[pair] = examples_of[pair]
+        if acc.multi:
+            if same:
+                acc.partial += count
+                acc.jaccard += float(count)
+                for tag in va:
+                    acc.tag(tag).tp += count
+            else:
+                common = va & vb
+                if common:
+                    acc.partial += count
+                acc.jaccard += jaccard(va, vb) * count
+                for tag in common:
+                    acc.tag(tag).tp += count
+                for tag in va - common:
+                    acc.tag(tag).fp += count
+                for tag in vb - common:
+                    acc.tag(tag).fn += count
+        else:
+            acc.confusion[va, vb] += count
+            if same:
+                if va is not None:
+                    acc.tag(va).tp += count
+            else:
+                if va is not None:
+                    acc.tag(va).fp += count
+                if vb is not None:
+                    acc.tag(vb).fn += count
+
+
 def _compare_taxonomy_pair(
     a: _Run, b: _Run, dims: Sequence[DimensionSpec], *, top: int, examples: int
 ) -> PairReport:
@@ -656,57 +726,47 @@ def _compare_taxonomy_pair(
     accs = [_DimAccumulator(multi=d.select == "multi", examples=examples) for d in dims]
     paired = all_match = 0
     b_rows = b.rows
+    # per dimension the count of each (value A, value B) pair, and a few example keys of the
+    # pairs that differ: the per-tag figures are then computed once per distinct pair
+    pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in range(n_dims)]
+    kept: list[dict[tuple[Any, Any], list[str]]] = [{} for _ in range(n_dims)]
+    indexes = range(n_dims)
     for key, row_a in a.rows.items():
         row_b = b_rows.get(key)
         if row_b is None:
             continue
         paired += 1
         matched = True
-        for i in range(n_dims):
-            acc = accs[i]
+        for i in indexes:
             va, vb = row_a[i], row_b[i]
-            same = va is vb or va == vb
-            if same:
-                acc.exact += 1
+            pair = (va, vb)
+            counts = pairs[i]
+            seen = counts.get(pair)
+            if va is vb or va == vb:
+                counts[pair] = 1 if seen is None else seen + 1
             else:
                 matched = False
-                acc.disagreements.add(va, vb, key)
-            if acc.multi:
-                if same:
-                    acc.partial += 1
-                    acc.jaccard += 1.0
-                    for tag in va:
-                        acc.tag(tag).tp += 1
+                if seen is None:
+                    counts[pair] = 1
+                    kept[i][pair] = [key]
                 else:
-                    common = va & vb
-                    if common:
-                        acc.partial += 1
-                    acc.jaccard += jaccard(va, vb)
-                    for tag in common:
-                        acc.tag(tag).tp += 1
-                    for tag in va - common:
-                        acc.tag(tag).fp += 1
-                    for tag in vb - common:
-                        acc.tag(tag).fn += 1
-            else:
-                acc.confusion[va, vb] += 1
-                if same:
-                    if va is not None:
-                        acc.tag(va).tp += 1
-                else:
-                    if va is not None:
-                        acc.tag(va).fp += 1
-                    if vb is not None:
-                        acc.tag(vb).fn += 1
+                    counts[pair] = seen + 1
+                    keys = kept[i][pair]
+                    if len(keys) < examples:
+                        keys.append(key)
             ca, cb = row_a[n_dims + i], row_b[n_dims + i]
-            if ca is not None:
-                acc.conf_a += ca
-                acc.conf_a_n += 1
-            if cb is not None:
-                acc.conf_b += cb
-                acc.conf_b_n += 1
+            if ca is not None or cb is not None:
+                acc = accs[i]
+                if ca is not None:
+                    acc.conf_a += ca
+                    acc.conf_a_n += 1
+                if cb is not None:
+                    acc.conf_b += cb
+                    acc.conf_b_n += 1
         if matched:
             all_match += 1
+    for acc, counts, examples_of in zip(accs, pairs, kept, strict=True):
+        _add_pairs(acc, counts, examples_of)
     dimensions = [
         _dimension_report(spec, acc, paired, top) for spec, acc in zip(dims, accs, strict=True)
     ]
@@ -803,6 +863,8 @@ def _pairwise_matrices(runs: Sequence[_Run], n_dims: int, metrics: Sequence[str]
 
 def _alpha(runs: Sequence[_Run], dims: Sequence[DimensionSpec]) -> list[AlphaReport]:
     accumulators = [AlphaAccumulator("jaccard" if d.select == "multi" else "nominal") for d in dims]
+    pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in dims]
+    """Units of two values, counted per (a, b) pair (the distances are computed once each)."""
     for position, run in enumerate(runs):
         earlier = [r.rows for r in runs[:position]]
         later = [r.rows for r in runs[position + 1 :]]
@@ -816,11 +878,14 @@ def _alpha(runs: Sequence[_Run], dims: Sequence[DimensionSpec]) -> list[AlphaRep
                     unit.append(other)
             if len(unit) == 2:
                 first, second = unit
-                for d, accumulator in enumerate(accumulators):
-                    accumulator.add_pair(first[d], second[d])
+                for d, counts in enumerate(pairs):
+                    pair = (first[d], second[d])
+                    counts[pair] = counts.get(pair, 0) + 1
             elif len(unit) > 2:
                 for d, accumulator in enumerate(accumulators):
                     accumulator.add([r[d] for r in unit])
+    for accumulator, counts in zip(accumulators, pairs, strict=True):
+        accumulator.add_pairs(counts)
     return [
         AlphaReport(dimension=spec.name, distance=acc.metric, units=acc.units, alpha=acc.alpha())
         for spec, acc in zip(dims, accumulators, strict=True)
@@ -996,6 +1061,28 @@ def compare_runs(
     ``paths`` is added); ``taxonomy`` gives the dimensions and their select mode (default: the
     reference run's own taxonomy when it is recorded, else the built-in one); ``gold`` is a file
     of hard labels for soft-label runs."""
+    # a million long-lived row tuples make the cyclic collector rescan them again and again;
+    # nothing built here forms a cycle
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _compare_runs(
+            paths, reference=reference, taxonomy=taxonomy, gold=gold, top=top, examples=examples
+        )
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _compare_runs(
+    paths: Sequence[str | Path],
+    *,
+    reference: str | None,
+    taxonomy: Taxonomy | str | Path | None,
+    gold: str | Path | None,
+    top: int,
+    examples: int,
+) -> CompareResult:
     opened = [open_run(p) for p in paths]
     names = _unique_names(opened)
     if not opened:
