@@ -23,6 +23,11 @@ from .model_server import ModelServer, ServerExited, llama_server, smollm2_model
 
 pytestmark = pytest.mark.e2e
 
+# A CPU-only model may take minutes for a 5k-token prompt on a busy 2-core machine. The client's
+# default timeout (120 s) would give up while the server goes on computing the abandoned request,
+# and every retry would queue behind it: the run would fail samples on timeouts alone.
+TIMEOUT = ("--timeout", "900")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
@@ -86,7 +91,7 @@ def test_label_report_review_compare_with_a_real_model(
     run = tmp_path / "run"
     args = ["label", data, "--model", "smollm2", "--base-url", llama_base,
             "--concurrency", "2", "--max-tokens", "200", "--no-arbitration", "--json-mode", "on",
-            "--cache", tmp_path / "cache.sqlite"]  # fmt: skip
+            "--cache", tmp_path / "cache.sqlite", *TIMEOUT]  # fmt: skip
     result = cli(*args, "-o", run)
     # a 135M model may fail a sample (exit 1); nothing crashes and every sample is accounted for
     assert result.exit_code in (0, 1), result.stderr
@@ -127,8 +132,9 @@ def test_label_report_review_compare_with_a_real_model(
 
 def test_endpoint_check_against_a_real_model(cli, llama_base: str) -> None:
     result = cli(
-        "test", "--model", "smollm2", "--base-url", llama_base, "--json", "--max-tokens", "200"
-    )
+        "test", "--model", "smollm2", "--base-url", llama_base, "--json", "--max-tokens", "200",
+        *TIMEOUT,
+    )  # fmt: skip
     report = json.loads(result.stdout)
     # SmolLM2's own tokenizer, read from llama-cpp-python's /extras/tokenize: not OpenAI's 15/16
     assert report["label_token_ids"] == {"0": 32, "1": 33}, report
@@ -146,7 +152,7 @@ def test_softlabel_with_a_real_model(cli, llama_base: str, tmp_path: Path) -> No
     shutil.copytree(shared("copilot_raw/vscodedata_demo_20260101"), raw)
     result = cli(
         "softlabel", raw, "--model", "smollm2", "--base-url", llama_base, "--limit", "6",
-        "--concurrency", "2", "--cache", tmp_path / "cache.sqlite",
+        "--concurrency", "2", "--cache", tmp_path / "cache.sqlite", *TIMEOUT,
     )  # fmt: skip
     assert result.exit_code in (0, 1), result.stderr  # a 135M model may miss a label
     out = tmp_path / "LABELED_vscodedata_demo_20260101"
