@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from sftlabel.api._endpoint import check_budget, client_config, settings_for
+from sftlabel.api._endpoint import check_keywords, run_client_config, settings_for
 from sftlabel.api._label import _result
 from sftlabel.api._session import (
     ProgressCallback,
@@ -45,26 +45,7 @@ from sftlabel.taxonomy import load_taxonomy
 
 PathLike = str | os.PathLike[str]
 _RATE = tuple(RateOptions.__struct_fields__)
-_KNOWN = {
-    *_RATE,
-    "threshold",
-    "model",
-    "base_url",
-    "api_key",
-    "output",
-    "resume",
-    "cache",
-    "no_cache",
-    "prices",
-    "headers",
-    "azure_deployment",
-    "api_version",
-    "keyvault",
-    "secret",
-    "no_keyvault",
-    "config",
-    "report",
-}
+_KNOWN = {*_RATE, "threshold", "output", "resume", "report"}
 
 
 def arbitrate(
@@ -151,22 +132,7 @@ async def aarbitrate(
         )
     taxonomy = load_taxonomy(source_manifest.taxonomy.path if source_manifest.taxonomy else None)
     recorded_url = source_manifest.recorded_base_url()
-    config = client_config(
-        model,
-        settings,
-        base_url=opts.get("base_url") or recorded_url,
-        headers=opts.get("headers"),
-        azure_deployment=opts.get("azure_deployment"),
-        api_version=opts.get("api_version"),
-        timeout=rate.timeout,
-        concurrency=rate.concurrency,
-        rpm=rate.rpm,
-        tpm=rate.tpm,
-        cache=opts.get("cache"),
-        no_cache=bool(opts.get("no_cache")),
-        prices=opts.get("prices"),
-    )
-    check_budget(config, rate.max_cost)
+    config = run_client_config(model, settings, opts, rate, recorded_base_url=recorded_url)
     budget = (
         Budget(rate.max_cost, spent=min(manifest.spent, rate.max_cost))
         if rate.max_cost is not None
@@ -225,10 +191,4 @@ async def aarbitrate(
 
 
 def _check(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - _KNOWN)
-    if unknown:
-        raise UsageError(
-            f"unknown option(s) {', '.join(unknown)}",
-            hint="options mirror the flags of `sftlabel arbitrate --help` in snake case",
-        )
-    return dict(options)
+    return check_keywords(options, _KNOWN, "arbitrate")

@@ -178,3 +178,64 @@ def check_budget(config: ClientConfig, max_cost: float | None) -> None:
             "does not know",
             hint="pass --prices FILE with its input/output USD per million tokens",
         )
+
+
+ENDPOINT_KEYS = frozenset(
+    {
+        "model",
+        "base_url",
+        "api_key",
+        "headers",
+        "azure_deployment",
+        "api_version",
+        "keyvault",
+        "secret",
+        "no_keyvault",
+        "cache",
+        "no_cache",
+        "prices",
+        "config",
+    }
+)
+"""The keyword options every run function takes for its endpoint (as the CLI's flags)."""
+
+
+def check_keywords(options: Mapping[str, Any], known: set[str], command: str) -> dict[str, Any]:
+    """``options`` if every key is an option of ``command``; a :class:`UsageError` naming the
+    unknown ones otherwise."""
+    unknown = sorted(set(options) - known - ENDPOINT_KEYS)
+    if unknown:
+        raise UsageError(
+            f"unknown option(s) {', '.join(unknown)}",
+            hint=f"options mirror the flags of `sftlabel {command} --help` in snake case",
+        )
+    return dict(options)
+
+
+def run_client_config(
+    model: str,
+    settings: Settings,
+    opts: Mapping[str, Any],
+    rate: Any,
+    *,
+    recorded_base_url: str | None = None,
+) -> ClientConfig:
+    """The client of a run: the endpoint options, the run's rate options (``RateOptions``), and
+    the endpoint a resumed run recorded unless another one is given."""
+    config = client_config(
+        model,
+        settings,
+        base_url=opts.get("base_url") or recorded_base_url,
+        headers=opts.get("headers"),
+        azure_deployment=opts.get("azure_deployment"),
+        api_version=opts.get("api_version"),
+        timeout=rate.timeout,
+        concurrency=rate.concurrency,
+        rpm=rate.rpm,
+        tpm=rate.tpm,
+        cache=opts.get("cache"),
+        no_cache=bool(opts.get("no_cache")),
+        prices=opts.get("prices"),
+    )
+    check_budget(config, rate.max_cost)
+    return config

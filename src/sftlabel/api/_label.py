@@ -15,7 +15,12 @@ from typing import Any
 import httpx
 import msgspec
 
-from sftlabel.api._endpoint import check_budget, client_config, command_settings
+from sftlabel.api._endpoint import (
+    check_keywords,
+    client_config,
+    command_settings,
+    run_client_config,
+)
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -206,22 +211,9 @@ async def alabel(
             hint="resume with the run's taxonomy (--taxonomy), or start a new run",
         )
     recorded_url = plan.manifest.recorded_base_url() if plan.manifest else None
-    config = client_config(
-        plan.options.model,
-        settings,
-        base_url=opts.get("base_url") or recorded_url,
-        headers=opts.get("headers"),
-        azure_deployment=opts.get("azure_deployment"),
-        api_version=opts.get("api_version"),
-        timeout=plan.rate.timeout,
-        concurrency=plan.rate.concurrency,
-        rpm=plan.rate.rpm,
-        tpm=plan.rate.tpm,
-        cache=opts.get("cache"),
-        no_cache=bool(opts.get("no_cache")),
-        prices=opts.get("prices"),
+    config = run_client_config(
+        plan.options.model, settings, opts, plan.rate, recorded_base_url=recorded_url
     )
-    check_budget(config, plan.rate.max_cost)
     check_not_input(plan.root, plan.inputs)
     if plan.manifest is None and plan.root.exists() and any(plan.root.iterdir()):
         raise UsageError(
@@ -330,12 +322,14 @@ async def _run(
         await client.aclose()
         if arbiter is not None:
             await arbiter.aclose()
+    unchanged = _nothing_new(manifest, state)
     record_session(plan.root, manifest, outcome, started, status="finalizing")
-    finalize(plan.root, taxonomy)
-    if opts.get("report", True):
-        from sftlabel.reports import build_report  # plotly is imported only to draw a page
+    if not unchanged:
+        finalize(plan.root, taxonomy)
+        if opts.get("report", True):
+            from sftlabel.reports import build_report  # plotly is imported only to draw a page
 
-        build_report(plan.root, plan.root, taxonomy=taxonomy)
+            build_report(plan.root, plan.root, taxonomy=taxonomy)
     record_session(plan.root, manifest, outcome, started, status=outcome.status)
     return _result(
         plan.root,
@@ -345,6 +339,13 @@ async def _run(
         state=state,
         started=started,
     )
+
+
+def _nothing_new(manifest: RunManifest, state: RunState) -> bool:
+    """A resume that labeled and failed nothing after a session that finished its outputs: the
+    outputs on disk are current, so finalizing again would only cost time."""
+    previous = manifest.sessions[-2].status if len(manifest.sessions) > 1 else None
+    return previous == "completed" and state.succeeded == 0 and state.failed == 0
 
 
 def _result(
@@ -402,21 +403,9 @@ def label_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
 _KNOWN = {
     *_ANSWER_OPTIONS,
     *_RATE_OPTIONS,
-    "base_url",
-    "api_key",
     "output",
     "resume",
     "taxonomy",
-    "cache",
-    "no_cache",
-    "prices",
-    "headers",
-    "azure_deployment",
-    "api_version",
-    "keyvault",
-    "secret",
-    "no_keyvault",
-    "config",
     "retry_failed",
     "report",
     "inputs",
@@ -425,10 +414,4 @@ _KNOWN = {
 
 
 def _check_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - _KNOWN)
-    if unknown:
-        raise UsageError(
-            f"unknown option(s) {', '.join(unknown)}",
-            hint="options mirror the flags of `sftlabel label --help` in snake case",
-        )
-    return dict(options)
+    return check_keywords(options, _KNOWN, "label")

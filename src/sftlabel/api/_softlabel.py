@@ -12,7 +12,12 @@ from typing import Any
 import httpx
 import msgspec
 
-from sftlabel.api._endpoint import check_budget, client_config, command_settings
+from sftlabel.api._endpoint import (
+    check_keywords,
+    client_config,
+    command_settings,
+    run_client_config,
+)
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -91,21 +96,9 @@ _RATE = tuple(RateOptions.__struct_fields__)
 _KNOWN = {
     *_ANSWER,
     *_RATE,
-    "base_url",
-    "api_key",
     "output",
     "resume",
     "overwrite",
-    "cache",
-    "no_cache",
-    "prices",
-    "headers",
-    "azure_deployment",
-    "api_version",
-    "keyvault",
-    "secret",
-    "no_keyvault",
-    "config",
     "retry_failed",
     "input",
 }
@@ -196,22 +189,7 @@ async def asoftlabel(
             rate = merge_rate(RateOptions(), {k: opts.get(k) for k in _RATE})
         strategy = get_strategy(soft.strategy)
         recorded_url = recorded.recorded_base_url() if recorded else None
-        config = client_config(
-            soft.model,
-            settings,
-            base_url=opts.get("base_url") or recorded_url,
-            headers=opts.get("headers"),
-            azure_deployment=opts.get("azure_deployment"),
-            api_version=opts.get("api_version"),
-            timeout=rate.timeout,
-            concurrency=rate.concurrency,
-            rpm=rate.rpm,
-            tpm=rate.tpm,
-            cache=opts.get("cache"),
-            no_cache=bool(opts.get("no_cache")),
-            prices=opts.get("prices"),
-        )
-        check_budget(config, rate.max_cost)
+        config = run_client_config(soft.model, settings, opts, rate, recorded_base_url=recorded_url)
         spent = recorded.spent if recorded is not None else 0.0
         budget = (
             Budget(rate.max_cost, spent=min(spent, rate.max_cost))
@@ -377,10 +355,4 @@ def _sources(inputs: Sequence[PathLike] | None, opts: dict[str, Any]) -> list[st
 
 
 def _check(options: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - _KNOWN)
-    if unknown:
-        raise UsageError(
-            f"unknown option(s) {', '.join(unknown)}",
-            hint="options mirror the flags of `sftlabel softlabel --help` in snake case",
-        )
-    return dict(options)
+    return check_keywords(options, _KNOWN, "softlabel")

@@ -381,7 +381,8 @@ class _Runner(Generic[ItemT]):
                         stop=self.stop,
                     )
                     group.cancel_scope.cancel()
-            if self.outcome is None or self.outcome.status != "aborted":
+            ended = self.outcome is None and control.reason is None
+            if ended or (self.outcome is not None and self.outcome.status == "budget"):
                 held, self.held = self.held, []
                 for item, failure in held:  # ended before any success: still failures
                     self._fail(item, failure)
