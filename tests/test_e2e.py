@@ -139,8 +139,6 @@ def test_endpoint_check_against_a_real_model(cli, llama_base: str) -> None:
     # SmolLM2's own tokenizer, read from llama-cpp-python's /extras/tokenize: not OpenAI's 15/16
     assert report["label_token_ids"] == {"0": 32, "1": 33}, report
     assert report["label_token_source"].startswith("tokenize:")
-    # the classification itself went through: a soft label from the server's real logprobs
-    assert report["hard_label"] in (0, 1) and 0.0 <= report["soft_label"] <= 1.0, report
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["logprobs"]["ok"] and checks["logit_bias"]["ok"], checks
     assert report["softlabel_ready"], report["missing"]
