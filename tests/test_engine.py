@@ -538,3 +538,26 @@ def test_max_cost_is_a_hard_cap_over_every_session(
     total = sum(s["cost"] for s in manifest["sessions"])
     stats = json.loads((run / "stats.json").read_text("utf-8"))
     assert round(total, 6) == more.spent == stats["cost_usd"]
+
+
+def test_status_shows_where_a_run_stands(cli, llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    filtered = {
+        "match": "(1)",
+        "response": {"status": 400, "body": json.dumps({"error": {"message": "content filter"}})},
+    }
+    llm_server.configure(rules=[filtered, *labeler_rules()])
+    run = tmp_path / "run"
+    sftlabel.label([records(4, tmp_path)], **label_options(llm_server, tmp_path, output=run))
+    shown = cli("status", run, "--json")
+    assert shown.exit_code == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert (status["kind"], status["state"], status["labeled"], status["failed"]) == (
+        "label",
+        "completed",
+        3,
+        1,
+    )
+    assert status["failures_by_reason"] == {"rejected": 1} and len(status["sessions"]) == 1
+    text = cli("status", run)
+    assert "3 labeled, 1 failed" in text.stdout and "failed rejected: 1" in text.stdout
+    assert cli("status", tmp_path).exit_code == 2  # not a run

@@ -10,10 +10,12 @@ from sftlabel.api._endpoint import client_config, settings_for
 from sftlabel.api._label import alabel, label, label_estimate
 from sftlabel.api._session import RunResult, SessionFigures
 from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
+from sftlabel.api._status import RunStatus, status
 from sftlabel.api._views import apply_review, compare, open_run, report, review
 
 __all__ = [
     "RunResult",
+    "RunStatus",
     "SessionFigures",
     "SoftOptions",
     "aarbitrate",
@@ -31,4 +33,5 @@ __all__ = [
     "settings_for",
     "softlabel",
     "softlabel_estimate",
+    "status",
 ]

@@ -59,6 +59,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ),
         ("Finish an interrupted arbitration", "sftlabel arbitrate runs/r1 -o runs/r1_arb --resume"),
     ],
+    "status": [
+        ("Where a run stands (running or finished, any kind)", "sftlabel status runs/r1"),
+        ("The same as JSON, for scripts", "sftlabel status LABELED_dataset --json"),
+    ],
     "init": [
         ("A commented sftlabel.toml in this folder", "sftlabel init"),
         ("The user-wide config", "sftlabel init ~/.config/sftlabel/config.toml"),
