@@ -185,7 +185,7 @@ def test_softlabel_with_a_real_model(cli, llama_base: str, tmp_path: Path) -> No
 
 
 def test_quality_harness_with_a_real_model(llama_base: str, tmp_path: Path, capsys) -> None:
-    """bench/quality.py end to end through llama.cpp (two records: a 135M model on a CPU is
+    """bench/quality.py end to end through llama.cpp (one record: a 135M model on a CPU is
     slow); the figures are meaningless, the report's shape is what is checked."""
     from sftlabel import load_taxonomy
 
@@ -197,7 +197,7 @@ def test_quality_harness_with_a_real_model(llama_base: str, tmp_path: Path, caps
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
     code = quality.main(
-        ["--base-url", llama_base, "--model", "smollm2", "--limit", "2", "--concurrency", "2",
+        ["--base-url", llama_base, "--model", "smollm2", "--limit", "1", "--concurrency", "1",
          "--max-tokens", "200", "--json-mode", "on", "--no-arbitration", "--timeout", "1800",
          "--baselines", str(SHARED_DATA / "baselines"), "--out", str(tmp_path / "out")]
     )  # fmt: skip
