@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import unicodedata
 
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -88,9 +89,52 @@ def skeleton(text: str) -> str:
         if _ASCII_INVISIBLE.search(text):
             text = text.translate(_invisible_table())
         return text.lower()
-    if _invisible_pattern().search(text):
+    if _has_invisible(text):
         text = text.translate(_invisible_table())
-    return unicodedata.normalize("NFKC", text).casefold()
+    if _compatibility_pattern().search(text):  # NFKC is slow on long CJK texts: only if needed
+        text = unicodedata.normalize("NFKC", text)
+    return text.casefold()
+
+
+def _ranges_class(codes: list[int]) -> str:
+    ranges: list[list[int]] = []
+    for code in codes:
+        if ranges and code == ranges[-1][1] + 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(f"\\U{a:08x}" + (f"-\\U{b:08x}" if b > a else "") for a, b in ranges)
+
+
+@functools.cache
+def _compatibility_pattern() -> re.Pattern[str]:
+    """A character that NFKC turns into something the patterns look at (letters, ``<>[]:.``,
+    white space): fullwidth and mathematical letters, ``＞``, ``…`` ..."""
+    relevant = set("abcdefghijklmnopqrstuvwxyz<>[]:. \t\n")
+    codes = []
+    for code in range(0x80, sys.maxunicode + 1):
+        if 0xD800 <= code < 0xE000 or 0x30000 <= code < 0xE0000:
+            continue  # surrogates; planes without compatibility characters
+        char = chr(code)
+        if unicodedata.is_normalized("NFKC", char):
+            continue
+        folded = unicodedata.normalize("NFKC", char).casefold()
+        if set(folded) & relevant:
+            codes.append(code)
+    return re.compile(f"[{_ranges_class(codes)}]")
+
+
+_EXTRA_PATTERN = re.compile(f"[{_EXTRA_INVISIBLE}]")
+
+
+def _has_invisible(text: str) -> bool:
+    """Whether ``text`` (not ASCII) has a character the skeleton drops. ``isprintable`` is the
+    quick test (format and control characters are not printable); the class of ranges, slow on
+    long texts, only runs when it fails (a no-break space fails it too)."""
+    visible = text.replace("\n", "").replace("\t", "").replace("\r", "")
+    if not visible.isprintable():
+        return _invisible_pattern().search(text) is not None
+    return _EXTRA_PATTERN.search(text) is not None
 
 
 def _mapped(text: str) -> tuple[str, list[int]]:

@@ -41,8 +41,9 @@ ROLE_MARKERS = (
 )
 """What the renderer's own line-start markers look like (``[assistant]``, ``[tool call]``,
 ``[system prompt]``, ``[… 3 earlier messages omitted …]``), over the case-folded NFKC skeleton."""
-defuse = Defuser(("SAMPLE", "TURN"), ROLE_MARKERS)
-"""Escapes delimiter and role-marker look-alikes in a piece of the sample."""
+defuse = Defuser(("SAMPLE", "TURN"), ROLE_MARKERS, edges=True)
+"""Escapes delimiter and role-marker look-alikes in a piece of the sample (each piece follows a
+marker of the renderer's, so no look-alike can form across two pieces)."""
 defuse_delimiters = Defuser(("SAMPLE", "TURN"), edges=True)
 _SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)(?<!etc)\.\s+(?=[A-Z(])")
 
@@ -179,7 +180,7 @@ def render_sample(sample: Sample) -> str:
         if sample.truncation is not None and index == sample.truncation.gap_at:
             lines.append(f"[… {sample.truncation.omitted_messages} earlier messages omitted …]")
         lines.append(render_message(message))
-    body = defuse_delimiters("\n".join(lines))  # look-alikes across the pieces' seams
+    body = "\n".join(lines)
     return f"{OPEN}\n{body}\n{CLOSE}"
 
 

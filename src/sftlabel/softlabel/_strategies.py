@@ -22,7 +22,7 @@ ROLE_MARKERS = (
 )
 """The strategies' own line-start markers (``USER:``, ``ASSISTANT REPLY:``, ``USER MESSAGE TO
 LABEL:``), over the case-folded NFKC skeleton."""
-defuse = Defuser(("TURN", "SAMPLE"), ROLE_MARKERS)
+defuse = Defuser(("TURN", "SAMPLE"), ROLE_MARKERS, edges=True)
 """Escapes delimiter and role-marker look-alikes in a message (for strategies with markers)."""
 
 
