@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 import unicodedata
 
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -112,9 +111,8 @@ def _compatibility_pattern() -> re.Pattern[str]:
     white space): fullwidth and mathematical letters, ``＞``, ``…`` ..."""
     relevant = set("abcdefghijklmnopqrstuvwxyz<>[]:. \t\n")
     codes = []
-    for code in range(0x80, sys.maxunicode + 1):
-        if 0xD800 <= code < 0xE000 or 0x30000 <= code < 0xE0000:
-            continue  # surrogates; planes without compatibility characters
+    # the planes with compatibility characters (plane 2: the CJK compatibility ideographs)
+    for code in (*range(0x80, 0xD800), *range(0xF900, 0x20000), *range(0x2F800, 0x2FA20)):
         char = chr(code)
         if unicodedata.is_normalized("NFKC", char):
             continue
