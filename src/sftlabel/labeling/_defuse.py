@@ -63,15 +63,7 @@ def _invisible_table() -> dict[int, int | None]:
 def _invisible_pattern() -> re.Pattern[str]:
     """One character the skeleton drops (a class of ranges: a quick test before translating)."""
     codes = sorted(code for code, mapped in _invisible_table().items() if mapped is None)
-    ranges: list[list[int]] = []
-    for code in codes:
-        if ranges and code == ranges[-1][1] + 1:
-            ranges[-1][1] = code
-        else:
-            ranges.append([code, code])
-    return re.compile(
-        "[" + "".join(f"\\U{a:08x}" + (f"-\\U{b:08x}" if b > a else "") for a, b in ranges) + "]"
-    )
+    return re.compile(f"[{_ranges_class(codes)}]")
 
 
 _ASCII_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f]")
