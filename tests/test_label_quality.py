@@ -21,6 +21,7 @@ from sftlabel.labeling import (
     validate,
 )
 from sftlabel.labeling._examples import EXAMPLES
+from sftlabel.labeling._prompts import PROMPT_FORMAT
 from sftlabel.llm import ClientConfig, LLMClient
 from sftlabel.llm._tokens import offline_encoding
 from sftlabel.model import ToolCall, Truncation
@@ -206,7 +207,7 @@ def test_prompt_version_changes_with_the_taxonomy_text(tmp_path) -> None:
     import shutil
 
     version = prompt_version(TAXONOMY)
-    assert version.startswith("2-") and len(version) == 14
+    assert version.startswith(f"{PROMPT_FORMAT}-") and len(version) == 14
     assert prompt_version(TAXONOMY) == version
     copy = tmp_path / "tax"
     shutil.copytree(TAXONOMY.path, copy)

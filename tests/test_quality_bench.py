@@ -10,6 +10,7 @@ from types import ModuleType
 import pytest
 
 from sftlabel import load_taxonomy
+from sftlabel.labeling._prompts import PROMPT_FORMAT
 
 from .conftest import ROOT, SHARED_DATA, shared
 from .llm_server import FakeLLMServer
@@ -80,7 +81,7 @@ def test_the_quality_harness_labels_the_baselines_and_reports_both(
     assert "f1" in ours["dimensions"]["language"]["tags"]["python"]
     assert report["runs"]["candidate"]["unmapped_rate"] == 1.0
     assert report["runs"]["candidate"]["arbitration_rate"] == 0.0
-    assert report["prompt_version"].startswith("2-")
+    assert report["prompt_version"].startswith(f"{PROMPT_FORMAT}-")
     assert 0 < report["prompt_tokens"]["call1_static"] < report["prompt_tokens"]["call1_mean"]
 
     # every labeled sample carries its local signals; plain Q&A tagged with a tool action is

@@ -316,7 +316,7 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
             turns += 1
             text = strategy.render(turn, view)
             tokens = estimate_tokens(
-                ChatRequest(model="", messages=classification_messages(strategy, text))
+                ChatRequest(model=model, messages=classification_messages(strategy, text))
             )
             prompt += tokens * (2 if rationales else 1)
     requests = turns * (2 if rationales else 1)

@@ -4,7 +4,8 @@ Layout for prompt caching: the system message is static for a given taxonomy and
 rules, the tag pools with their descriptions, decision rules and notes, output format, worked
 examples), so providers can cache that long prefix; everything that varies (call 1's answer, the
 sample, the sample's local signals) comes last in the user message, the sample inside delimiters
-that tell the model the conversation is data, not instructions.
+that tell the model the conversation is data, not instructions. Delimiter and role-marker
+look-alikes inside the sample are escaped (:mod:`sftlabel.labeling._defuse`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from sftlabel.labeling._defuse import Defuser
 from sftlabel.labeling._examples import EXAMPLES
 from sftlabel.labeling._signals import Signals, compute_signals, render_signals
 from sftlabel.model import Message, Sample
@@ -23,7 +25,7 @@ from sftlabel.taxonomy import Category, Tag, Taxonomy
 
 OPEN = "<<<SAMPLE"
 CLOSE = "SAMPLE>>>"
-PROMPT_FORMAT = "2"
+PROMPT_FORMAT = "3"
 """Bumped by hand when the layout of the prompts changes (part of :func:`prompt_version`)."""
 COMPACT_ABOVE = 40
 """Categories with more tags than this list ids only (their names say enough: languages)."""
@@ -33,6 +35,16 @@ COMPACT_ABOVE) its first sentence. Decision notes are always shown in full."""
 SYSTEM_PROMPT_CHARS = 2000
 
 _encoder = msgspec.json.Encoder()
+ROLE_MARKERS = (
+    r"\[[ \t]*(?:(?:user|assistant|system|tool|tools|function|developer|human|gpt|model)"
+    r"(?=[\]\s])|\.\.\.)"
+)
+"""What the renderer's own line-start markers look like (``[assistant]``, ``[tool call]``,
+``[system prompt]``, ``[… 3 earlier messages omitted …]``), over the case-folded NFKC skeleton."""
+defuse = Defuser(("SAMPLE", "TURN"), ROLE_MARKERS, edges=True)
+"""Escapes delimiter and role-marker look-alikes in a piece of the sample (each piece follows a
+marker of the renderer's, so no look-alike can form across two pieces)."""
+defuse_delimiters = Defuser(("SAMPLE", "TURN"), edges=True)
 _SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)(?<!etc)\.\s+(?=[A-Z(])")
 
 
@@ -137,21 +149,24 @@ def static_prompt(taxonomy: Taxonomy, call: int) -> str:
 
 def render_message(message: Message) -> str:
     """One message as the labeler sees it."""
-    head = f"[{message.role}{f' {message.name}' if message.name else ''}]"
-    parts = [message.content.strip()] if message.content.strip() else []
+    name = defuse(" ".join(message.name.split()).replace("]", "\\]")) if message.name else ""
+    head = f"[{message.role}{f' {name}' if name else ''}]"
+    content = message.content.strip()
+    parts = [defuse(content)] if content else []
     for call in message.tool_calls:
-        parts.append(f"[tool call] {call.name}({call.arguments})")
+        parts.append(f"[tool call] {defuse(f'{call.name}({call.arguments})')}")
     return f"{head} " + "\n".join(parts) if parts else head
 
 
 def render_sample(sample: Sample) -> str:
-    """The sample between the data delimiters (delimiter look-alikes inside are defused)."""
+    """The sample between the data delimiters (delimiter and role-marker look-alikes inside are
+    escaped)."""
     lines: list[str] = []
     if sample.system:
         system = sample.system.strip()
         if len(system) > SYSTEM_PROMPT_CHARS:
             system = system[:SYSTEM_PROMPT_CHARS] + " …"
-        lines.append(f"[system prompt] {system}")
+        lines.append(f"[system prompt] {defuse(system)}")
     if sample.tools:
         names = [
             t.get("name") or (t.get("function") or {}).get("name")
@@ -160,12 +175,12 @@ def render_sample(sample: Sample) -> str:
         ]
         shown = ", ".join(str(n) for n in names if n)
         if shown:
-            lines.append(f"[tools available] {shown}")
+            lines.append(f"[tools available] {defuse(shown)}")
     for index, message in enumerate(sample.messages):
         if sample.truncation is not None and index == sample.truncation.gap_at:
             lines.append(f"[… {sample.truncation.omitted_messages} earlier messages omitted …]")
         lines.append(render_message(message))
-    body = "\n".join(lines).replace(CLOSE, "SAMPLE >>>").replace(OPEN, "<<< SAMPLE")
+    body = "\n".join(lines)
     return f"{OPEN}\n{body}\n{CLOSE}"
 
 
@@ -192,7 +207,7 @@ def build_messages(
     if previous:
         user.append(f"Labels from the first pass: {_encoder.encode(previous).decode()}")
     user.append(render_sample(sample))
-    user.append(render_signals(signals))
+    user.append(defuse_delimiters(render_signals(signals)))
     user.append(
         f"Label the last assistant reply of this sample on: {', '.join(dims)}. Answer with the JSON object only."
     )

@@ -9,7 +9,6 @@ from sftlabel.llm._config import (
     ClientConfig,
     ClientStats,
     Secret,
-    estimate_tokens,
     redact_url,
 )
 from sftlabel.llm._errors import (
@@ -20,6 +19,7 @@ from sftlabel.llm._errors import (
     RequestRejectedError,
     RetriesExhaustedError,
 )
+from sftlabel.llm._estimate import estimate_tokens, text_tokens
 from sftlabel.llm._limits import (
     AdaptiveLimiter,
     Clock,
@@ -59,4 +59,5 @@ __all__ = [
     "parse_duration",
     "redact_url",
     "resolve_label_tokens",
+    "text_tokens",
 ]

@@ -42,7 +42,6 @@ from sftlabel.llm._config import (
     ChatResult,
     ClientConfig,
     ClientStats,
-    estimate_tokens,
     redact_url,
     url_secrets,
 )
@@ -53,6 +52,7 @@ from sftlabel.llm._errors import (
     RetriesExhaustedError,
     RetryableError,
 )
+from sftlabel.llm._estimate import estimate_tokens
 from sftlabel.llm._http import (
     RETRY_STATUSES,
     cut,

@@ -212,18 +212,3 @@ class ClientStats(msgspec.Struct, kw_only=True):
     """Answers kept out of the cache because ``accept`` refused them."""
     unavailable_seconds: float = 0.0
     """Time the endpoint was unavailable (circuit open)."""
-
-
-_encoder = msgspec.json.Encoder()
-
-
-def estimate_tokens(request: ChatRequest) -> int:
-    """A cheap upper-ish estimate of a request's prompt tokens (about 3 characters a token)."""
-    chars = 0
-    for message in request.messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif content is not None:
-            chars += len(_encoder.encode(content))
-    return chars // 3 + 4 * len(request.messages) + 8

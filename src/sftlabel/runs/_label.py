@@ -180,7 +180,7 @@ def estimate(
     samples = problems = unreadable = prompt = 0
     system_tokens = {
         call: estimate_tokens(
-            ChatRequest(model="", messages=build_messages(taxonomy, call, _EMPTY)[:1])
+            ChatRequest(model=options.model, messages=build_messages(taxonomy, call, _EMPTY)[:1])
         )
         for call in (1, 2)
     }
@@ -193,7 +193,7 @@ def estimate(
     for _, sample in sample_stream(inputs, options, count_problem):
         samples += 1
         user = estimate_tokens(
-            ChatRequest(model="", messages=build_messages(taxonomy, 1, sample)[1:])
+            ChatRequest(model=options.model, messages=build_messages(taxonomy, 1, sample)[1:])
         )
         prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
     completion = samples * 2 * COMPLETION_ESTIMATE

@@ -1,10 +1,12 @@
 """The soft-label prompts: a static instruction block first (providers cache long identical
-prefixes), the turn last, between delimiters that mark it as data."""
+prefixes), the turn last, between delimiters that mark it as data (look-alikes of the delimiters
+inside it are escaped: :mod:`sftlabel.labeling._defuse`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sftlabel.labeling._defuse import Defuser
 from sftlabel.softlabel._strategies import Strategy
 
 TASK = """You triage messages that developers send to a coding assistant. Decide whether answering the message well REQUIRES REASONING.
@@ -29,6 +31,8 @@ RATIONALE = """The message was labeled {label}: {meaning}. Explain in 2 to 4 sen
 
 MEANINGS = {0: "it requires reasoning", 1: "it does not require reasoning"}
 
+defuse_delimiters = Defuser(("TURN", "SAMPLE"), edges=True)
+
 
 def _task(strategy: Strategy) -> str:
     return TASK + (f"\n{strategy.instructions}\n" if strategy.instructions else "")
@@ -37,7 +41,7 @@ def _task(strategy: Strategy) -> str:
 def classification_messages(strategy: Strategy, text: str) -> list[dict[str, Any]]:
     return [
         {"role": "system", "content": _task(strategy) + "\n" + ANSWER},
-        {"role": "user", "content": f"<<<TURN\n{text}\nTURN>>>\n\n{ANSWER}"},
+        {"role": "user", "content": f"<<<TURN\n{defuse_delimiters(text)}\nTURN>>>\n\n{ANSWER}"},
     ]
 
 
@@ -45,5 +49,8 @@ def rationale_messages(strategy: Strategy, text: str, label: int) -> list[dict[s
     instruction = RATIONALE.format(label=label, meaning=MEANINGS[label])
     return [
         {"role": "system", "content": _task(strategy)},
-        {"role": "user", "content": f"<<<TURN\n{text}\nTURN>>>\n\n{instruction}"},
+        {
+            "role": "user",
+            "content": f"<<<TURN\n{defuse_delimiters(text)}\nTURN>>>\n\n{instruction}",
+        },
     ]

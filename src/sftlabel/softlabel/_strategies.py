@@ -12,10 +12,18 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sftlabel.errors import UsageError
+from sftlabel.labeling._defuse import Defuser
 from sftlabel.plugins import STRATEGIES_GROUP, load_group
 from sftlabel.softlabel._turns import Turn
 
 DEFAULT_STRATEGY = "user_message_only"
+ROLE_MARKERS = (
+    r"(?:user|assistant|system|tool)(?:[ \t]+message(?:[ \t]+to[ \t]+label)?|[ \t]+reply)?[ \t]*:"
+)
+"""The strategies' own line-start markers (``USER:``, ``ASSISTANT REPLY:``, ``USER MESSAGE TO
+LABEL:``), over the case-folded NFKC skeleton."""
+defuse = Defuser(("TURN", "SAMPLE"), ROLE_MARKERS, edges=True)
+"""Escapes delimiter and role-marker look-alikes in a message (for strategies with markers)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,8 +76,9 @@ class WithContext:
             start = len(turn.history)
         shown = [m for m in turn.history[start:] if m.role in ("user", "assistant")]
         budget = max(options.max_chars // (2 * max(len(shown), 1)), 200)
-        lines = [f"{m.role.upper()}: {shorten(m.content, budget)}" for m in shown]
-        lines.append("USER MESSAGE TO LABEL: " + shorten(turn.message, options.max_chars // 2))
+        lines = [f"{m.role.upper()}: {defuse(shorten(m.content, budget))}" for m in shown]
+        message = defuse(shorten(turn.message, options.max_chars // 2))
+        lines.append("USER MESSAGE TO LABEL: " + message)
         return "\n\n".join(lines)
 
 
@@ -84,8 +93,8 @@ class WithResponse:
     def render(self, turn: Turn, options: StrategyOptions) -> str:
         half = options.max_chars // 2
         reply = turn.response if turn.response is not None else "(no reply)"
-        message = shorten(turn.message, half)
-        return f"USER MESSAGE: {message}\n\nASSISTANT REPLY: {shorten(reply, half)}"
+        message = defuse(shorten(turn.message, half))
+        return f"USER MESSAGE: {message}\n\nASSISTANT REPLY: {defuse(shorten(reply, half))}"
 
 
 USER_MESSAGE_ONLY = UserMessageOnly()
