@@ -315,7 +315,15 @@ class LLMClient:
     async def _send(
         self, request: ChatRequest, body: bytes, key: str | None, state: _CallState
     ) -> tuple[ChatResult, bytes] | ChatResult:
-        tokens = estimate_tokens(request) + (request.max_tokens or 0)
+        estimated: list[int] = []
+
+        def tokens() -> int:
+            """The request's token estimate, counted once and only when a TPM bucket or a
+            budget needs it (counting a long prompt with tiktoken is the costliest step)."""
+            if not estimated:
+                estimated.append(estimate_tokens(request) + (request.max_tokens or 0))
+            return estimated[0]
+
         own_failures = 0
         rate_steps = 0
         timeouts = 0
@@ -368,20 +376,20 @@ class LLMClient:
         key: str | None,
         state: _CallState,
         *,
-        tokens: int,
+        tokens: Callable[[], int],
         timeouts: int,
         probe: bool,
     ) -> tuple[ChatResult, bytes] | ChatResult:
         # The slot first, then the rate: a request that got its slot is paced by the rate
         # known *now* (waiting for a bucket token in a slot is not a backoff)
         async with self.limiter:
-            await self.pacer.wait(tokens)
+            await self.pacer.wait(tokens() if self.pacer.tpm is not None else 0)
             if key is not None and (state.attempts or self.clock.now() - state.checked > RECHECK):
                 # another process may have stored it while this one waited: look again
                 hit = await self._cached(key, request)
                 if hit is not None:
                     return hit
-            reservation = self._reserve(request, tokens)
+            reservation = self._reserve(request, tokens()) if self.budget is not None else None
             self.health.started()
             state.attempts += 1
             try:
