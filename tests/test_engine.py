@@ -561,3 +561,20 @@ def test_status_shows_where_a_run_stands(cli, llm_server: FakeLLMServer, tmp_pat
     text = cli("status", run)
     assert "3 labeled, 1 failed" in text.stdout and "failed rejected: 1" in text.stdout
     assert cli("status", tmp_path).exit_code == 2  # not a run
+
+
+def test_a_resume_with_nothing_to_do_leaves_the_outputs_as_they_are(
+    llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    run = tmp_path / "run"
+    first = sftlabel.label(
+        [records(3, tmp_path)], **label_options(llm_server, tmp_path, output=run)
+    )
+    assert first.exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in (run / "labeled.json", run / "stats.json")}
+    again = sftlabel.label(resume=run)
+    assert (again.status, again.labeled, again.skipped, again.exit_code) == ("completed", 3, 3, 0)
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # not finalized again
+    manifest = json.loads((run / "run.json").read_text("utf-8"))
+    assert [s["status"] for s in manifest["sessions"]] == ["completed", "completed"]
