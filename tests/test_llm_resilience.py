@@ -145,6 +145,37 @@ def test_learned_rate_converges_below_a_limit_without_headers() -> None:
     assert client.learner.per_minute <= 660
 
 
+def test_a_rate_limit_without_headers_costs_few_429s_from_the_first_second_on() -> None:
+    """A provider's token bucket of 3,000 RPM (burst 1 s) answering 429 with Retry-After only,
+    200 ms answers, 1,000 requests at concurrency 100: the slow start's overshoot, the first
+    measure (inflated by the bucket's saved-up burst) and the probing above the learned rate
+    together stay under 2% of the requests, at the limit's throughput."""
+    clock = FakeClock()
+    rate = 50.0
+    bucket = {"tokens": rate, "at": clock.now()}
+    counts = {"429": 0, "200": 0}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        now = clock.now()
+        bucket["tokens"] = min(rate, bucket["tokens"] + (now - bucket["at"]) * rate)
+        bucket["at"] = now
+        if bucket["tokens"] < 1:
+            counts["429"] += 1
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        bucket["tokens"] -= 1
+        counts["200"] += 1
+        await clock.sleep(0.2)
+        return httpx.Response(200, json=completion())
+
+    started = clock.now()
+    outcomes, client = many(handler, 1000, cfg=config(concurrency=100), clock=clock)
+    assert all(isinstance(o, ChatResult) for o in outcomes)
+    assert 1000 / (clock.now() - started) >= 0.95 * rate
+    assert counts["429"] <= 0.02 * (counts["429"] + counts["200"]), counts
+    assert client.learner is not None and client.learner.ceiling is not None
+    assert 0.9 * 3000 <= client.learner.ceiling <= 1.1 * 3000  # it found the limit
+
+
 def test_an_outage_costs_time_not_requests_and_opens_the_circuit() -> None:
     clock = FakeClock()
     down = {"until": clock.now() + 300.0, "during": 0}

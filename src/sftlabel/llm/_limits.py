@@ -112,7 +112,8 @@ class RateLearner:
         self.clock = clock or SYSTEM_CLOCK
         self.bucket: TokenBucket | None = None
         self.ceiling: float | None = None
-        """The paced rate (requests per minute) at which the last 429 came."""
+        """The limit as the last 429 measured it (requests per minute): what the server
+        admitted while it refused, at most the rate it was sent."""
         self._successes: deque[float] = deque()
         self._window = window
         self._cooldown = cooldown
@@ -162,16 +163,18 @@ class RateLearner:
             return  # counted already, or nothing to measure yet (the requests back off anyway)
         if self.bucket is not None and now - self._successes[-1] > 1.0:
             return  # everything is refused (a storm): a pause, not a rate to learn
+        self._expire(now)
+        # What the server admitted since the last cut (at most `window` ago): before it, the
+        # server may have been spending a saved-up burst that inflates the first measure
+        since = max(now - self._window, self._first_success, self._last_cut)
+        admitted = sum(1 for at in self._successes if at >= since)
+        measured = admitted / max(now - since, 1.0) * 60.0
         self._last_cut = now
         self._last_grow = now
-        self._expire(now)
-        span = max(min(self._window, now - self._first_success), 1.0)
-        measured = len(self._successes) / span * 60.0
         current = self.bucket.per_minute if self.bucket else math.inf
-        if self.bucket is not None and self.bucket.per_minute >= (self.ceiling or 0.0) * 0.9:
-            # the rate we were sending at when the server refused: the limit is about there
-            # (a storm refusing everything for a while leaves it as it was)
-            self.ceiling = self.bucket.per_minute
+        # The limit is at most the rate we were sending at when the server refused, and about
+        # what it admitted meanwhile (a storm refusing everything leaves it as it was)
+        self.ceiling = min(measured, current)
         target = measured * self._margin
         if not 0 < target < current:
             target = current * self._decrease if math.isfinite(current) else 60.0
@@ -188,10 +191,13 @@ class RateLearner:
 class AdaptiveLimiter:
     """A concurrency limit that backs off on 429 and climbs back on success.
 
-    Slow start: from ``initial`` slots, +1 per success (doubling every round trip) up to
-    ``maximum`` until the first 429, so a run does not open with a burst of ``maximum``
-    requests a rate limit must refuse. Then multiplicative decrease (``limit * decrease``, at
-    most once per ``cooldown`` seconds so one burst of 429s counts once), additive increase
+    Slow start: from ``initial`` slots, +``slow_start_step`` per success (x1.5 every round
+    trip by default) up to ``maximum`` until the first 429, so a run does not open with a
+    burst of ``maximum`` requests a rate limit must refuse. Not doubling: the requests already
+    on the wire when the first 429 comes are refused too, and a gentler climb halves that
+    overshoot (35 -> 15 of a 3,000 RPM bucket's first second) for ~0.3 s more of ramp.
+    Then multiplicative decrease (``limit * decrease``, at most once per ``cooldown``
+    seconds so one burst of 429s counts once), additive increase
     (+1 per ``limit`` successes, i.e. about one slot per round trip), between 1 and
     ``maximum``. Only requests on the wire hold a slot.
     """
@@ -204,6 +210,7 @@ class AdaptiveLimiter:
         decrease: float = 0.7,
         cooldown: float = 1.0,
         initial: int | None = None,
+        slow_start_step: float = 0.5,
         clock: Clock | None = None,
     ) -> None:
         if maximum < 1:
@@ -218,6 +225,7 @@ class AdaptiveLimiter:
         self.peak = 0
         self._decrease = decrease
         self._cooldown = cooldown
+        self._slow_start_step = slow_start_step
         self._last_decrease = -math.inf
         self._waiters: deque[anyio.Event] = deque()
 
@@ -252,7 +260,7 @@ class AdaptiveLimiter:
 
     def on_success(self) -> None:
         if self.adaptive and self.limit < self.maximum:
-            step = 1.0 if self.slow_start else 1.0 / self.limit
+            step = self._slow_start_step if self.slow_start else 1.0 / self.limit
             self.limit = min(float(self.maximum), self.limit + step)
             self._wake()
 
