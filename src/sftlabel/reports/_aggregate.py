@@ -236,20 +236,45 @@ class TaxonomySummary:
                 scores.clear()
 
     def _flush_monitors(self, monitors: list[dict[str, Any]]) -> None:
-        calls = [_int(m.get("llm_calls")) for m in monitors]
+        # one pass, the checks inlined: this runs for every sample of a 10^8-sample report
+        calls: list[int] = []
+        arbitrated = issues = warnings = prompt = completion = unknown = 0
+        cost = 0.0
+        value: Any
+        for monitor in monitors:
+            get = monitor.get
+            value = get("llm_calls")
+            kind = type(value)
+            calls.append(value if kind is int else int(value) if kind is float else 0)
+            if get("arbitrated"):
+                arbitrated += 1
+            value = get("validation_issues")
+            if type(value) is list:
+                issues += len(value)
+            value = get("consistency_warnings")
+            if type(value) is list:
+                warnings += len(value)
+            value = get("prompt_tokens")
+            kind = type(value)
+            prompt += value if kind is int else int(value) if kind is float else 0
+            value = get("completion_tokens")
+            kind = type(value)
+            completion += value if kind is int else int(value) if kind is float else 0
+            value = get("cost")
+            kind = type(value)
+            if kind is float or kind is int:
+                cost += value
+            elif not get("from_cache"):
+                unknown += 1
         self.calls += sum(calls)
         self.calls_per_sample.update(calls)
-        self.arbitrated += sum(1 for m in monitors if m.get("arbitrated"))
-        self.validation_issues += sum(_length(m.get("validation_issues")) for m in monitors)
-        self.consistency_warnings += sum(_length(m.get("consistency_warnings")) for m in monitors)
-        self.prompt_tokens += sum(_int(m.get("prompt_tokens")) for m in monitors)
-        self.completion_tokens += sum(_int(m.get("completion_tokens")) for m in monitors)
-        for monitor in monitors:
-            cost = monitor.get("cost")
-            if isinstance(cost, int | float):
-                self.cost += float(cost)
-            elif not monitor.get("from_cache"):
-                self.cost_unknown += 1
+        self.arbitrated += arbitrated
+        self.validation_issues += issues
+        self.consistency_warnings += warnings
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cost += cost
+        self.cost_unknown += unknown
 
     def _keep_example(self, record: TaxonomyRecord, lowest: float) -> None:
         self._seen += 1
@@ -318,10 +343,6 @@ def _example(record: TaxonomyRecord, lowest: float) -> Example:
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _length(value: Any) -> int:
-    return len(value) if isinstance(value, list) else 0
 
 
 def _unmapped_key(item: Any, dimensions: list[str]) -> tuple[str, str]:
