@@ -3,8 +3,8 @@
 Raw httpx (no SDK): a connect timeout, a read timeout sized to the request, a connection pool
 sized to the concurrency, keep-alive. The retry loop is our own (see docs/performance.md):
 
-* a 429 never uses up an attempt: the request waits the larger of ``Retry-After`` /
-  ``retry-after-ms`` and its own backoff (with jitter), holding no concurrency slot, and the
+* a 429 never uses up an attempt: the request waits the server's ``Retry-After`` /
+  ``retry-after-ms`` (else its own backoff), with jitter, holding no concurrency slot, and the
   request rate is learned from the 429s (or set from ``x-ratelimit-*`` headers / ``--rpm``);
 * failures of the endpoint's across requests (an outage) open a run-wide circuit: one probe at
   a time, with backoff, until it answers, and they never count against a request; a request
@@ -339,10 +339,12 @@ class LLMClient:
                     state.rate_limited += 1
                     self.pacer.on_rate_limited()
                     self.limiter.slow_start = False  # the rate is learned, not the concurrency
-                    wait = max(
-                        min(exc.retry_after or 0.0, self.config.retry_after_cap),
-                        backoff(rate_steps, initial=0.25, maximum=10.0),
-                    )
+                    # the server's Retry-After when it gives one (growing our own wait past
+                    # it would idle the run long after a storm ends), else our own backoff
+                    if exc.retry_after:
+                        wait = min(exc.retry_after, self.config.retry_after_cap)
+                    else:
+                        wait = backoff(rate_steps, initial=0.25, maximum=10.0)
                     rate_steps += 1
                     await self.health.sleep(wait * random.uniform(1.0, 1.2))
                     continue
