@@ -23,7 +23,7 @@ Scenarios (targets from the label issue):
             of the replaced system's figures), throughput >= 0.90 of concurrency / (2 x latency)
 
     python bench/label_throughput.py [--samples 2000] [--rpm 3000] [--storm 15] [--outage 120]
-        [--scenarios bound,cache,resume,ratelimit,rpm,rpm-headers,storm,outage,prefix]
+        [--scenarios bound,cache,resume,ratelimit,rpm,rpm-headers,storm,outage,prefix] [--latency 0.2]
 """
 
 from __future__ import annotations
@@ -338,8 +338,8 @@ def long_traces(path: Path) -> Path:
     return path
 
 
-def prefix(tmp: Path, samples: int) -> None:
-    latency, concurrency = 0.2, 50
+def prefix(tmp: Path, samples: int, latency: float = 0.2) -> None:
+    concurrency = 50
     inputs = {"single-turn": [make_data(tmp / "prefix-single.jsonl", samples)]}
     multi = [make_code_feedback(tmp / "prefix-cf.jsonl")]
     if RAW_SAMPLES.exists():
@@ -364,7 +364,8 @@ def prefix(tmp: Path, samples: int) -> None:
             old_chars, old_share = OLD_SYSTEM[name]
             print(
                 f"[prefix] {name}: {count} samples ({len(files)} file(s)), {stats['chat_requests']}"
-                f" requests, blocks of {PREFIX_BLOCK} chars (exit {code})"
+                f" requests, blocks of {PREFIX_BLOCK} chars, latency {latency * 1000:.0f} ms,"
+                f" --concurrency {concurrency} (exit {code})"
             )
             print(f"  prompt chars {chars / count:,.0f} per sample, {share * 100:.1f}% cached")
             for hit in (0.1, 0.5):
@@ -395,6 +396,12 @@ def main() -> None:
     parser.add_argument("--storm", type=float, default=15.0, help="storm seconds")
     parser.add_argument("--outage", type=float, default=120.0, help="outage seconds")
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.2,
+        help="prefix: server latency (a longer one shows the order's own limit on a busy CPU)",
+    )
+    parser.add_argument(
         "--scenarios", default="bound,resume,ratelimit,rpm,rpm-headers,storm,outage"
     )
     args = parser.parse_args()
@@ -416,7 +423,7 @@ def main() -> None:
         if "outage" in chosen:
             outage(tmp, args.samples, args.outage)
         if "prefix" in chosen:
-            prefix(tmp, args.samples)
+            prefix(tmp, args.samples, args.latency)
 
 
 if __name__ == "__main__":

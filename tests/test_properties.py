@@ -561,3 +561,21 @@ def test_truncated_slices_keep_a_stable_head() -> None:
     head = rendered[0][: rendered[0].index("[assistant]")]
     assert head.endswith(" u0\n") and head.count("[user]") == 1
     assert all(r.startswith(head) for r in rendered)  # system prompt and first user turn
+    # a first user turn too long for half the budget is cut alike in every slice after t1
+    # (replies of varying size)
+    turns = [Message(role="user", content="q " * 1000)]
+    for n in range(8):
+        turns += [
+            Message(role="assistant", content=f"a{n} " * (20 + 30 * (n % 3))),
+            Message(role="user", content=f"u{n + 1} " * 10),
+        ]
+    turns.append(Message(role="assistant", content="last " * 40))
+    conversation = Conversation(id="d", source_format="sharegpt", messages=turns)
+    rendered = [
+        render_sample(s)
+        for s in slice_conversation(conversation, max_chars=1200)
+        if isinstance(s, Sample)
+    ][1:]
+    head = rendered[0][: rendered[0].index("\n[", len("<<<SAMPLE\n[user]"))]
+    assert "characters omitted" in head
+    assert all(r.startswith(head) for r in rendered)
