@@ -925,7 +925,8 @@ class FakeLLM:
             self.stats.cached_chars += cached
             cached_tokens = round(prompt_tokens * cached / len(text)) if text else 0
             usage = {"prompt_tokens_details": {"cached_tokens": cached_tokens}}
-            spec = {**spec, "usage": {**usage, **spec.get("usage", {})}}
+            override = spec.get("usage")
+            spec = {**spec, "usage": {**usage, **(override if isinstance(override, dict) else {})}}
         reply = self._render(spec, payload, str(model), prompt_tokens, config)
         reply.headers = {**limit_headers, **reply.headers}
         reply.cache_blocks = blocks
