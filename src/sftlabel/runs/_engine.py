@@ -6,6 +6,8 @@ processed with the shared client, and what its success and failure records look 
 keys are done. The engine owns everything else, once:
 
 * a bounded window of items in flight, pulled lazily from the task's stream (constant memory);
+  for a task with ``group``, the slices of one conversation in a cache-friendly order (the
+  longest first, the others once it is answered) while other items fill the window;
 * skipping what is done, retrying what failed before (unless ``retry_failed=False``);
 * holding rejections before the first success and stopping the run when the first calls all fail
   for a reason that is the endpoint's (a wrong model or path), without marking those items failed;

@@ -80,7 +80,7 @@ async def for_each_grouped(
     exhausted = False
     buffered = 0  # read, not yet started
     running = 0
-    waiting: dict[int, list[T]] = {}  # id of a group's first item -> the others of the group
+    waiting: dict[int, list[T]] = {}  # id of a group's leader (its last item) -> the others
     wake = anyio.Event()
 
     def stopped() -> bool:
