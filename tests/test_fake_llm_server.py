@@ -552,3 +552,18 @@ def test_prefix_cache_is_off_by_default_and_refuses_bad_settings(
     assert llm_server.stats()["prompt_chars"] == 0
     answer = client.post("/_admin/config", json={"prefix_cache_block": -1})
     assert answer.status_code == 400
+
+
+def test_prefix_cache_counts_a_request_once_it_is_answered(llm_server: FakeLLMServer) -> None:
+    # requests in flight together find nothing of each other: a provider caches what it computed
+    llm_server.configure(prefix_cache_block=8, latency=0.3)
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(base_url=llm_server.url, timeout=10, trust_env=False) as c:
+            answers = await asyncio.gather(
+                *(c.post("/v1/chat/completions", json=chat_body("b" * 40)) for _ in range(3))
+            )
+        return [a.json()["usage"]["prompt_tokens_details"]["cached_tokens"] for a in answers]
+
+    assert asyncio.run(run()) == [0, 0, 0]
+    assert asyncio.run(run()) == [10, 10, 10]  # 48 characters, all whole blocks: all cached
