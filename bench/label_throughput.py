@@ -15,9 +15,15 @@ Scenarios (targets from the label issue):
             0 failed, every sample exactly once
   outage    the port closed for OUTAGE s mid-run (connections refused), --concurrency 50:
             0 failed, every sample exactly once
+  prefix    a provider-style prefix cache on the server (whole 256-character blocks, issue 17),
+            latency 200 ms, --concurrency 50, on N single-turn samples and on multi-turn pyramids
+            (75 generated code-feedback conversations of 2-6 rounds with code, plus the long
+            traces of ../shared/data/raw_samples.json): prompt chars per sample, cached share,
+            prompt cost per sample with a cache hit priced 0.1 and 0.5 x a miss (and as a ratio
+            of the replaced system's figures), throughput >= 0.90 of concurrency / (2 x latency)
 
     python bench/label_throughput.py [--samples 2000] [--rpm 3000] [--storm 15] [--outage 120]
-        [--scenarios bound,cache,resume,ratelimit,rpm,rpm-headers,storm,outage]
+        [--scenarios bound,cache,resume,ratelimit,rpm,rpm-headers,storm,outage,prefix] [--latency 0.2]
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import signal
 import subprocess
@@ -273,6 +280,113 @@ def outage(tmp: Path, samples: int, seconds: float) -> None:
         print(outcome(server, run, samples))
 
 
+PREFIX_BLOCK = 256
+OLD_SYSTEM = {"single-turn": (39_667, 0.66), "multi-turn": (35_780, 0.87)}
+"""Prompt chars per sample and cached share of the system sftlabel replaces (issue 17)."""
+RAW_SAMPLES = ROOT.parent / "shared" / "data" / "raw_samples.json"
+LONG_TRACE = 6  # replies from which a raw_samples conversation counts as a long trace
+CODE_TOPICS = [
+    ("parse a CSV file and sum a column", "python", "import csv\n\ndef total(path, column):\n    with open(path, newline='') as f:\n        return sum(float(row[column]) for row in csv.DictReader(f))\n"),
+    ("debounce a function", "javascript", "function debounce(fn, ms) {\n  let timer;\n  return (...args) => {\n    clearTimeout(timer);\n    timer = setTimeout(() => fn(...args), ms);\n  };\n}\n"),
+    ("read a file line by line", "go", "func lines(path string) ([]string, error) {\n\tf, err := os.Open(path)\n\tif err != nil {\n\t\treturn nil, err\n\t}\n\tdefer f.Close()\n\tvar out []string\n\ts := bufio.NewScanner(f)\n\tfor s.Scan() {\n\t\tout = append(out, s.Text())\n\t}\n\treturn out, s.Err()\n}\n"),
+    ("find duplicate rows", "sql", "SELECT email, COUNT(*) AS n\nFROM users\nGROUP BY email\nHAVING COUNT(*) > 1\nORDER BY n DESC;\n"),
+    ("share state between threads", "rust", "use std::sync::{Arc, Mutex};\nuse std::thread;\n\nfn main() {\n    let counter = Arc::new(Mutex::new(0));\n    let handles: Vec<_> = (0..8).map(|_| {\n        let c = Arc::clone(&counter);\n        thread::spawn(move || *c.lock().unwrap() += 1)\n    }).collect();\n    for h in handles { h.join().unwrap(); }\n}\n"),
+]  # fmt: skip
+FEEDBACK = [
+    "This fails with an exception on an empty input. Can you fix it?",
+    "Can you make it faster for large inputs and explain why it is faster?",
+    "Please add type hints and a docstring, and handle the error cases.",
+    "How would I write a unit test for this?",
+    "It works, but the reviewer says it is hard to read. Can you refactor it?",
+]
+
+
+def make_code_feedback(path: Path, conversations: int = 75, seed: int = 17) -> Path:
+    """A code-feedback-like multi-turn fixture: conversations of 2-6 user/assistant rounds,
+    each turn with a code block (deterministic)."""
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(conversations):
+            topic, language, code = CODE_TOPICS[i % len(CODE_TOPICS)]
+            turns = []
+            for r in range(rng.choice([2, 2, 3, 3, 3, 4, 4, 5, 6])):
+                ask = (
+                    f"I need to {topic} (case {i}). Here is my attempt:\n```{language}\n{code}```"
+                    if r == 0
+                    else f"{rng.choice(FEEDBACK)} (round {r + 1} of case {i})"
+                )
+                body = "\n".join(
+                    f"// step {n}: {rng.random():.6f}" for n in range(rng.randint(3, 12))
+                )
+                answer = (
+                    f"Here is a version that addresses that (round {r + 1}):\n```{language}\n{code}{body}\n```\n"
+                    + "Explanation: " + " ".join(rng.choice(["the loop", "the guard", "the buffer", "each call", "the error path", "the test"]) + " " + rng.choice(["is now explicit.", "avoids a copy.", "handles empty input.", "is checked first."]) for _ in range(rng.randint(4, 14)))
+                )  # fmt: skip
+                turns += [{"from": "human", "value": ask}, {"from": "gpt", "value": answer}]
+            out.write(json.dumps({"id": f"cf{i}", "conversations": turns}) + "\n")
+    return path
+
+
+def long_traces(path: Path) -> Path:
+    """The conversations of raw_samples.json with at least LONG_TRACE replies, as JSON lines."""
+    records = json.loads(RAW_SAMPLES.read_text(encoding="utf-8"))
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            turns = record.get("conversations") or []
+            if sum(t.get("from") == "gpt" for t in turns) >= LONG_TRACE:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def prefix(tmp: Path, samples: int, latency: float = 0.2) -> None:
+    concurrency = 50
+    inputs = {"single-turn": [make_data(tmp / "prefix-single.jsonl", samples)]}
+    multi = [make_code_feedback(tmp / "prefix-cf.jsonl")]
+    if RAW_SAMPLES.exists():
+        multi.append(long_traces(tmp / "prefix-traces.jsonl"))
+    else:
+        print(f"  ({RAW_SAMPLES} missing: multi-turn input without the long traces)")
+    inputs["multi-turn"] = multi
+    for name, files in inputs.items():
+        with FakeLLMServer(latency=latency) as server:
+            server.configure(rules=RULES, prefix_cache_block=PREFIX_BLOCK)
+            run = tmp / f"prefix-{name}"
+            command = label(server, files[0], run, tmp / f"prefix-{name}.sqlite")
+            command[4:4] = [str(f) for f in files[1:]]
+            wall, _, code = timed([*command, "--concurrency", str(concurrency)])
+            stats = server.stats()
+            written = run / "stats.json" if len(files) == 1 else run / "summary_stats.json"
+            done = json.loads(written.read_text())
+            count = done["total_samples"]
+            chars, cached = stats["prompt_chars"], stats["cached_chars"]
+            share = cached / chars if chars else 0.0
+            bound_rate = concurrency / (2 * latency)
+            old_chars, old_share = OLD_SYSTEM[name]
+            print(
+                f"[prefix] {name}: {count} samples ({len(files)} file(s)), {stats['chat_requests']}"
+                f" requests, blocks of {PREFIX_BLOCK} chars, latency {latency * 1000:.0f} ms,"
+                f" --concurrency {concurrency} (exit {code})"
+            )
+            print(f"  prompt chars {chars / count:,.0f} per sample, {share * 100:.1f}% cached")
+            for hit in (0.1, 0.5):
+                cost = (chars - cached + hit * cached) / count
+                old = old_chars * (old_share * hit + 1 - old_share)
+                print(
+                    f"  cost at hit = {hit:g} x miss: {cost:,.0f} per sample = {cost / old:.2f} x "
+                    f"the replaced system's {old:,.0f}"
+                    + (
+                        f" (target <= {0.85 if name == 'single-turn' else 0.5})"
+                        if hit == 0.1
+                        else ""
+                    )
+                )
+            inner = done["throughput_samples_per_second"]
+            print(
+                f"  throughput   {count / wall / bound_rate:.2f} x bound ({bound_rate:.0f}/s), whole"
+                f" process; {inner / bound_rate:.2f} x during the run (target >= 0.90)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -281,6 +395,12 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=3000)
     parser.add_argument("--storm", type=float, default=15.0, help="storm seconds")
     parser.add_argument("--outage", type=float, default=120.0, help="outage seconds")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.2,
+        help="prefix: server latency (a longer one shows the order's own limit on a busy CPU)",
+    )
     parser.add_argument(
         "--scenarios", default="bound,resume,ratelimit,rpm,rpm-headers,storm,outage"
     )
@@ -302,6 +422,8 @@ def main() -> None:
             storm(tmp, args.samples, args.storm)
         if "outage" in chosen:
             outage(tmp, args.samples, args.outage)
+        if "prefix" in chosen:
+            prefix(tmp, args.samples, args.latency)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,16 @@ Endpoints
 Settings beyond the command line (``POST /_admin/config``): ``bucket_rpm`` / ``bucket_burst`` /
 ``bucket_headers`` (a provider-style token bucket answering 429 with ``Retry-After`` only, or
 with ``x-ratelimit-*-requests`` too), ``storm`` ({"every": M, "duration": N, "retry_after": R}:
-429 for N s every M s), ``hang_rate`` (a fraction of requests never answered). Stats count
+429 for N s every M s), ``hang_rate`` (a fraction of requests never answered),
+``prefix_cache_block`` (a provider-style prompt prefix cache, below; 0 turns it off). Stats count
 ``duplicates_in_flight``: chat requests whose exact body was already being answered.
+
+Prefix cache (``prefix_cache_block: 256``): a request's messages are serialized in order, roles
+included; its cached part is its longest prefix of whole blocks that an earlier, answered request
+sent (a set of hashes of block-aligned prefixes, bounded; the blocks of a request count once its
+2xx answer is sent, as a provider caches what it has computed). The answer's
+``usage.prompt_tokens_details.cached_tokens`` reports it (prompt tokens in proportion to the
+characters), and stats count ``prompt_chars`` and ``cached_chars`` over the answered requests.
 
 A chat request is answered by the first of:
     1. 401 when ``require_api_key`` is set and neither ``Authorization: Bearer <key>`` nor
@@ -73,6 +81,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import hmac
 import json
 import math
@@ -98,6 +107,7 @@ WINDOW = 60.0  # seconds of the rpm / tpm sliding windows
 RECENT = 100  # requests kept in stats["recent"]
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
+PREFIX_CACHE_ENTRIES = 1_000_000  # block hashes kept by the prefix cache (oldest dropped)
 POLL = 0.1  # how often a long delay checks whether the client is still there
 DEFAULT_CONTENT = '{"ok": true}'
 API_KEY_ENV = "FAKE_LLM_REQUIRE_API_KEY"
@@ -268,6 +278,8 @@ class Config:
     every M s (from when it is set), with ``Retry-After: R``."""
     hang_rate: float = 0.0
     """Fraction of chat requests that never get an answer (drawn from the seeded Random)."""
+    prefix_cache_block: int = 0
+    """Characters per block of the prompt prefix cache (0: no cache)."""
 
     def updated(self, changes: Mapping[str, Any]) -> Config:
         """A copy with ``changes`` applied and validated (SettingError when invalid)."""
@@ -312,6 +324,10 @@ class Config:
                     new.bucket_headers = value
                 case "storm":
                     new.storm = _check_storm(value)
+                case "prefix_cache_block":
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise SettingError("prefix_cache_block must be an integer >= 0")
+                    new.prefix_cache_block = value
         return new
 
     def to_json(self) -> JSONObject:
@@ -331,6 +347,7 @@ class Config:
             "bucket_headers": self.bucket_headers,
             "storm": self.storm,
             "hang_rate": self.hang_rate,
+            "prefix_cache_block": self.prefix_cache_block,
         }
 
 
@@ -497,6 +514,7 @@ class Reply:
     delay: float = 0.0
     close: bool | str = False  # True/"reset": RST instead of answering; "fin": a clean close
     close_after: bool = False  # answer, then close the connection
+    cache_blocks: list[bytes] = field(default_factory=list)  # prefix hashes, cached once sent
 
     @classmethod
     def json(cls, payload: object, status: int = 200, **kwargs: Any) -> Reply:
@@ -543,6 +561,8 @@ class Stats:
     storm_429: int = 0  # 429s of a storm
     outage_503: int = 0  # 503s of an outage (mode 503)
     hung: int = 0  # requests drawn by hang_rate
+    prompt_chars: int = 0  # serialized prompt characters of answered chat requests
+    cached_chars: int = 0  # the part of them served by the prefix cache
     recent: deque[JSONObject] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     def to_json(self, script_remaining: int) -> JSONObject:
@@ -562,6 +582,8 @@ class Stats:
             "storm_429": self.storm_429,
             "outage_503": self.outage_503,
             "hung": self.hung,
+            "prompt_chars": self.prompt_chars,
+            "cached_chars": self.cached_chars,
             "script_remaining": script_remaining,
             "recent": list(self.recent),
         }
@@ -591,6 +613,7 @@ class FakeLLM:
         self.outage_until = 0.0  # mode 503: answer 503 from outage_from until then
         self.outage_from = 0.0
         self.listener: Listener | None = None  # set by serve(): closes the port for outages
+        self.prefix_cache = PrefixCache()
 
     # connections ------------------------------------------------------------------------
 
@@ -708,6 +731,8 @@ class FakeLLM:
                 return False
             keep_alive = request.keep_alive and not reply.close_after
             writer.write(reply.encode(keep_alive))
+            if reply.cache_blocks and 200 <= reply.status < 300:
+                self.prefix_cache.add(reply.cache_blocks)
             if entry is not None:
                 self.stats.by_status[str(reply.status)] += 1
                 entry["status"] = reply.status
@@ -809,6 +834,8 @@ class FakeLLM:
                     self.random.seed(new.seed)
                 if "storm" in changes:
                     self.storm_start = time.monotonic()
+                if "prefix_cache_block" in changes:
+                    self.prefix_cache = PrefixCache()  # other blocks: start empty
                 if "bucket_rpm" in changes or "bucket_burst" in changes:
                     rate = (new.bucket_rpm or 0) / 60.0
                     self.bucket_tokens = max(1.0, rate * new.bucket_burst)  # starts full
@@ -852,6 +879,7 @@ class FakeLLM:
         self.token_window = SlidingWindow()
         self.bodies_in_flight = Counter({k: v for k, v in self.bodies_in_flight.items() if v})
         self.outage_until = 0.0
+        self.prefix_cache = PrefixCache()
 
     # chat completions -------------------------------------------------------------------
 
@@ -888,8 +916,20 @@ class FakeLLM:
         else:
             spec = self._match_rule(request, payload, config)
         model = payload.get("model") or deployment or config.model
-        reply = self._render(spec or {}, payload, str(model), prompt_tokens, config)
+        spec = spec or {}
+        blocks: list[bytes] = []
+        if config.prefix_cache_block and 200 <= spec.get("status", 200) < 300:
+            text = serialize_prompt(payload["messages"])
+            blocks, cached = self.prefix_cache.lookup(text, config.prefix_cache_block)
+            self.stats.prompt_chars += len(text)
+            self.stats.cached_chars += cached
+            cached_tokens = round(prompt_tokens * cached / len(text)) if text else 0
+            usage = {"prompt_tokens_details": {"cached_tokens": cached_tokens}}
+            override = spec.get("usage")
+            spec = {**spec, "usage": {**usage, **(override if isinstance(override, dict) else {})}}
+        reply = self._render(spec, payload, str(model), prompt_tokens, config)
         reply.headers = {**limit_headers, **reply.headers}
+        reply.cache_blocks = blocks
         return reply
 
     def _check_api_key(self, request: Request, config: Config) -> None:
@@ -1114,6 +1154,47 @@ class FakeLLM:
             raise HttpError(400, 'expected {"tokens": [...]}')
         pieces = {token: piece for piece, token in SPECIAL_TOKENS.items()}
         return Reply.json({"text": "".join(pieces.get(t, "<unk>") for t in tokens)})
+
+
+def serialize_prompt(messages: list[Any]) -> str:
+    """The messages as the prefix cache sees them: in order, each as its role and its text."""
+    return "".join(
+        f"<|{m.get('role')}|>{_text_of(m.get('content'))}" for m in messages if isinstance(m, dict)
+    )
+
+
+class PrefixCache:
+    """Hashes of block-aligned prompt prefixes (chained: a block's hash covers all before it)."""
+
+    def __init__(self, entries: int = PREFIX_CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self.known: dict[bytes, None] = {}
+
+    def lookup(self, text: str, block: int) -> tuple[list[bytes], int]:
+        """The prefix hashes of ``text``'s whole blocks, and how many characters of it are
+        cached (its longest prefix of whole blocks already known)."""
+        hashes: list[bytes] = []
+        cached = 0
+        previous = b""
+        hit = True
+        for start in range(0, len(text) - block + 1, block):
+            digest = hashlib.blake2b(
+                previous + text[start : start + block].encode("utf-8", "surrogatepass"),
+                digest_size=16,
+            ).digest()
+            hashes.append(digest)
+            previous = digest
+            if hit and digest in self.known:
+                cached = start + block
+            else:
+                hit = False
+        return hashes, cached
+
+    def add(self, hashes: list[bytes]) -> None:
+        for digest in hashes:
+            self.known[digest] = None
+        while len(self.known) > self.entries:
+            del self.known[next(iter(self.known))]
 
 
 def _require_method(request: Request, method: str) -> None:

@@ -178,7 +178,8 @@ class FakeLLMServer:
 
     def configure(self, **config: Any) -> dict[str, Any]:
         """Change settings (latency, rpm, tpm, fault_rate, default_content, require_api_key,
-        rules, model, seed, bucket_rpm, bucket_burst, bucket_headers, storm, hang_rate);
+        rules, model, seed, bucket_rpm, bucket_burst, bucket_headers, storm, hang_rate,
+        prefix_cache_block);
         returns them all (the API key as true/false)."""
         return self._admin("POST", "/_admin/config", config)
 

@@ -578,3 +578,124 @@ def test_a_resume_with_nothing_to_do_leaves_the_outputs_as_they_are(
     assert {p: p.stat().st_mtime_ns for p in before} == before  # not finalized again
     manifest = json.loads((run / "run.json").read_text("utf-8"))
     assert [s["status"] for s in manifest["sessions"]] == ["completed", "completed"]
+
+
+# --- cache-aware order: the slices of one conversation --------------------------------------
+
+
+class _GroupedTask:
+    """Items ``(group, n)``; ``group`` None for an item of its own. Logs starts and ends."""
+
+    kind = "test"
+    noun = "item"
+
+    def __init__(self, items: list[tuple[str | None, int]], fail: frozenset[int] = frozenset()):
+        self.all = items
+        self.fail = fail
+        self.log: list[tuple[str, tuple[str | None, int], int]] = []
+        self.pulled = 0
+        self.ended = 0
+        self.in_flight = 0
+        self.ahead = 0  # most items pulled and not finished
+
+    def items(self, on_problem: Callable[[Problem], None]) -> Iterator[tuple[str | None, int]]:
+        for item in self.all:
+            self.pulled += 1
+            yield item
+
+    def key(self, item: tuple[str | None, int]) -> Hashable:
+        return item[1]
+
+    def group(self, item: tuple[str | None, int]) -> Hashable | None:
+        return item[0]
+
+    async def process(self, item: tuple[str | None, int]) -> Written:
+        self.in_flight += 1
+        self.ahead = max(self.ahead, self.pulled - self.ended)
+        self.log.append(("start", item, self.in_flight))
+        for _ in range(3):
+            await anyio.sleep(0)
+        self.in_flight -= 1
+        self.ended += 1
+        self.log.append(("end", item, self.in_flight))
+        if item[1] in self.fail:
+            raise ItemFailed("no-json", "bad answer")
+        return Written([("ok", item[1])])
+
+    def failure(self, item: tuple[str | None, int], exc: ItemFailed) -> Written:
+        return Written([("failed", item[1])])
+
+
+def _pyramids(*sizes: int, singles_between: int = 0) -> list[tuple[str | None, int]]:
+    items: list[tuple[str | None, int]] = []
+    for g, size in enumerate(sizes):
+        items += [(f"g{g}", len(items) + k) for k in range(size)]
+        items += [(None, len(items) + k) for k in range(singles_between)]
+    return items
+
+
+def _check_group_order(task: _GroupedTask, part: int) -> None:
+    """Each group, in parts of ``part`` items (a longer group is split to bound the look-ahead),
+    is led by its last item: nothing else of the part starts before that one has finished."""
+    events = [(kind, item) for kind, item, _ in task.log]
+    for name in {g for g, _ in task.all if g is not None}:
+        members = [it for it in task.all if it[0] == name]
+        for at in range(0, len(members), part):
+            chunk = members[at : at + part]
+            mine = [(kind, item) for kind, item in events if item in chunk]
+            assert mine[0] == ("start", chunk[-1])
+            assert mine[1] == ("end", chunk[-1])
+
+
+def test_slices_of_a_conversation_wait_for_the_longest_one_and_all_are_handled() -> None:
+    task = _GroupedTask(_pyramids(5, 1, 3, 7, singles_between=2), fail=frozenset({4}))
+    store = _Store()
+    outcome = anyio.run(Engine(task=task, store=store, clients=[], concurrency=4).run)
+    assert outcome.status == "completed"
+    handled = sorted(r for _, r in store.records)
+    assert handled == [n for _, n in task.all]  # every item once, the failed leader too
+    assert ("failed", 4) in store.records
+    _check_group_order(task, part=16)
+    first = next(item for kind, item, _ in task.log if kind == "start" and item[0] == "g0")
+    assert first == ("g0", 4)  # the last slice of the first pyramid leads
+
+
+def test_a_long_pyramid_holds_one_slot_while_it_waits_no_convoy() -> None:
+    # one pyramid of 40 slices, then 200 single items: while a part's longest slice is answered,
+    # the other slots are busy; afterwards the slices run side by side
+    task = _GroupedTask(_pyramids(40) + [(None, 40 + n) for n in range(200)])
+    store = _Store()
+    anyio.run(Engine(task=task, store=store, clients=[], concurrency=4).run)
+    assert len(store.records) == 240
+    _check_group_order(task, part=16)  # look-ahead 16 x 4: parts of 16
+    leader_end = next(i for i, (k, it, _) in enumerate(task.log) if (k, it) == ("end", ("g0", 15)))
+    during = [f for kind, _, f in task.log[:leader_end] if kind == "start"]
+    assert max(during) == 4  # the window stayed full while the pyramid waited
+    slices_at_once = max(
+        sum(1 for k, it, _ in task.log[: i + 1] if it[0] == "g0" and k == "start")
+        - sum(1 for k, it, _ in task.log[: i + 1] if it[0] == "g0" and k == "end")
+        for i in range(len(task.log))
+    )
+    assert slices_at_once == 4  # then the followers fill every slot
+    assert task.ahead <= 16 * 4 + 4  # bounded look-ahead: constant memory
+
+
+def test_grouped_runs_skip_what_is_done_and_stop_cleanly() -> None:
+    class Done(_Store):
+        def done(self) -> tuple[set[Hashable], set[Hashable]]:
+            return {0, 4}, set()  # the first pyramid's longest slice was done before
+
+    task = _GroupedTask(_pyramids(5, 3))
+    store = Done()
+    outcome = anyio.run(Engine(task=task, store=store, clients=[], concurrency=2).run)
+    assert outcome.status == "completed" and outcome.state.skipped == 2
+    assert sorted(r for _, r in store.records) == [1, 2, 3, 5, 6, 7]
+    first = next(item for kind, item, _ in task.log if kind == "start")
+    assert first == ("g0", 3)  # the longest slice still to do leads
+    control = RunControl()
+    control.interrupt()
+    again = _GroupedTask(_pyramids(5, 3))
+    outcome = anyio.run(
+        Engine(task=again, store=_Store(), clients=[], concurrency=2, control=control).run
+    )
+    assert outcome.status == "interrupted" and again.log == []

@@ -520,3 +520,52 @@ def test_duplicate_bodies_in_flight_are_counted(llm_server: FakeLLMServer) -> No
 
     asyncio.run(run())
     assert llm_server.stats()["duplicates_in_flight"] == 2
+
+
+def test_prefix_cache_serves_whole_blocks_already_answered(
+    llm_server: FakeLLMServer, client: httpx.Client
+) -> None:
+    llm_server.configure(prefix_cache_block=8)
+    # "<|user|>" is 8 characters: the serialized prompt is 8 + len(text)
+    first = chat(client, "a" * 20).json()["usage"]
+    assert first["prompt_tokens_details"] == {"cached_tokens": 0}
+    # shares "<|user|>" + 16 a's (3 whole blocks of 8) with the first request
+    second = chat(client, "a" * 18 + "b" * 10).json()["usage"]
+    assert second["prompt_tokens"] == 7
+    assert second["prompt_tokens_details"] == {"cached_tokens": round(7 * 24 / 36)}
+    # a shorter prompt that is a prefix of an earlier one is served up to its last whole block
+    third = chat(client, "a" * 9).json()["usage"]
+    assert third["prompt_tokens_details"]["cached_tokens"] == round(2 * 16 / 17)
+    stats = llm_server.stats()
+    assert (stats["prompt_chars"], stats["cached_chars"]) == (28 + 36 + 17, 24 + 16)
+    # roles count: the same text as the system message shares nothing
+    llm_server.configure(prefix_cache_block=8)  # a new block size starts an empty cache
+    body = {"model": "m", "messages": [{"role": "system", "content": "a" * 20}]}
+    client.post("/v1/chat/completions", json=body)
+    assert chat(client, "a" * 20).json()["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert llm_server.configure()["prefix_cache_block"] == 8
+
+
+def test_prefix_cache_is_off_by_default_and_refuses_bad_settings(
+    llm_server: FakeLLMServer, client: httpx.Client
+) -> None:
+    chat(client)
+    assert chat(client).json()["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
+    assert llm_server.stats()["prompt_chars"] == 0
+    answer = client.post("/_admin/config", json={"prefix_cache_block": -1})
+    assert answer.status_code == 400
+
+
+def test_prefix_cache_counts_a_request_once_it_is_answered(llm_server: FakeLLMServer) -> None:
+    # requests in flight together find nothing of each other: a provider caches what it computed
+    llm_server.configure(prefix_cache_block=8, latency=0.3)
+
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(base_url=llm_server.url, timeout=10, trust_env=False) as c:
+            answers = await asyncio.gather(
+                *(c.post("/v1/chat/completions", json=chat_body("b" * 40)) for _ in range(3))
+            )
+        return [a.json()["usage"]["prompt_tokens_details"]["cached_tokens"] for a in answers]
+
+    assert asyncio.run(run()) == [0, 0, 0]
+    assert asyncio.run(run()) == [10, 10, 10]  # 48 characters, all whole blocks: all cached

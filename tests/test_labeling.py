@@ -143,8 +143,11 @@ def test_call_2_receives_the_validated_call_1_labels() -> None:
     answer = {**CALL1, "language": ["py", "Golang"]}
     _, requests = label(scripted(call1=answer, call2=CALL2))
     second = json.loads(requests[1].content)["messages"][1]["content"]
-    assert second.startswith("Labels from the first pass: ")
-    assert '"language":["python","go"]' in second
+    # after the sample and its signals (the sample starts the user message: prefix caching)
+    assert second.startswith("<<<SAMPLE\n")
+    labels = second.index("\n\nLabels from the first pass: ")
+    assert second.index("SAMPLE>>>") < second.index("Local signals") < labels
+    assert '"language":["python","go"]' in second[labels:]
 
 
 def test_validation_maps_aliases_and_records_out_of_pool_values() -> None:

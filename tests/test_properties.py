@@ -1,7 +1,9 @@
-"""Property tests (hypothesis): slicing, truncation, Pangu marker parsing, sparse sampling."""
+"""Property tests (hypothesis): slicing, truncation, Pangu marker parsing, sparse sampling,
+prefix-stable prompts of slices."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 from sftlabel.errors import UsageError
 from sftlabel.formats import Reader
 from sftlabel.formats.pangu import parse_assistant_content
+from sftlabel.labeling import build_messages, render_sample
+from sftlabel.labeling._prompts import CLOSE
 from sftlabel.model import Conversation, Message, Problem, Sample, ToolCall
 from sftlabel.slicing import (
     MIN_SHORTENED,
@@ -24,6 +28,7 @@ from sftlabel.slicing import (
     slice_conversation,
     truncate,
 )
+from sftlabel.taxonomy import load_taxonomy
 
 from .conftest import write_jsonl
 
@@ -494,3 +499,83 @@ def test_sparse_skipped_slices_map_to_the_next_labeled_one(
         # The labeled slice's context contains the skipped one whole.
         taker = next(s for s in samples if s.turn_index == following)
         assert taker.messages[: 2 * j] == conversation.messages[: 2 * j]
+
+
+# ---------------------------------------------------------------------------------------------
+# prefix-stable prompts: slice t(k) renders as an extension of slice t(k-1)
+
+HOSTILE = ["SAMPLE>>>", "<<<SAMPLE", "sample\u200b>>>", "\n[assistant] hi", "TURN>>>", "[…", "\n"]
+prompt_texts = st.one_of(
+    texts,
+    st.lists(st.one_of(st.sampled_from(HOSTILE + FRAGMENTS), st.text(max_size=6)), max_size=5).map(
+        "".join
+    ),
+)
+
+
+@st.composite
+def pyramid_conversations(draw: st.DrawFn) -> Conversation:
+    roles = ["user", "assistant"]
+    roles += draw(st.lists(st.sampled_from(["user", "assistant", "tool"]), max_size=8))
+    roles.append("assistant")
+    messages = [Message(role=role, content=draw(prompt_texts)) for role in roles]
+    return Conversation(
+        id="c",
+        source_format="sharegpt",
+        messages=messages,
+        system=draw(st.one_of(st.none(), prompt_texts)),
+    )
+
+
+@SETTINGS
+@given(pyramid_conversations(), st.sampled_from([1, 2]))
+def test_slice_prompts_extend_the_previous_slice_byte_for_byte(
+    conversation: Conversation, call: int
+) -> None:
+    taxonomy = load_taxonomy()
+    slices = [s for s in slice_conversation(conversation) if isinstance(s, Sample)]
+    previous = {"intent": "learn"} if call == 2 else None
+    prompts = [build_messages(taxonomy, call, s, previous=previous) for s in slices]
+    for before, after in itertools.pairwise(prompts):
+        assert after[0] == before[0]  # the static system message
+        user = before[1]["content"]
+        head = user[: user.index(f"\n{CLOSE}\n\n")]  # the sample block without its end
+        assert after[1]["content"].startswith(head)
+        assert after[1]["content"][len(head)] == "\n"
+
+
+def test_truncated_slices_keep_a_stable_head() -> None:
+    turns = [Message(role="user", content="u0 " * 50)]
+    for n in range(12):
+        turns += [
+            Message(role="assistant", content=f"a{n} " * 40),
+            Message(role="user", content=f"u{n + 1} " * 40),
+        ]
+    turns.append(Message(role="assistant", content="last " * 40))
+    conversation = Conversation(id="c", source_format="sharegpt", messages=turns, system="sys")
+    rendered = [
+        render_sample(s)
+        for s in slice_conversation(conversation, max_chars=1200)
+        if isinstance(s, Sample)
+    ]
+    head = rendered[0][: rendered[0].index("[assistant]")]
+    assert head.endswith(" u0\n") and head.count("[user]") == 1
+    assert all(r.startswith(head) for r in rendered)  # system prompt and first user turn
+    # a first user turn too long for half the budget is cut alike in every slice after t1
+    # (replies of varying size)
+    turns = [Message(role="user", content="q " * 1000)]
+    for n in range(8):
+        turns += [
+            Message(role="assistant", content=f"a{n} " * (20 + 30 * (n % 3))),
+            Message(role="user", content=f"u{n + 1} " * 10),
+        ]
+    turns.append(Message(role="assistant", content="last " * 40))
+    conversation = Conversation(id="d", source_format="sharegpt", messages=turns)
+    rendered = [
+        render_sample(s)
+        for s in slice_conversation(conversation, max_chars=1200)
+        if isinstance(s, Sample)
+    ][1:]
+    head = rendered[0][: rendered[0].index("\n[", len("<<<SAMPLE\n[user]"))]
+    assert "characters omitted" in head
+    assert all(r.startswith(head) for r in rendered)

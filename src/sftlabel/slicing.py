@@ -216,8 +216,10 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
     not fit whole, is shortened into what is left of the budget (at least
     :data:`MIN_SHORTENED` characters) instead of being dropped. When the first user turn and the
     reply alone are too long, their middles are cut: the reply keeps at least half the budget,
-    and whichever of the two is short leaves the rest to the other. Returns the sample unchanged
-    when it fits; otherwise a copy with ``truncation`` set.
+    and whichever of the two is short leaves the rest to the other; with messages between them,
+    a first user turn longer than half the budget is cut to half the budget whatever the reply,
+    so the slices of one conversation keep the same head (prefix caching). Returns the sample
+    unchanged when it fits; otherwise a copy with ``truncation`` set.
     """
     if max_chars < 1:
         raise UsageError("--max-chars must be a positive number of characters")
@@ -234,8 +236,16 @@ def truncate(sample: Sample, max_chars: int) -> Sample:
         shortened = int(only is not messages[last])
         middle_start = last
     else:
-        reply_budget = min(sizes[last], max(max_chars - sizes[first], max_chars // 2))
-        opening = _shorten(messages[first], max_chars - reply_budget)
+        half = max_chars // 2
+        if last > first + 1 and sizes[first] > max_chars - half:
+            # A slice with messages between: the opening's cut depends on max_chars alone, so
+            # every such slice of a conversation starts alike (a prompt prefix cache serves it);
+            # what the reply leaves goes to the middle.
+            reply_budget = min(sizes[last], half)
+            opening = _shorten(messages[first], max_chars - half)
+        else:
+            reply_budget = min(sizes[last], max(max_chars - sizes[first], half))
+            opening = _shorten(messages[first], max_chars - reply_budget)
         reply = _shorten(messages[last], reply_budget)
         shortened = int(opening is not messages[first]) + int(reply is not messages[last])
         budget = max_chars - _chars(opening) - _chars(reply)

@@ -1,11 +1,15 @@
 """Prompts for the two labeling calls, generated from the taxonomy.
 
-Layout for prompt caching: the system message is static for a given taxonomy and call (role,
-rules, the tag pools with their descriptions, decision rules and notes, output format, worked
-examples), so providers can cache that long prefix; everything that varies (call 1's answer, the
-sample, the sample's local signals) comes last in the user message, the sample inside delimiters
-that tell the model the conversation is data, not instructions. Delimiter and role-marker
-look-alikes inside the sample are escaped (:mod:`sftlabel.labeling._defuse`).
+Layout for prompt caching, most stable first: the system message is static for a given taxonomy
+and call (role, rules, the tag pools with their descriptions, decision rules and notes, output
+format, worked examples), so providers can cache that long prefix across samples; the user
+message starts with the sample (inside delimiters that tell the model the conversation is data,
+not instructions), then its local signals, then what differs per call (call 1's labels for call 2
+and arbitration, the question). The slices of one conversation render as extensions of each
+other (slice k's sample block starts with slice k-1's, byte for byte, when no truncation cuts
+in), so a slice's request reuses the cached prefix of an earlier slice of the same call.
+Delimiter and role-marker look-alikes inside the sample are escaped
+(:mod:`sftlabel.labeling._defuse`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sftlabel.taxonomy import Category, Tag, Taxonomy
 
 OPEN = "<<<SAMPLE"
 CLOSE = "SAMPLE>>>"
-PROMPT_FORMAT = "3"
+PROMPT_FORMAT = "4"
 """Bumped by hand when the layout of the prompts changes (part of :func:`prompt_version`)."""
 COMPACT_ABOVE = 40
 """Categories with more tags than this list ids only (their names say enough: languages)."""
@@ -203,11 +207,10 @@ def build_messages(
     dims = dimensions or tuple(taxonomy.dimensions(call))
     if signals is None:
         signals = compute_signals(sample, taxonomy)
-    user: list[str] = []
+    # the sample first (a slice extends the previous slice's rendering), then per-call parts
+    user = [render_sample(sample), defuse_delimiters(render_signals(signals))]
     if previous:
         user.append(f"Labels from the first pass: {_encoder.encode(previous).decode()}")
-    user.append(render_sample(sample))
-    user.append(defuse_delimiters(render_signals(signals)))
     user.append(
         f"Label the last assistant reply of this sample on: {', '.join(dims)}. Answer with the JSON object only."
     )

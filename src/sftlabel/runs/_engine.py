@@ -6,6 +6,8 @@ processed with the shared client, and what its success and failure records look 
 keys are done. The engine owns everything else, once:
 
 * a bounded window of items in flight, pulled lazily from the task's stream (constant memory);
+  for a task with ``group``, the slices of one conversation in a cache-friendly order (the
+  longest first, the others once it is answered) while other items fill the window;
 * skipping what is done, retrying what failed before (unless ``retry_failed=False``);
 * holding rejections before the first success and stopping the run when the first calls all fail
   for a reason that is the endpoint's (a wrong model or path), without marking those items failed;
@@ -38,7 +40,7 @@ from sftlabel.llm import (
     LLMError,
 )
 from sftlabel.model import Problem
-from sftlabel.runs._pool import for_each
+from sftlabel.runs._pool import for_each, for_each_grouped
 
 Status = Literal["completed", "budget", "aborted", "interrupted"]
 ItemT = TypeVar("ItemT")
@@ -118,6 +120,11 @@ class Task(Protocol[ItemT]):
     def failure(self, item: ItemT, exc: ItemFailed) -> Written:
         """The records that say the item failed (with its reason)."""
         ...
+
+    # Optional: ``group(item) -> Hashable | None``. Consecutive items with the same key share a
+    # prompt prefix (the slices of one conversation): the engine then sends the group's last
+    # item first and the others once it is answered, so they find the prefix in the provider's
+    # cache (:func:`~sftlabel.runs._pool.for_each_grouped`).
 
 
 class Store(Protocol):
@@ -374,12 +381,22 @@ class _Runner(Generic[ItemT]):
                     scope.cancel()
                 async with anyio.create_task_group() as group:
                     group.start_soon(self.ticker)
-                    await for_each(
-                        self.pending(),
-                        self.handle,
-                        concurrency=self.engine.concurrency,
-                        stop=self.stop,
-                    )
+                    grouping = getattr(self.task, "group", None)
+                    if grouping is None:
+                        await for_each(
+                            self.pending(),
+                            self.handle,
+                            concurrency=self.engine.concurrency,
+                            stop=self.stop,
+                        )
+                    else:
+                        await for_each_grouped(
+                            self.pending(),
+                            self.handle,
+                            concurrency=self.engine.concurrency,
+                            group=grouping,
+                            stop=self.stop,
+                        )
                     group.cancel_scope.cancel()
             ended = self.outcome is None and control.reason is None
             if ended or (self.outcome is not None and self.outcome.status == "budget"):

@@ -84,6 +84,12 @@ class LabelTask:
     def key(self, item: tuple[int, Sample]) -> Hashable:
         return item[1].id
 
+    def group(self, item: tuple[int, Sample]) -> Hashable | None:
+        """The slices of one conversation form a group (prefix caching: the engine sends the
+        last, longest slice first and the others once it is answered)."""
+        sample = item[1]
+        return sample.source_id if sample.total_turns > 1 else None
+
     def _part(self, sample: Sample) -> str:
         return self.part_of(sample.location.path if sample.location is not None else None)
 
