@@ -40,7 +40,10 @@ from sftlabel.llm import (
 )
 from sftlabel.model import Problem
 from sftlabel.runs import (
+    DEDUP_INDEX,
     MANIFEST,
+    ContentIndex,
+    Dedup,
     Endpoint,
     Engine,
     Estimate,
@@ -88,9 +91,15 @@ class SoftOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
     resolve_missing: bool = False
     limit: int | None = None
     label_token_ids: str | None = None
+    dedup: bool = True
+    """Turns whose rendering equals an earlier turn's are labeled once (``--no-dedup``)."""
 
 
-FLAGS = {"rationales": "--rationales/--no-rationales", "resolve_missing": "--resolve-missing"}
+FLAGS = {
+    "rationales": "--rationales/--no-rationales",
+    "resolve_missing": "--resolve-missing",
+    "dedup": "--no-dedup",
+}
 _ANSWER = tuple(SoftOptions.__struct_fields__)
 _RATE = tuple(RateOptions.__struct_fields__)
 _KNOWN = {
@@ -117,7 +126,8 @@ def softlabel(
     Keyword options mirror ``sftlabel softlabel``'s flags in snake case (``model``,
     ``base_url``, ``output``, ``resume=True``, ``overwrite``, ``strategy``, ``context_turns``,
     ``rationales``, ``top_logprobs``, ``logit_bias``, ``label_token_ids``, ``resolve_missing``,
-    ``limit``, ``concurrency``, ``rpm``, ``tpm``, ``max_cost``, ...).
+    ``limit``, ``dedup`` (False for ``--no-dedup``), ``concurrency``, ``rpm``, ``tpm``,
+    ``max_cost``, ...).
     """
     return run_sync(
         lambda: asoftlabel(
@@ -236,8 +246,10 @@ async def asoftlabel(
             state = RunState(spent_before=manifest.spent)
             if on_progress is not None:
                 state.total = sum(1 for _ in turn_stream(staged.inputs, soft.limit))
+            dedup = Dedup(ContentIndex(out.root / DEDUP_INDEX)) if soft.dedup else None
             engine = Engine(
                 task=SoftLabelTask(labeler, staged.inputs, out, limit=soft.limit),
+                dedup=dedup,
                 store=out,
                 clients=[client],
                 concurrency=rate.concurrency,
@@ -268,6 +280,7 @@ async def asoftlabel(
         exit_code=exit_code(outcome.status, failed, state.unreadable),
         message=outcome.message,
         labeled=int(counts["labeled"]),
+        duplicates=int(counts["duplicates"]),
         failed=failed,
         skipped=state.skipped,
         retried=state.retried,

@@ -36,6 +36,9 @@ def figures(state: RunState, *, verb: str = "done") -> str:
         parts.append(f"${state.spent:,.4f}")
     if stats.cache_hits:
         parts.append(f"cache {stats.cache_hits:,}")
+    duplicates = state.counters.get("duplicates", 0)
+    if duplicates:
+        parts.append(f"dup {duplicates:,}")
     parts.append(f"429s {stats.rate_limited:,}")
     parts.append(f"failed {state.failed:,}")
     if state.unavailable_since is not None:

@@ -20,6 +20,15 @@ JsonOption = Annotated[
     ),
 ]
 
+NoDedupOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-dedup",
+        help="Send every item, also those whose content (what the model sees) equals an "
+        "earlier one's [default: duplicates are labeled once and copied, with duplicate_of].",
+    ),
+]
+
 SkipFailedOption = Annotated[
     bool,
     typer.Option(
@@ -35,6 +44,11 @@ def finish(result: RunResult, *, json_output: bool, what: str = "sample") -> Non
     lines = [
         f"{plural(result.labeled, what)} labeled, {result.failed:,} failed"
         + (f" ({_reasons(result)})" if result.failures_by_reason else "")
+        + (
+            f" ({result.duplicates:,} duplicates labeled once and copied)"
+            if result.duplicates
+            else ""
+        )
         + (f"; this session skipped {result.skipped:,} already done" if result.skipped else "")
         + (f", retried {result.retried:,}" if result.retried else "")
         + (

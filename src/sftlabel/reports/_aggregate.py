@@ -98,8 +98,11 @@ class TaxonomySummary:
     arbitrated: int = 0
     validation_issues: int = 0
     consistency_warnings: int = 0
+    duplicates: int = 0
+    """Samples labeled as a copy of an identical earlier one (``duplicate_of``)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost: float = 0.0
     cost_unknown: int = 0
     """Samples whose monitor has no cost (and that were not served from the cache)."""
@@ -244,6 +247,8 @@ class TaxonomySummary:
         self.consistency_warnings += sum(_length(m.get("consistency_warnings")) for m in monitors)
         self.prompt_tokens += sum(_int(m.get("prompt_tokens")) for m in monitors)
         self.completion_tokens += sum(_int(m.get("completion_tokens")) for m in monitors)
+        self.cached_tokens += sum(_int(m.get("cached_tokens")) for m in monitors)
+        self.duplicates += sum(1 for m in monitors if m.get("duplicate_of") is not None)
         for monitor in monitors:
             cost = monitor.get("cost")
             if isinstance(cost, int | float):
@@ -278,6 +283,8 @@ class TaxonomySummary:
         for name in ("samples", "failed", "calls", "arbitrated", "validation_issues"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("consistency_warnings", "prompt_tokens", "completion_tokens", "cost"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("duplicates", "cached_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_unknown += other.cost_unknown
         self.unmapped_samples += other.unmapped_samples
@@ -407,8 +414,11 @@ class SoftSummary:
     models: Counter[str] = field(default_factory=Counter)
     rationales: int = 0
     calls: int = 0
+    duplicates: int = 0
+    """Turns labeled as a copy of an identical earlier one (``duplicate_of``)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost: float = 0.0
     uncertain: list[tuple[float, int, TurnLabel]] = field(default_factory=list)
     first: list[TurnLabel] = field(default_factory=list)
@@ -449,6 +459,8 @@ class SoftSummary:
         self.calls += _int(monitor.get("llm_calls", monitor.get("calls")))
         self.prompt_tokens += _int(monitor.get("prompt_tokens"))
         self.completion_tokens += _int(monitor.get("completion_tokens"))
+        self.cached_tokens += _int(monitor.get("cached_tokens"))
+        self.duplicates += monitor.get("duplicate_of") is not None
         cost = monitor.get("cost")
         if isinstance(cost, int | float):
             self.cost += float(cost)

@@ -2,8 +2,10 @@
 
 Records go to the run directory (:class:`~sftlabel.runs.RunFiles`): ``labeled.jsonl`` and a
 ``monitor.jsonl`` trace per labeled sample, ``failures.jsonl`` and a trace per failed one, in the
-sample's part. :func:`finalize` writes the ordered ``labeled.json`` and ``stats.json`` (the API
-layer draws the dashboards afterwards: this package never imports the reports).
+sample's part. A sample whose rendering (what the model sees) equals an earlier one's gets that
+sample's labels with ``labeling_monitor.duplicate_of`` and no request (the engine's dedup).
+:func:`finalize` writes the ordered ``labeled.json`` and ``stats.json`` (the API layer draws the
+dashboards afterwards: this package never imports the reports).
 """
 
 from __future__ import annotations
@@ -26,9 +28,19 @@ from sftlabel.runs._stats import compute_stats
 from sftlabel.slicing import SparsePolicy, iter_samples
 from sftlabel.taxonomy import Taxonomy
 
+SHARED_MONITOR = (
+    "arbitrated",
+    "validation_issues",
+    "consistency_warnings",
+    "arbitration",
+    "signals",
+)
+"""What a duplicate copies of its original's monitor (about the labels, not the requests)."""
+
 COMPLETION_ESTIMATE = 180
 """Completion tokens assumed per labeling call for estimates (a JSON answer)."""
 
+_encoder = msgspec.json.Encoder()
 _EMPTY = Sample(id="", source_id="", source_format="", turn_index=1, total_turns=1, messages=[])
 
 
@@ -84,6 +96,35 @@ class LabelTask:
     def key(self, item: tuple[int, Sample]) -> Hashable:
         return item[1].id
 
+    def content(self, item: tuple[int, Sample]) -> str:
+        """What the model sees of a sample: call 1's messages (the sample, its local signals
+        and the static parts; call 2 and arbitration add only what call 1 answered)."""
+        messages = build_messages(self.labeler.taxonomy, 1, item[1])
+        return _encoder.encode(messages).decode()
+
+    def duplicate(self, item: tuple[int, Sample], original: Any, share: Any) -> Written:
+        """The labels of ``original`` (an earlier sample with the same content), no request."""
+        index, sample = item
+        shared = share.get("monitor", {})
+        monitor: dict[str, Any] = {
+            "duplicate_of": original,
+            "llm_calls": 0,
+            **{k: shared[k] for k in SHARED_MONITOR if k in shared},
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cached_tokens": 0,
+            "cost": 0.0,
+            "calls": [],
+        }
+        record = LabeledSample(
+            **msgspec.structs.asdict(sample),
+            index=index,
+            labels=share["labels"],
+            labeling_monitor=monitor,
+        )
+        trace = {"id": sample.id, "index": index, "status": "labeled", **monitor}
+        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample))
+
     def _part(self, sample: Sample) -> str:
         return self.part_of(sample.location.path if sample.location is not None else None)
 
@@ -100,7 +141,12 @@ class LabelTask:
             labeling_monitor=result.monitor,
         )
         trace = {"id": sample.id, "index": index, "status": "labeled", **result.monitor}
-        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample))
+        monitor = result.monitor
+        share = {
+            "labels": result.labels,
+            "monitor": {k: monitor[k] for k in SHARED_MONITOR if k in monitor},
+        }
+        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample), share=share)
 
     def failure(self, item: tuple[int, Sample], exc: ItemFailed) -> Written:
         index, sample = item
@@ -151,7 +197,8 @@ def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
         stats = compute_stats(files, manifest, taxonomy, part=part)
         _write_json(root / part / STATS, stats)
         per_file[part] = {
-            k: stats[k] for k in ("total_samples", "success", "failed", "success_rate")
+            k: stats[k]
+            for k in ("total_samples", "success", "failed", "success_rate", "duplicates")
         }
     summary = compute_stats(files, manifest, taxonomy)
     summary["files"] = per_file

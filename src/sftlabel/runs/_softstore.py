@@ -251,6 +251,9 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
             continue
         totals["labeled"] += 1
         counts["labeled"] += 1
+        if monitor.get("duplicate_of") is not None:
+            totals["duplicates"] += 1
+            counts["duplicates"] += 1
         hard[str(record.hard_label)] += 1
         counts[f"hard_label_{record.hard_label}"] += 1
         methods[record.method] += 1
@@ -267,6 +270,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         "turns": totals["turns"],
         "labeled": labeled,
         "failed": totals["failed"],
+        "duplicates": totals["duplicates"],
         "hard_labels": dict(sorted(hard.items())),
         "mean_soft_label": round(soft_sum / labeled, 6) if labeled else None,
         "methods": dict(methods.most_common()),
