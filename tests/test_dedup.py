@@ -158,3 +158,78 @@ def test_softlabel_sends_one_request_per_distinct_turn_text(
     every = cli("softlabel", raw, *base, "--no-rationales", "--overwrite", "--no-dedup")
     assert every.exit_code == 0, every.stderr
     assert 79 < llm_server.stats()["chat_requests"] <= 158
+
+
+def test_the_dedup_key_covers_everything_the_prompts_are_rendered_from() -> None:
+    """LabelTask.content hashes the fields the prompts are rendered from (cheaper than the
+    rendering): a field it leaves out must never change a prompt, or two samples the model sees
+    differently would share labels."""
+    from sftlabel.labeling import Labeler, build_messages
+    from sftlabel.model import Location, Message, Sample, ToolCall, Truncation
+    from sftlabel.runs import LabelOptions, LabelTask
+    from sftlabel.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    task = LabelTask(Labeler(None, taxonomy), [], LabelOptions(model="m"))  # type: ignore[arg-type]
+
+    def sample(**changes: Any) -> Sample:
+        call = ToolCall(name="read_file", arguments='{"path": "a.py"}', id=changes.pop("cid", "c1"))
+        messages = [
+            Message(role="user", content="Fix a.py", id=changes.pop("mid", "m1")),
+            Message(
+                role="assistant",
+                content="Reading it.\n```python\nx = 1\n```",
+                tool_calls=[call],
+                reasoning=changes.pop("reasoning", None),
+                weight=changes.pop("weight", None),
+            ),
+            Message(
+                role="tool",
+                name="read_file",
+                content="x = 1",
+                tool_call_id=changes.pop("tcid", "c1"),
+            ),
+            Message(role="assistant", content="Done."),
+        ]
+        fields: dict[str, Any] = {
+            "id": "s1",
+            "source_id": "src",
+            "source_format": "openai",
+            "turn_index": 2,
+            "total_turns": 2,
+            "messages": messages,
+            "system": "You are a coding agent.",
+            "tools": [{"name": "read_file"}],
+            "truncation": Truncation(original_chars=900, kept_chars=800, gap_at=1),
+        }
+        fields.update(changes)
+        return Sample(**fields)
+
+    def prompts(s: Sample) -> list[Any]:
+        previous = {"intent": "build"}
+        dims = tuple(taxonomy.dimensions())
+        return [
+            build_messages(taxonomy, 1, s),
+            build_messages(taxonomy, 2, s, previous=previous),
+            build_messages(taxonomy, 0, s, previous=previous, dimensions=dims),  # arbitration
+        ]
+
+    base = sample()
+    unseen = [
+        sample(id="s2", source_id="other", source_format="sharegpt", turn_index=5, total_turns=9),
+        sample(metadata={"k": "v"}, split="train", bucket="b", variants=["x"]),
+        sample(inherited_by=["s9"], location=Location(path="p.jsonl", line=3)),
+        sample(mid="m2", cid="c2", tcid="c2", reasoning="hidden", weight=0.0),
+    ]
+    for other in unseen:  # not in the key, and indeed never in a prompt
+        assert task.content((0, other)) == task.content((0, base))
+        assert prompts(other) == prompts(base)
+    changed = [
+        sample(system="You are a reviewer."),
+        sample(tools=[{"name": "write_file"}]),
+        sample(truncation=None),
+        sample(messages=[Message(role="user", content="Fix b.py"), *base.messages[1:]]),
+    ]
+    for other in changed:
+        assert task.content((0, other)) != task.content((0, base))
+        assert prompts(other) != prompts(base)

@@ -132,9 +132,10 @@ class Task(Protocol[ItemT]):
 class DedupTask(Task[ItemT], Protocol[ItemT]):
     """A task whose duplicate items (same content for the model) are processed once."""
 
-    def content(self, item: ItemT) -> str:
+    def content(self, item: ItemT) -> str | bytes:
         """What the model sees of the item (everything of the prompt that is not the same for
-        every item of the run)."""
+        every item of the run), or what it is rendered from: equal contents must mean equal
+        prompts."""
         ...
 
     def duplicate(self, item: ItemT, original: Any, share: Any) -> Written:
