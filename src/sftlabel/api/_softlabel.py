@@ -55,6 +55,7 @@ from sftlabel.runs import (
     SoftOutput,
     build_metadata,
     default_output,
+    expected_cache,
     merge_options,
     merge_rate,
     now,
@@ -70,6 +71,7 @@ from sftlabel.softlabel import (
     StrategyOptions,
     classification_messages,
     get_strategy,
+    rationale_messages,
 )
 from sftlabel.storage import stage
 
@@ -334,15 +336,28 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
             prompt += tokens * (2 if rationales else 1)
     requests = turns * (2 if rationales else 1)
     completion = turns * (1 + (RATIONALE_COMPLETION if rationales else 0))
+    static = {"classification": _static_tokens(model, classification_messages(strategy, ""))}
+    if rationales:
+        static["rationale"] = _static_tokens(model, rationale_messages(strategy, "", 1))
+    cached, assumption = expected_cache(static, turns)
+    prices = config.prices
     return Estimate(
         samples=turns,
         requests=requests,
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cost=config.prices.cost(model, prompt, completion) if model else None,
+        cost=prices.cost(model, prompt, completion, cached) if model else None,
         problems=problems,
         unreadable=unreadable,
+        cached_tokens=cached,
+        cost_without_cache=prices.cost(model, prompt, completion) if model else None,
+        cache_assumption=assumption,
     )
+
+
+def _static_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    """Tokens of the static part of a request: its system message."""
+    return estimate_tokens(ChatRequest(model=model, messages=messages[:1]))
 
 
 CONFIG_SNIPPET = """\

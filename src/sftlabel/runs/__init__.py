@@ -40,6 +40,7 @@ from sftlabel.runs._label import (
     Estimate,
     LabelTask,
     estimate,
+    expected_cache,
     finalize,
     sample_stream,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "count_labeled",
     "default_output",
     "estimate",
+    "expected_cache",
     "finalize",
     "has_manifest",
     "inside",

@@ -37,6 +37,8 @@ SHARED_MONITOR = (
 )
 """What a duplicate copies of its original's monitor (about the labels, not the requests)."""
 
+MIN_CACHED_PREFIX = 1024
+"""The shortest prefix the providers cache (OpenAI, Anthropic; DeepSeek caches shorter ones)."""
 COMPLETION_ESTIMATE = 180
 """Completion tokens assumed per labeling call for estimates (a JSON answer)."""
 
@@ -224,8 +226,29 @@ class Estimate(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     cost: float | None
+    """At the model's price, with ``cached_tokens`` at its cached-input price."""
     problems: int
     unreadable: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens expected from the provider's prefix cache (see ``cache_assumption``)."""
+    cost_without_cache: float | None = None
+    cache_assumption: str = ""
+
+
+def expected_cache(static: dict[str, int], items: int) -> tuple[int, str]:
+    """Prompt tokens a prefix cache is expected to serve when every request of a kind starts
+    with the same static part (``static``: its tokens per kind of request, sent once per item):
+    every request after a kind's first reads its static part from the cache, when that part is
+    long enough for providers to cache it at all; the item's own part is assumed never cached."""
+    cacheable = {kind: tokens for kind, tokens in static.items() if tokens >= MIN_CACHED_PREFIX}
+    cached = sum(tokens * max(items - 1, 0) for tokens in cacheable.values())
+    parts = ", ".join(f"{kind}: {tokens:,} tokens" for kind, tokens in static.items())
+    return cached, (
+        f"the static prompt prefix of each kind of request ({parts}) is read from the "
+        f"provider's prefix cache by every request after the first when it has at least "
+        f"{MIN_CACHED_PREFIX:,} tokens (OpenAI's and Anthropic's minimum); the items' own text "
+        "never is"
+    )
 
 
 def estimate(
@@ -252,13 +275,19 @@ def estimate(
         )
         prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
     completion = samples * 2 * COMPLETION_ESTIMATE
-    cost = client_config.prices.cost(options.model, prompt, completion)
+    prices = client_config.prices
+    cached, assumption = expected_cache(
+        {"call 1": system_tokens[1], "call 2": system_tokens[2]}, samples
+    )
     return Estimate(
         samples=samples,
         requests=samples * 2,
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cost=cost,
+        cost=prices.cost(options.model, prompt, completion, cached),
         problems=problems,
         unreadable=unreadable,
+        cached_tokens=cached,
+        cost_without_cache=prices.cost(options.model, prompt, completion),
+        cache_assumption=assumption,
     )

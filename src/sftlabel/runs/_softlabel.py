@@ -167,6 +167,8 @@ def build_metadata(
             "turns_failed": s.failed,
             "turns_retried": s.retried,
             "requests": s.requests,
+            "prompt_tokens": s.prompt_tokens,
+            "cached_tokens": s.cached_tokens,
             "cache_hits": s.cache_hits,
             "retries": s.retries,
             "rate_limited_429": s.rate_limited,

@@ -229,7 +229,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
     reasons: Counter[str] = Counter()
     censored: Counter[str] = Counter()
     per_file: dict[str, Counter[str]] = {}
-    prompt = completion = 0
+    prompt = completion = cached = 0
     cost = 0.0
     priced = 0
     soft_sum = 0.0
@@ -241,6 +241,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         totals["llm_calls"] += int(monitor.get("llm_calls", 0))
         prompt += int(monitor.get("prompt_tokens", 0))
         completion += int(monitor.get("completion_tokens", 0))
+        cached += int(monitor.get("cached_tokens", 0))
         if "cost" in monitor:
             cost += float(monitor["cost"])
             priced += 1
@@ -281,6 +282,8 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         "llm_calls": totals["llm_calls"],
         "prompt_tokens": prompt,
         "completion_tokens": completion,
+        "cached_tokens": cached,
+        "cached_share": round(cached / prompt, 4) if prompt else 0.0,
         "cost_usd": round(cost, 6) if priced or not totals["llm_calls"] else None,
         "files": {name: dict(counts) for name, counts in sorted(per_file.items())},
     }
