@@ -233,3 +233,14 @@ def test_the_dedup_key_covers_everything_the_prompts_are_rendered_from() -> None
     for other in changed:
         assert task.content((0, other)) != task.content((0, base))
         assert prompts(other) != prompts(base)
+
+
+def test_dry_run_counts_the_duplicates_it_would_not_send(cli, tmp_path: Path) -> None:
+    data = with_duplicates(tmp_path)
+    found = json.loads(cli("label", data, "--model", "m", "--dry-run", "--json").stdout)
+    assert (found["samples"], found["duplicates"], found["requests"]) == (9, 6, 6)
+    every = json.loads(
+        cli("label", data, "--model", "m", "--dry-run", "--json", "--no-dedup").stdout
+    )
+    assert (every["samples"], every["duplicates"], every["requests"]) == (9, 0, 18)
+    assert every["prompt_tokens"] == 3 * found["prompt_tokens"]

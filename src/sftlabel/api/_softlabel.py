@@ -56,6 +56,7 @@ from sftlabel.runs import (
     build_metadata,
     default_output,
     expected_cache,
+    first_seen,
     merge_options,
     merge_rate,
     now,
@@ -313,7 +314,7 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
     config = client_config(
         model, settings, no_cache=True, prices=opts.get("prices"), check_endpoint=False
     )
-    turns = problems = unreadable = prompt = 0
+    turns = problems = unreadable = prompt = duplicates = 0
 
     def count(problem: Problem) -> None:
         nonlocal problems, unreadable
@@ -327,22 +328,29 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
         default_output,
         cache_dir=Path(cache_dir) if cache_dir else None,
     ) as staged:
-        for _, turn in turn_stream(staged.inputs, opts.get("limit"), count):
-            turns += 1
-            text = strategy.render(turn, view)
-            tokens = estimate_tokens(
-                ChatRequest(model=model, messages=classification_messages(strategy, text))
-            )
-            prompt += tokens * (2 if rationales else 1)
-    requests = turns * (2 if rationales else 1)
-    completion = turns * (1 + (RATIONALE_COMPLETION if rationales else 0))
+        dedup = opts.get("dedup") is not False
+        with first_seen() as first:
+            for _, turn in turn_stream(staged.inputs, opts.get("limit"), count):
+                turns += 1
+                text = strategy.render(turn, view)
+                if dedup and not first(text):
+                    duplicates += 1
+                    continue
+                tokens = estimate_tokens(
+                    ChatRequest(model=model, messages=classification_messages(strategy, text))
+                )
+                prompt += tokens * (2 if rationales else 1)
+    sent = turns - duplicates
+    requests = sent * (2 if rationales else 1)
+    completion = sent * (1 + (RATIONALE_COMPLETION if rationales else 0))
     static = {"classification": _static_tokens(model, classification_messages(strategy, ""))}
     if rationales:
         static["rationale"] = _static_tokens(model, rationale_messages(strategy, "", 1))
-    cached, assumption = expected_cache(static, turns)
+    cached, assumption = expected_cache(static, sent)
     prices = config.prices
     return Estimate(
         samples=turns,
+        duplicates=duplicates,
         requests=requests,
         prompt_tokens=prompt,
         completion_tokens=completion,

@@ -129,6 +129,8 @@ def render_estimate(
     table.add_column("", style="dim")
     table.add_column("", justify="right")
     table.add_row(item, f"{result.samples:,}")
+    if result.duplicates:
+        table.add_row("of which duplicates (copied, not sent)", f"{result.duplicates:,}")
     table.add_row(f"requests ({per_item})", f"{result.requests:,}")
     table.add_row("prompt tokens (estimate)", f"{result.prompt_tokens:,}")
     if result.prompt_tokens:

@@ -212,7 +212,8 @@ def softlabel(
             concurrency=concurrency,
             rpm=rpm,
             json_output=json_output,
-            per_item=f"{estimate.requests // max(estimate.samples, 1) or 1} per turn",
+            per_item=f"{estimate.requests // max(estimate.samples - estimate.duplicates, 1) or 1}"
+            " per turn sent",
             item="turns",
         )
         return

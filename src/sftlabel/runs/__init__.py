@@ -6,7 +6,7 @@ calls the engine, then draws the dashboards.
 
 from sftlabel.runs._arbitrate import ArbitrateTask, copy_side_files
 from sftlabel.runs._dedup import INDEX as DEDUP_INDEX
-from sftlabel.runs._dedup import ContentIndex, Dedup
+from sftlabel.runs._dedup import ContentIndex, Dedup, first_seen
 from sftlabel.runs._engine import (
     DUPLICATES,
     SYSTEMATIC_REJECTIONS,
@@ -119,6 +119,7 @@ __all__ = [
     "estimate",
     "expected_cache",
     "finalize",
+    "first_seen",
     "has_manifest",
     "inside",
     "last_newline",

@@ -22,6 +22,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +149,23 @@ class Dedup:
 
     def close(self) -> None:
         self.index.close()
+
+
+@contextmanager
+def first_seen() -> Iterator[Callable[[str | bytes], bool]]:
+    """A predicate telling whether a content is seen for the first time (for ``--dry-run``),
+    over a temporary index: constant memory whatever the number of items."""
+    with tempfile.TemporaryDirectory(prefix="sftlabel-dedup-") as folder:
+        index = ContentIndex(Path(folder) / INDEX)
+
+        def first(content: str | bytes) -> bool:
+            key = digest(content)
+            if index.get(key) is not None:
+                return False
+            index.put(key, None, None)
+            return True
+
+        try:
+            yield first
+        finally:
+            index.close()

@@ -20,6 +20,7 @@ from sftlabel.formats import Reader
 from sftlabel.labeling import Labeler, LabelingFailed, build_messages
 from sftlabel.llm import ChatRequest, ClientConfig, estimate_tokens
 from sftlabel.model import Failure, LabeledSample, Problem, Sample
+from sftlabel.runs._dedup import first_seen
 from sftlabel.runs._engine import ItemFailed, Written
 from sftlabel.runs._files import FAILURES, LABELED, MONITOR, STATS, SUMMARY_STATS, RunFiles
 from sftlabel.runs._manifest import LabelOptions, read_manifest
@@ -105,12 +106,7 @@ class LabelTask:
         rendering costs 1 ms. Samples that differ only in what the renderer drops (a system
         prompt past its 2,000 shown characters, tool schemas beyond their names) are kept
         apart: a missed duplicate, never a wrong copy."""
-        sample = item[1]
-        messages = [
-            (m.role, m.name, m.content, [(c.name, c.arguments) for c in m.tool_calls])
-            for m in sample.messages
-        ]
-        return _encoder.encode((sample.system, sample.tools, sample.truncation, messages))
+        return sample_content(item[1])
 
     def duplicate(self, item: tuple[int, Sample], original: Any, share: Any) -> Written:
         """The labels of ``original`` (an earlier sample with the same content), no request."""
@@ -178,6 +174,15 @@ class LabelTask:
         return Written([(FAILURES, failure), (MONITOR, trace)], part=self._part(sample))
 
 
+def sample_content(sample: Sample) -> bytes:
+    """The dedup key's content of a sample (:meth:`LabelTask.content`)."""
+    messages = [
+        (m.role, m.name, m.content, [(c.name, c.arguments) for c in m.tool_calls])
+        for m in sample.messages
+    ]
+    return _encoder.encode((sample.system, sample.tools, sample.truncation, messages))
+
+
 def _endpoint_fault(exc: LabelingFailed) -> bool:
     """A rejection that may be the endpoint's (unknown model, wrong path, unsupported
     parameter), as opposed to this sample's content."""
@@ -229,6 +234,9 @@ class Estimate(msgspec.Struct, kw_only=True):
     """At the model's price, with ``cached_tokens`` at its cached-input price."""
     problems: int
     unreadable: int = 0
+    duplicates: int = 0
+    """Items with the content of an earlier one: labeled once, not sent (none with
+    ``dedup=False``); ``requests`` and the tokens count the others only."""
     cached_tokens: int = 0
     """Prompt tokens expected from the provider's prefix cache (see ``cache_assumption``)."""
     cost_without_cache: float | None = None
@@ -268,20 +276,26 @@ def estimate(
         problems += 1
         unreadable += problem.severity == "error"
 
-    for _, sample in sample_stream(inputs, options, count_problem):
-        samples += 1
-        user = estimate_tokens(
-            ChatRequest(model=options.model, messages=build_messages(taxonomy, 1, sample)[1:])
-        )
-        prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
-    completion = samples * 2 * COMPLETION_ESTIMATE
+    duplicates = 0
+    with first_seen() as first:
+        for _, sample in sample_stream(inputs, options, count_problem):
+            samples += 1
+            if options.dedup and not first(sample_content(sample)):
+                duplicates += 1
+                continue
+            messages = build_messages(taxonomy, 1, sample)[1:]
+            user = estimate_tokens(ChatRequest(model=options.model, messages=messages))
+            prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
+    sent = samples - duplicates
+    completion = sent * 2 * COMPLETION_ESTIMATE
     prices = client_config.prices
     cached, assumption = expected_cache(
-        {"call 1": system_tokens[1], "call 2": system_tokens[2]}, samples
+        {"call 1": system_tokens[1], "call 2": system_tokens[2]}, sent
     )
     return Estimate(
         samples=samples,
-        requests=samples * 2,
+        duplicates=duplicates,
+        requests=sent * 2,
         prompt_tokens=prompt,
         completion_tokens=completion,
         cost=prices.cost(options.model, prompt, completion, cached),
