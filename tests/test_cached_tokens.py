@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
-from sftlabel.llm import Price, PriceTable
+from sftlabel.llm import ClientConfig, LLMClient, Price, PriceTable
 
 from .conftest import shared, write_jsonl
 from .test_label_run import labeler_rules
@@ -135,3 +136,60 @@ def test_dry_run_expects_the_static_prefix_from_the_cache(cli, tmp_path: Path) -
     table = cli("label", data, "--model", "deepseek-v3.2", "--dry-run")
     assert "(*) assumed: the static prompt prefix" in table.stdout
     assert "cost without any cache hit" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("model", "setting", "marked"),
+    [
+        ("anthropic/claude-sonnet-4", None, True),
+        ("claude-haiku-4", None, True),
+        ("gpt-4o-mini", None, False),
+        ("anthropic/claude-sonnet-4", False, False),
+        ("deepseek-v3.2", True, True),
+    ],
+)
+def test_anthropic_models_get_a_cache_control_breakpoint_on_the_static_prefix(
+    model: str, setting: bool | None, marked: bool
+) -> None:
+    messages = [
+        {"role": "system", "content": "static instructions"},
+        {"role": "user", "content": "the sample"},
+    ]
+
+    async def build() -> Any:
+        config = ClientConfig(model=model, base_url="http://llm.test/v1", cache_control=setting)
+        async with LLMClient(config) as client:
+            return client.request(messages, max_tokens=5)
+
+    request = anyio.run(build)
+    system, user = request.messages
+    assert user == messages[1] and messages[0]["content"] == "static instructions"
+    if marked:
+        assert system["content"] == [
+            {"type": "text", "text": "static instructions", "cache_control": {"type": "ephemeral"}}
+        ]
+    else:
+        assert system == messages[0]
+
+
+def test_a_claude_run_through_a_gateway_labels_with_the_breakpoint(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    data = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {
+                "id": "r",
+                "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+            }
+        ],
+    )
+    model = ("--model", "anthropic/claude-haiku-4", "--base-url", llm_server.base_url, "--no-cache")
+    result = cli("label", data, *model, "-o", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr
+    bodies = [r["body"] for r in llm_server.stats()["recent"] if isinstance(r.get("body"), dict)]
+    system = bodies[-1]["messages"][0]
+    assert system["role"] == "system" and system["content"][0]["cache_control"] == {
+        "type": "ephemeral"
+    }
