@@ -338,7 +338,9 @@ def test_dry_run_counts_turns_and_sends_nothing(cli, llm_server, tmp_path: Path)
     result = cli("softlabel", raw, "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert re.search(rf"turns\s+{TURNS}\b", result.stdout)
-    assert re.search(rf"requests \(2 per turn\)\s+{2 * TURNS}\b", result.stdout)
+    # the 79 duplicate turns are labeled once: two requests for each of the 79 others
+    assert re.search(r"of which duplicates \(copied, not sent\)\s+79\b", result.stdout)
+    assert re.search(rf"requests \(2 per turn sent\)\s+{TURNS}\b", result.stdout)
     assert re.search(r"prompt tokens \(estimate\)\s+[1-9]", result.stdout)
     assert not (tmp_path / "LABELED_vscodedata_demo_20260101").exists()
 

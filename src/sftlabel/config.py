@@ -81,6 +81,8 @@ class LabelDefaults(_Endpoint, kw_only=True, forbid_unknown_fields=True):
     arbitration_model: str | None = None
     json_mode: Literal["auto", "on", "off"] | None = None
     max_chars: int | None = None
+    dedup: bool | None = None
+    """False: send every sample, also the duplicates (``--no-dedup``)."""
     prices: str | None = None
 
 
@@ -100,6 +102,8 @@ class SoftlabelDefaults(_Endpoint, kw_only=True, forbid_unknown_fields=True):
     top_logprobs: int | None = None
     logit_bias: float | None = None
     label_token_ids: str | None = None
+    dedup: bool | None = None
+    """False: send every turn, also the duplicates (``--no-dedup``)."""
     concurrency: int | None = None
     rpm: float | None = None
     tpm: float | None = None

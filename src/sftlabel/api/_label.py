@@ -36,8 +36,10 @@ from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler, prompt_version
 from sftlabel.llm import Budget, ClientConfig, LLMClient, redact_url
 from sftlabel.runs import (
+    DEDUP_INDEX,
     FAILURES,
-    LABELED,
+    ContentIndex,
+    Dedup,
     Endpoint,
     Engine,
     Estimate,
@@ -49,6 +51,7 @@ from sftlabel.runs import (
     RunManifest,
     RunState,
     check_not_input,
+    count_labeled,
     estimate,
     finalize,
     merge_options,
@@ -68,6 +71,7 @@ FLAGS = {
     "model": "--model",
     "arbitration": "--no-arbitration",
     "max_chars": "--max-chars",
+    "dedup": "--no-dedup",
 }
 """CLI spellings of options whose flag is not ``--<name>``."""
 
@@ -89,7 +93,8 @@ def label(
     ``base_url``, ``api_key``, ``output``, ``resume`` (a run directory to continue),
     ``concurrency``, ``rpm``, ``tpm``, ``timeout``, ``max_cost``, ``sparse``, ``max_chars``,
     ``limit``, ``shuffle``, ``seed``, ``confidence_threshold``, ``arbitration`` (False for
-    ``--no-arbitration``), ``arbitration_model``, ``json_mode``, ``max_tokens``, ``taxonomy``,
+    ``--no-arbitration``), ``dedup`` (False for ``--no-dedup``), ``arbitration_model``,
+    ``json_mode``, ``max_tokens``, ``taxonomy``,
     ``cache``, ``no_cache``, ``prices``, ``headers``, ``azure_deployment``, ``api_version``,
     ``keyvault``, ``secret``, ``config``, ``retry_failed`` (False for ``--skip-failed``),
     ``report`` (False: no dashboard). ``transport`` is an httpx transport for tests and
@@ -304,9 +309,11 @@ async def _run(
         state = RunState(spent_before=manifest.spent)
         if on_progress is not None:
             state.total = sum(1 for _ in sample_stream(local_inputs, options_))
+        dedup = Dedup(ContentIndex(plan.root / DEDUP_INDEX)) if options_.dedup else None
         engine = Engine(
             task=task,
             store=files,
+            dedup=dedup,
             clients=[c for c in (client, arbiter) if c is not None],
             concurrency=plan.rate.concurrency,
             max_cost=plan.rate.max_cost,
@@ -358,7 +365,7 @@ def _result(
     started: float,
 ) -> RunResult:
     files = RunFiles(root)
-    labeled = sum(1 for _ in files.lines(LABELED))
+    labeled, duplicates = count_labeled(files)
     reasons: Counter[str] = Counter()
     for line in files.lines(FAILURES):
         reasons[str(msgspec.json.decode(line).get("reason") or "unknown")] += 1
@@ -373,6 +380,7 @@ def _result(
         exit_code=exit_code(status, failed, state.unreadable),
         message=message,
         labeled=labeled,
+        duplicates=duplicates,
         failed=failed,
         skipped=state.skipped,
         retried=state.retried,

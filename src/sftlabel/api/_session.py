@@ -60,6 +60,9 @@ class RunResult(msgspec.Struct, kw_only=True):
     message: str | None = None
     labeled: int = 0
     """Items with a label in the run (all sessions)."""
+    duplicates: int = 0
+    """Of those, items whose content equals an earlier item's: labeled once, copied with
+    ``duplicate_of`` (all sessions)."""
     failed: int = 0
     """Items whose latest attempt failed (all sessions)."""
     skipped: int = 0

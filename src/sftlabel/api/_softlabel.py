@@ -40,7 +40,10 @@ from sftlabel.llm import (
 )
 from sftlabel.model import Problem
 from sftlabel.runs import (
+    DEDUP_INDEX,
     MANIFEST,
+    ContentIndex,
+    Dedup,
     Endpoint,
     Engine,
     Estimate,
@@ -52,6 +55,8 @@ from sftlabel.runs import (
     SoftOutput,
     build_metadata,
     default_output,
+    expected_cache,
+    first_seen,
     merge_options,
     merge_rate,
     now,
@@ -67,6 +72,7 @@ from sftlabel.softlabel import (
     StrategyOptions,
     classification_messages,
     get_strategy,
+    rationale_messages,
 )
 from sftlabel.storage import stage
 
@@ -88,9 +94,15 @@ class SoftOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
     resolve_missing: bool = False
     limit: int | None = None
     label_token_ids: str | None = None
+    dedup: bool = True
+    """Turns whose rendering equals an earlier turn's are labeled once (``--no-dedup``)."""
 
 
-FLAGS = {"rationales": "--rationales/--no-rationales", "resolve_missing": "--resolve-missing"}
+FLAGS = {
+    "rationales": "--rationales/--no-rationales",
+    "resolve_missing": "--resolve-missing",
+    "dedup": "--no-dedup",
+}
 _ANSWER = tuple(SoftOptions.__struct_fields__)
 _RATE = tuple(RateOptions.__struct_fields__)
 _KNOWN = {
@@ -117,7 +129,8 @@ def softlabel(
     Keyword options mirror ``sftlabel softlabel``'s flags in snake case (``model``,
     ``base_url``, ``output``, ``resume=True``, ``overwrite``, ``strategy``, ``context_turns``,
     ``rationales``, ``top_logprobs``, ``logit_bias``, ``label_token_ids``, ``resolve_missing``,
-    ``limit``, ``concurrency``, ``rpm``, ``tpm``, ``max_cost``, ...).
+    ``limit``, ``dedup`` (False for ``--no-dedup``), ``concurrency``, ``rpm``, ``tpm``,
+    ``max_cost``, ...).
     """
     return run_sync(
         lambda: asoftlabel(
@@ -236,8 +249,10 @@ async def asoftlabel(
             state = RunState(spent_before=manifest.spent)
             if on_progress is not None:
                 state.total = sum(1 for _ in turn_stream(staged.inputs, soft.limit))
+            dedup = Dedup(ContentIndex(out.root / DEDUP_INDEX)) if soft.dedup else None
             engine = Engine(
                 task=SoftLabelTask(labeler, staged.inputs, out, limit=soft.limit),
+                dedup=dedup,
                 store=out,
                 clients=[client],
                 concurrency=rate.concurrency,
@@ -268,6 +283,7 @@ async def asoftlabel(
         exit_code=exit_code(outcome.status, failed, state.unreadable),
         message=outcome.message,
         labeled=int(counts["labeled"]),
+        duplicates=int(counts["duplicates"]),
         failed=failed,
         skipped=state.skipped,
         retried=state.retried,
@@ -298,7 +314,7 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
     config = client_config(
         model, settings, no_cache=True, prices=opts.get("prices"), check_endpoint=False
     )
-    turns = problems = unreadable = prompt = 0
+    turns = problems = unreadable = prompt = duplicates = 0
 
     def count(problem: Problem) -> None:
         nonlocal problems, unreadable
@@ -312,24 +328,44 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
         default_output,
         cache_dir=Path(cache_dir) if cache_dir else None,
     ) as staged:
-        for _, turn in turn_stream(staged.inputs, opts.get("limit"), count):
-            turns += 1
-            text = strategy.render(turn, view)
-            tokens = estimate_tokens(
-                ChatRequest(model=model, messages=classification_messages(strategy, text))
-            )
-            prompt += tokens * (2 if rationales else 1)
-    requests = turns * (2 if rationales else 1)
-    completion = turns * (1 + (RATIONALE_COMPLETION if rationales else 0))
+        dedup = opts.get("dedup") is not False
+        with first_seen() as first:
+            for _, turn in turn_stream(staged.inputs, opts.get("limit"), count):
+                turns += 1
+                text = strategy.render(turn, view)
+                if dedup and not first(text):
+                    duplicates += 1
+                    continue
+                tokens = estimate_tokens(
+                    ChatRequest(model=model, messages=classification_messages(strategy, text))
+                )
+                prompt += tokens * (2 if rationales else 1)
+    sent = turns - duplicates
+    requests = sent * (2 if rationales else 1)
+    completion = sent * (1 + (RATIONALE_COMPLETION if rationales else 0))
+    static = {"classification": _static_tokens(model, classification_messages(strategy, ""))}
+    if rationales:
+        static["rationale"] = _static_tokens(model, rationale_messages(strategy, "", 1))
+    cached, assumption = expected_cache(static, sent)
+    prices = config.prices
     return Estimate(
         samples=turns,
+        duplicates=duplicates,
         requests=requests,
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cost=config.prices.cost(model, prompt, completion) if model else None,
+        cost=prices.cost(model, prompt, completion, cached) if model else None,
         problems=problems,
         unreadable=unreadable,
+        cached_tokens=cached,
+        cost_without_cache=prices.cost(model, prompt, completion) if model else None,
+        cache_assumption=assumption,
     )
+
+
+def _static_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    """Tokens of the static part of a request: its system message."""
+    return estimate_tokens(ChatRequest(model=model, messages=messages[:1]))
 
 
 CONFIG_SNIPPET = """\

@@ -36,6 +36,11 @@ def figures(state: RunState, *, verb: str = "done") -> str:
         parts.append(f"${state.spent:,.4f}")
     if stats.cache_hits:
         parts.append(f"cache {stats.cache_hits:,}")
+    if stats.cached_tokens and stats.prompt_tokens:
+        parts.append(f"cached prompt {stats.cached_tokens / stats.prompt_tokens:.0%}")
+    duplicates = state.counters.get("duplicates", 0)
+    if duplicates:
+        parts.append(f"dup {duplicates:,}")
     parts.append(f"429s {stats.rate_limited:,}")
     parts.append(f"failed {state.failed:,}")
     if state.unavailable_since is not None:

@@ -20,6 +20,15 @@ JsonOption = Annotated[
     ),
 ]
 
+NoDedupOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-dedup",
+        help="Send every item, also those whose content (what the model sees) equals an "
+        "earlier one's [default: duplicates are labeled once and copied, with duplicate_of].",
+    ),
+]
+
 SkipFailedOption = Annotated[
     bool,
     typer.Option(
@@ -35,6 +44,11 @@ def finish(result: RunResult, *, json_output: bool, what: str = "sample") -> Non
     lines = [
         f"{plural(result.labeled, what)} labeled, {result.failed:,} failed"
         + (f" ({_reasons(result)})" if result.failures_by_reason else "")
+        + (
+            f" ({result.duplicates:,} duplicates labeled once and copied)"
+            if result.duplicates
+            else ""
+        )
         + (f"; this session skipped {result.skipped:,} already done" if result.skipped else "")
         + (f", retried {result.retried:,}" if result.retried else "")
         + (
@@ -44,7 +58,13 @@ def finish(result: RunResult, *, json_output: bool, what: str = "sample") -> Non
         ),
         f"{session.requests:,} requests ({session.cache_hits:,} from cache), "
         f"{session.retries:,} retries, {session.rate_limited:,} rate-limited (429)",
-        f"{session.prompt_tokens:,} prompt ({session.cached_tokens:,} cached) + "
+        f"{session.prompt_tokens:,} prompt ({session.cached_tokens:,} cached"
+        + (
+            f", {session.cached_tokens / session.prompt_tokens:.1%}"
+            if session.cached_tokens and session.prompt_tokens
+            else ""
+        )
+        + ") + "
         f"{session.completion_tokens:,} completion tokens"
         + (
             f"; spent ${result.spent:,.4f} over the run"
@@ -109,18 +129,29 @@ def render_estimate(
     table.add_column("", style="dim")
     table.add_column("", justify="right")
     table.add_row(item, f"{result.samples:,}")
+    if result.duplicates:
+        table.add_row("of which duplicates (copied, not sent)", f"{result.duplicates:,}")
     table.add_row(f"requests ({per_item})", f"{result.requests:,}")
     table.add_row("prompt tokens (estimate)", f"{result.prompt_tokens:,}")
+    if result.prompt_tokens:
+        share = result.cached_tokens / result.prompt_tokens
+        table.add_row(
+            "of which from the prefix cache (*)", f"{result.cached_tokens:,} ({share:.0%})"
+        )
     table.add_row("completion tokens (estimate)", f"{result.completion_tokens:,}")
     table.add_row(
-        f"cost ({model or 'model'})",
+        f"cost ({model or 'model'}, with the cache hits)",
         "unknown model price (see --prices)" if result.cost is None else f"${result.cost:,.2f}",
     )
+    if result.cost_without_cache is not None and result.cost_without_cache != result.cost:
+        table.add_row("cost without any cache hit", f"${result.cost_without_cache:,.2f}")
     table.add_row(
         f"time at {in_flight} in flight, ~{per_call:g} s a call", f"{seconds / 60:,.1f} min"
     )
     if result.problems:
         table.add_row("input problems (see `sftlabel detect`)", f"{result.problems:,}")
     stdout.print(table)
+    if result.cache_assumption:
+        stdout.print(f"(*) assumed: {result.cache_assumption}", markup=False, soft_wrap=True)
     if result.unreadable:
         raise typer.Exit(1)

@@ -27,7 +27,7 @@ from sftlabel.cli._endpoint import (
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
-from sftlabel.cli._runs import JsonOption, SkipFailedOption, finish, render_estimate
+from sftlabel.cli._runs import JsonOption, NoDedupOption, SkipFailedOption, finish, render_estimate
 from sftlabel.slicing import SparsePolicy
 
 SAMPLES = "Samples"
@@ -195,6 +195,7 @@ def label(
             show_default=False,
         ),
     ] = None,
+    no_dedup: NoDedupOption = False,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Label every sample on the taxonomy's 9 dimensions with two LLM calls each.
@@ -243,6 +244,7 @@ def label(
         "arbitration_model": arbitration_model,
         "json_mode": json_mode,
         "max_tokens": max_tokens,
+        "dedup": False if no_dedup else None,
         "config": config,
     }
     if dry_run:

@@ -27,7 +27,7 @@ from sftlabel.cli._endpoint import (
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
-from sftlabel.cli._runs import JsonOption, SkipFailedOption, finish, render_estimate
+from sftlabel.cli._runs import JsonOption, NoDedupOption, SkipFailedOption, finish, render_estimate
 from sftlabel.softlabel import DEFAULT_STRATEGY
 
 TASK = "Soft labels"
@@ -158,6 +158,7 @@ def softlabel(
     rpm: RpmOption = None,
     tpm: TpmOption = None,
     prices: PricesOption = None,
+    no_dedup: NoDedupOption = False,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Soft-label every user turn with P(the message does NOT require reasoning).
@@ -186,6 +187,7 @@ def softlabel(
         "label_token_ids": label_token_ids,
         "resolve_missing": resolve_missing,
         "limit": limit,
+        "dedup": False if no_dedup else None,
         "max_cost": max_cost,
         "headers": header,
         "azure_deployment": azure_deployment,
@@ -210,7 +212,8 @@ def softlabel(
             concurrency=concurrency,
             rpm=rpm,
             json_output=json_output,
-            per_item=f"{estimate.requests // max(estimate.samples, 1) or 1} per turn",
+            per_item=f"{estimate.requests // max(estimate.samples - estimate.duplicates, 1) or 1}"
+            " per turn sent",
             item="turns",
         )
         return

@@ -212,10 +212,12 @@ class LLMClient:
             await anyio.to_thread.run_sync(self.cache.close)  # flushes the writer thread
 
     def request(self, messages: list[dict[str, Any]], **params: Any) -> ChatRequest:
-        """A request for this client's model (``params``: temperature, max_tokens ...)."""
-        return ChatRequest(
-            model=params.pop("model", None) or self.config.model, messages=messages, **params
-        )
+        """A request for this client's model (``params``: temperature, max_tokens ...); for an
+        Anthropic-family model the static prefix gets a ``cache_control`` breakpoint."""
+        model = params.pop("model", None) or self.config.model
+        if wants_cache_control(model, self.config.cache_control):
+            messages = with_cache_control(messages)
+        return ChatRequest(model=model, messages=messages, **params)
 
     async def chat(
         self,
@@ -503,3 +505,26 @@ def _accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) ->
         return bool(accept(result))
     except Exception:
         return False
+
+
+def wants_cache_control(model: str, setting: bool | None) -> bool:
+    """Whether requests to ``model`` mark their static prefix for Anthropic's prompt cache."""
+    if setting is not None:
+        return setting
+    return "claude" in model.lower()
+
+
+def with_cache_control(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with the first system message's text as one part carrying an ephemeral
+    ``cache_control`` breakpoint (Anthropic caches the prefix up to it; the others are as
+    they were)."""
+    marked = list(messages)
+    for position, message in enumerate(marked):
+        if message.get("role") == "system" and isinstance(message.get("content"), str):
+            part = {"type": "text", "text": message["content"], "cache_control": EPHEMERAL}
+            marked[position] = {**message, "content": [part]}
+            break
+    return marked
+
+
+EPHEMERAL = {"type": "ephemeral"}

@@ -117,6 +117,10 @@ class ClientConfig:
     adaptive_timeout: bool = True
     """Cut a request that takes far longer than the recent ones (4 x their 95th percentile,
     at least 3 s) and send it again, doubling the cut each time up to ``timeout``."""
+    cache_control: bool | None = None
+    """Mark the static prefix (the first system message) with an Anthropic ``cache_control``
+    breakpoint, as LiteLLM and other gateways pass it on; None: for Anthropic-family models
+    (a name with ``claude``) only."""
     api_key_source: str | None = None
     """Where the key came from (``LITELLM_KEY``, ``--api-key`` ...), named by the 401 hint."""
 

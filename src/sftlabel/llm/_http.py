@@ -50,6 +50,7 @@ class _Usage(msgspec.Struct):
     completion_tokens: int | None = 0
     prompt_tokens_details: _Details | None = None
     prompt_cache_hit_tokens: int | None = None  # DeepSeek
+    cache_read_input_tokens: int | None = None  # Anthropic (through LiteLLM)
 
 
 class _Completion(msgspec.Struct):
@@ -72,12 +73,9 @@ def parse_completion(raw: bytes, model: str, prices: PriceTable) -> ChatResult:
         raise LLMError("malformed response: no choices")
     choice = completion.choices[0]
     usage = completion.usage or _Usage()
-    cached = 0
-    if usage.prompt_tokens_details is not None:
-        cached = usage.prompt_tokens_details.cached_tokens or 0
-    if usage.prompt_cache_hit_tokens:
-        cached = usage.prompt_cache_hit_tokens
     prompt = usage.prompt_tokens or 0
+    cached = cached_tokens(usage)
+    prompt = max(prompt, cached)  # prompt_tokens counts the cached ones (OpenAI, LiteLLM)
     completion_tokens = usage.completion_tokens or 0
     return ChatResult(
         content=choice.message.content or "",
@@ -89,6 +87,18 @@ def parse_completion(raw: bytes, model: str, prices: PriceTable) -> ChatResult:
         completion_tokens=completion_tokens,
         cached_tokens=cached,
         cost=prices.cost(model, prompt, completion_tokens, cached),
+    )
+
+
+def cached_tokens(usage: _Usage) -> int:
+    """Prompt tokens served from the provider's prefix cache, whichever way it says so:
+    OpenAI (and LiteLLM for every provider) ``prompt_tokens_details.cached_tokens``, DeepSeek
+    ``prompt_cache_hit_tokens``, Anthropic through LiteLLM ``cache_read_input_tokens``."""
+    details = usage.prompt_tokens_details
+    return max(
+        (details.cached_tokens or 0) if details is not None else 0,
+        usage.prompt_cache_hit_tokens or 0,
+        usage.cache_read_input_tokens or 0,
     )
 
 

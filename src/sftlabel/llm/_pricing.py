@@ -47,6 +47,22 @@ PRICES: dict[str, Price] = {
 }
 
 
+CACHED_SHARE: dict[str, float] = {
+    "deepseek": 0.1,
+    "claude": 0.1,
+    "gpt-5": 0.1,
+    "gpt-4.1": 0.25,
+    "o4": 0.25,
+    "o3": 0.25,
+    "gpt-4o": 0.5,
+    "o1": 0.5,
+}
+"""The cached-input price as a share of the input price, per model family (longest prefix),
+for a price without ``cached_input`` (a ``--prices`` file entry): DeepSeek bills a cache hit at
+about a tenth, Anthropic a cache read at a tenth, OpenAI half for gpt-4o/o1, a quarter for
+gpt-4.1/o3/o4, a tenth for gpt-5. Other families: the input price (no discount assumed)."""
+
+
 class PriceTable:
     """Prices by model-name prefix (longest prefix wins)."""
 
@@ -63,7 +79,15 @@ class PriceTable:
     def lookup(self, model: str) -> Price | None:
         name = model.lower().rsplit("/", 1)[-1]
         best = max((p for p in self.prices if name.startswith(p)), key=len, default=None)
-        return self.prices[best] if best is not None else None
+        if best is None:
+            return None
+        price = self.prices[best]
+        if price.cached_input is None:
+            family = max((f for f in CACHED_SHARE if name.startswith(f)), key=len, default=None)
+            if family is not None:
+                share = CACHED_SHARE[family]
+                price = msgspec.structs.replace(price, cached_input=price.input * share)
+        return price
 
     def cost(self, model: str, prompt: int, completion: int, cached: int = 0) -> float | None:
         price = self.lookup(model)

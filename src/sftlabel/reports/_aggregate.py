@@ -98,8 +98,11 @@ class TaxonomySummary:
     arbitrated: int = 0
     validation_issues: int = 0
     consistency_warnings: int = 0
+    duplicates: int = 0
+    """Samples labeled as a copy of an identical earlier one (``duplicate_of``)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost: float = 0.0
     cost_unknown: int = 0
     """Samples whose monitor has no cost (and that were not served from the cache)."""
@@ -238,7 +241,7 @@ class TaxonomySummary:
     def _flush_monitors(self, monitors: list[dict[str, Any]]) -> None:
         # one pass, the checks inlined: this runs for every sample of a 10^8-sample report
         calls: list[int] = []
-        arbitrated = issues = warnings = prompt = completion = unknown = 0
+        arbitrated = issues = warnings = prompt = completion = cached = unknown = duplicates = 0
         cost = 0.0
         value: Any
         for monitor in monitors:
@@ -260,6 +263,11 @@ class TaxonomySummary:
             value = get("completion_tokens")
             kind = type(value)
             completion += value if kind is int else int(value) if kind is float else 0
+            value = get("cached_tokens")
+            kind = type(value)
+            cached += value if kind is int else int(value) if kind is float else 0
+            if get("duplicate_of") is not None:
+                duplicates += 1
             value = get("cost")
             kind = type(value)
             if kind is float or kind is int:
@@ -275,6 +283,8 @@ class TaxonomySummary:
         self.completion_tokens += completion
         self.cost += cost
         self.cost_unknown += unknown
+        self.cached_tokens += cached
+        self.duplicates += duplicates
 
     def _keep_example(self, record: TaxonomyRecord, lowest: float) -> None:
         self._seen += 1
@@ -303,6 +313,8 @@ class TaxonomySummary:
         for name in ("samples", "failed", "calls", "arbitrated", "validation_issues"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("consistency_warnings", "prompt_tokens", "completion_tokens", "cost"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("duplicates", "cached_tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_unknown += other.cost_unknown
         self.unmapped_samples += other.unmapped_samples
@@ -428,8 +440,11 @@ class SoftSummary:
     models: Counter[str] = field(default_factory=Counter)
     rationales: int = 0
     calls: int = 0
+    duplicates: int = 0
+    """Turns labeled as a copy of an identical earlier one (``duplicate_of``)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost: float = 0.0
     uncertain: list[tuple[float, int, TurnLabel]] = field(default_factory=list)
     first: list[TurnLabel] = field(default_factory=list)
@@ -470,6 +485,8 @@ class SoftSummary:
         self.calls += _int(monitor.get("llm_calls", monitor.get("calls")))
         self.prompt_tokens += _int(monitor.get("prompt_tokens"))
         self.completion_tokens += _int(monitor.get("completion_tokens"))
+        self.cached_tokens += _int(monitor.get("cached_tokens"))
+        self.duplicates += monitor.get("duplicate_of") is not None
         cost = monitor.get("cost")
         if isinstance(cost, int | float):
             self.cost += float(cost)

@@ -56,6 +56,8 @@ class RunFacts:
     cache_hits: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    """Prompt tokens the provider served from its prefix cache (billed at the cached price)."""
     cost: float | None = None
     created: str = ""
 
@@ -138,16 +140,26 @@ def taxonomy_cards(summary: TaxonomySummary, facts: RunFacts) -> list[tuple[str,
         ("samples", f"{summary.total:,}"),
         ("success rate", f"{summary.success_rate:.1%}"),
         ("failed", f"{summary.failed:,}"),
+        ("duplicates (labeled once)", f"{summary.duplicates:,}"),
         ("LLM calls", f"{summary.calls:,}"),
         ("calls / sample", f"{summary.calls_per_sample_mean:.2f}"),
         ("tokens", f"{tokens:,}" if tokens else "n/a"),
         ("cost", "n/a" if cost is None else f"${cost:,.4f}"),
+        ("cached prompt share", cached_share(facts, summary.prompt_tokens, summary.cached_tokens)),
         ("arbitrated", f"{summary.arbitrated_rate:.1%}"),
         ("unmapped values", f"{len(summary.unmapped):,}"),
         ("samples with unmapped", f"{summary.unmapped_samples:,}"),
         ("elapsed", _num(facts.elapsed, 1, " s")),
         ("samples / s", _throughput(summary.total, facts.elapsed)),
     ]
+
+
+def cached_share(facts: RunFacts, prompt: int, cached: int) -> str:
+    """The share of prompt tokens served from the provider's prefix cache (the sessions' figures
+    when known, else the records')."""
+    if facts.prompt_tokens:
+        prompt, cached = facts.prompt_tokens, facts.cached_tokens or 0
+    return f"{cached / prompt:.1%}" if prompt else "n/a"
 
 
 def _observations(notes: Sequence[str]) -> str:

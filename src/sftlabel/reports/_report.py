@@ -107,6 +107,7 @@ def run_facts(run: RunData) -> RunFacts:
         facts.cache_hits = sum(int(s.get("cache_hits", 0)) for s in sessions)
         facts.prompt_tokens = sum(int(s.get("prompt_tokens", 0)) for s in sessions)
         facts.completion_tokens = sum(int(s.get("completion_tokens", 0)) for s in sessions)
+        facts.cached_tokens = sum(int(s.get("cached_tokens", 0)) for s in sessions)
         facts.cost = sum(float(s.get("cost", 0)) for s in sessions)
     options = manifest.get("options")
     if isinstance(options, dict) and not facts.model:

@@ -15,6 +15,7 @@ from sftlabel.reports._html import (
     _section,
     _throughput,
     _tokens,
+    cached_share,
 )
 from sftlabel.reports._plot import Fig, figure, trace
 
@@ -29,9 +30,11 @@ def soft_cards(summary: SoftSummary, facts: RunFacts) -> list[tuple[str, str]]:
         ("turns", f"{summary.turns:,}"),
         ("success rate", f"{summary.success_rate:.1%}"),
         ("failed", f"{summary.failed:,}"),
+        ("duplicates (labeled once)", f"{summary.duplicates:,}"),
         ("LLM calls", _num(calls)),
         ("tokens", f"{tokens:,}" if tokens else "n/a"),
         ("cost", "n/a" if cost is None else f"${cost:,.4f}"),
+        ("cached prompt share", cached_share(facts, summary.prompt_tokens, summary.cached_tokens)),
         ("hard label 1 (no reasoning)", f"{share1:.1%}"),
         ("mean soft label", f"{summary.soft_mean:.3f}"),
         ("censored turns", f"{censored:.1%}"),

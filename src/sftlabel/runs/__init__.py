@@ -5,7 +5,10 @@ calls the engine, then draws the dashboards.
 """
 
 from sftlabel.runs._arbitrate import ArbitrateTask, copy_side_files
+from sftlabel.runs._dedup import INDEX as DEDUP_INDEX
+from sftlabel.runs._dedup import ContentIndex, Dedup, first_seen
 from sftlabel.runs._engine import (
+    DUPLICATES,
     SYSTEMATIC_REJECTIONS,
     BudgetReached,
     Engine,
@@ -37,6 +40,7 @@ from sftlabel.runs._label import (
     Estimate,
     LabelTask,
     estimate,
+    expected_cache,
     finalize,
     sample_stream,
 )
@@ -60,10 +64,12 @@ from sftlabel.runs._manifest import (
 from sftlabel.runs._paths import PartMap, bare, check_not_input, inside, safe_component
 from sftlabel.runs._softlabel import SoftLabelTask, build_metadata, turn_stream
 from sftlabel.runs._softstore import METADATA, PREFIX, SoftOutput, default_output, summarize
-from sftlabel.runs._stats import compute_stats
+from sftlabel.runs._stats import compute_stats, count_labeled
 
 __all__ = [
     "DASHBOARD",
+    "DEDUP_INDEX",
+    "DUPLICATES",
     "FAILURES",
     "LABELED",
     "LABELED_ARRAY",
@@ -78,6 +84,8 @@ __all__ = [
     "SYSTEMATIC_REJECTIONS",
     "ArbitrateTask",
     "BudgetReached",
+    "ContentIndex",
+    "Dedup",
     "Endpoint",
     "Engine",
     "Estimate",
@@ -106,9 +114,12 @@ __all__ = [
     "check_not_input",
     "compute_stats",
     "copy_side_files",
+    "count_labeled",
     "default_output",
     "estimate",
+    "expected_cache",
     "finalize",
+    "first_seen",
     "has_manifest",
     "inside",
     "last_newline",

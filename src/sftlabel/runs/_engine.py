@@ -16,7 +16,10 @@ keys are done. The engine owns everything else, once:
 * the budget: spend over earlier sessions counts, and the run stops when the cap is reached;
 * write errors of the store (disk full, read-only, permissions) stop the run with one clear error;
 * progress snapshots for a renderer, after each item and on a ticker while nothing finishes;
-* cancellation (signals are turned into :meth:`RunControl.interrupt` by the API layer).
+* cancellation (signals are turned into :meth:`RunControl.interrupt` by the API layer);
+* duplicates (:mod:`sftlabel.runs._dedup`): with a ``dedup`` index and a task that says what the
+  model sees of an item (:class:`DedupTask`), an item whose content was labeled before gets a
+  copy of that result instead of requests.
 
 The engine imports no presentation code and knows nothing of labels or soft labels.
 """
@@ -27,9 +30,10 @@ import errno
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import anyio
+import msgspec
 
 from sftlabel.errors import SftlabelError
 from sftlabel.llm import (
@@ -40,6 +44,7 @@ from sftlabel.llm import (
     LLMError,
 )
 from sftlabel.model import Problem
+from sftlabel.runs._dedup import Dedup, digest
 from sftlabel.runs._pool import for_each, for_each_grouped
 
 Status = Literal["completed", "budget", "aborted", "interrupted"]
@@ -97,6 +102,10 @@ class Written:
     part: str = ""
     counters: dict[str, int] = field(default_factory=dict)
     """Extra counts for the progress display (e.g. ``censored``)."""
+    share: Any = None
+    """What a duplicate of this item copies (JSON-able; :meth:`DedupTask.duplicate`)."""
+    after: Callable[[], None] | None = field(default=None, repr=False)
+    """Called by the engine once the records are written."""
 
 
 class Task(Protocol[ItemT]):
@@ -125,6 +134,25 @@ class Task(Protocol[ItemT]):
     # prompt prefix (the slices of one conversation): the engine then sends the group's last
     # item first and the others once it is answered, so they find the prefix in the provider's
     # cache (:func:`~sftlabel.runs._pool.for_each_grouped`).
+
+
+class DedupTask(Task[ItemT], Protocol[ItemT]):
+    """A task whose duplicate items (same content for the model) are processed once."""
+
+    def content(self, item: ItemT) -> str | bytes:
+        """What the model sees of the item (everything of the prompt that is not the same for
+        every item of the run), or what it is rendered from: equal contents must mean equal
+        prompts."""
+        ...
+
+    def duplicate(self, item: ItemT, original: Any, share: Any) -> Written:
+        """The records of an item whose content was processed as ``original`` (the key, as
+        JSON: a tuple is a list), from that item's ``Written.share``."""
+        ...
+
+
+DUPLICATES = "duplicates"
+"""The counter of items written as a copy of an earlier one."""
 
 
 class Store(Protocol):
@@ -213,6 +241,8 @@ class Engine(Generic[ItemT]):
     """Seconds between progress snapshots while nothing finishes."""
     state: RunState = field(default_factory=RunState)
     control: RunControl = field(default_factory=RunControl)
+    dedup: Dedup | None = None
+    """Duplicates labeled once (for tasks with ``content``/``duplicate``); closed by the run."""
 
     async def run(self) -> Outcome:
         state = self.state
@@ -239,6 +269,7 @@ class _Runner(Generic[ItemT]):
         self.outcome: Outcome | None = None
         self.output_error: OutputError | None = None
         self._noun = str(getattr(self.task, "noun", "item"))
+        self.dedup = engine.dedup if hasattr(self.task, "content") else None
 
     def _end(self, status: Status, message: str | None) -> None:
         if self.outcome is None:
@@ -288,6 +319,8 @@ class _Runner(Generic[ItemT]):
     def _commit(self, written: Written) -> None:
         for name, record in written.records:
             self.store.append(name, record, written.part)
+        if written.after is not None:
+            written.after()  # the original is on disk: its duplicates may copy it
 
     def _fail(self, item: ItemT, exc: ItemFailed) -> None:
         self._write(lambda: self._commit(self.task.failure(item, exc)))
@@ -297,7 +330,7 @@ class _Runner(Generic[ItemT]):
         state = self.state
         state.in_flight += 1
         try:
-            written = await self.task.process(item)
+            written = await self._process(item)
         except ItemFailed as exc:
             if exc.endpoint_fault and not self.succeeded_once:
                 self.held.append((item, exc))
@@ -343,6 +376,32 @@ class _Runner(Generic[ItemT]):
         self._over_budget()
         if self.engine.on_progress is not None:
             self.engine.on_progress(state)
+
+    async def _process(self, item: ItemT) -> Written:
+        """The task's result for an item, or a copy of its original's (no request) when the
+        same content was processed before; the original is recorded once it is written."""
+        dedup = self.dedup
+        if dedup is None:
+            return await self.task.process(item)
+        task = cast(DedupTask[ItemT], self.task)
+        key = digest(task.content(item))
+        found = await dedup.claim(key)
+        own = msgspec.to_builtins(task.key(item))
+        if found is not None and found[0] != own:
+            written = task.duplicate(item, found[0], found[1])
+            written.counters[DUPLICATES] = written.counters.get(DUPLICATES, 0) + 1
+            return written
+        try:
+            written = await task.process(item)
+        except BaseException:
+            dedup.release(key)  # a waiting duplicate is processed as its own item
+            raise
+        if written.share is None:
+            dedup.release(key)
+        else:
+            share = written.share
+            written.after = lambda: dedup.done(key, own, share)
+        return written
 
     def _over_budget(self) -> bool:
         """Whether the run's spend (every session) reached the cap; ends the run if so."""
@@ -406,6 +465,8 @@ class _Runner(Generic[ItemT]):
         finally:
             control._scope = None
             self._refresh()
+            if self.engine.dedup is not None:
+                self._write(self.engine.dedup.close)
             self._write(self.store.close)
         if self.output_error is not None:
             raise self.output_error

@@ -2,8 +2,10 @@
 
 Records go to the run directory (:class:`~sftlabel.runs.RunFiles`): ``labeled.jsonl`` and a
 ``monitor.jsonl`` trace per labeled sample, ``failures.jsonl`` and a trace per failed one, in the
-sample's part. :func:`finalize` writes the ordered ``labeled.json`` and ``stats.json`` (the API
-layer draws the dashboards afterwards: this package never imports the reports).
+sample's part. A sample whose rendering (what the model sees) equals an earlier one's gets that
+sample's labels with ``labeling_monitor.duplicate_of`` and no request (the engine's dedup).
+:func:`finalize` writes the ordered ``labeled.json`` and ``stats.json`` (the API layer draws the
+dashboards afterwards: this package never imports the reports).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sftlabel.formats import Reader
 from sftlabel.labeling import Labeler, LabelingFailed, build_messages
 from sftlabel.llm import ChatRequest, ClientConfig, estimate_tokens
 from sftlabel.model import Failure, LabeledSample, Problem, Sample
+from sftlabel.runs._dedup import first_seen
 from sftlabel.runs._engine import ItemFailed, Written
 from sftlabel.runs._files import FAILURES, LABELED, MONITOR, STATS, SUMMARY_STATS, RunFiles
 from sftlabel.runs._manifest import LabelOptions, read_manifest
@@ -26,9 +29,21 @@ from sftlabel.runs._stats import compute_stats
 from sftlabel.slicing import SparsePolicy, iter_samples
 from sftlabel.taxonomy import Taxonomy
 
+SHARED_MONITOR = (
+    "arbitrated",
+    "validation_issues",
+    "consistency_warnings",
+    "arbitration",
+    "signals",
+)
+"""What a duplicate copies of its original's monitor (about the labels, not the requests)."""
+
+MIN_CACHED_PREFIX = 1024
+"""The shortest prefix the providers cache (OpenAI, Anthropic; DeepSeek caches shorter ones)."""
 COMPLETION_ESTIMATE = 180
 """Completion tokens assumed per labeling call for estimates (a JSON answer)."""
 
+_encoder = msgspec.json.Encoder()
 _EMPTY = Sample(id="", source_id="", source_format="", turn_index=1, total_turns=1, messages=[])
 
 
@@ -90,6 +105,38 @@ class LabelTask:
         sample = item[1]
         return sample.source_id if sample.total_turns > 1 else None
 
+    def content(self, item: tuple[int, Sample]) -> bytes:
+        """What the model sees of a sample, as the fields its prompts are rendered from: the
+        rendered sample and its local signals are a function of these alone (ids, reasoning,
+        metadata, split ... are never shown), and hashing them costs 0.05 ms a sample where
+        rendering costs 1 ms. Samples that differ only in what the renderer drops (a system
+        prompt past its 2,000 shown characters, tool schemas beyond their names) are kept
+        apart: a missed duplicate, never a wrong copy."""
+        return sample_content(item[1])
+
+    def duplicate(self, item: tuple[int, Sample], original: Any, share: Any) -> Written:
+        """The labels of ``original`` (an earlier sample with the same content), no request."""
+        index, sample = item
+        shared = share.get("monitor", {})
+        monitor: dict[str, Any] = {
+            "duplicate_of": original,
+            "llm_calls": 0,
+            **{k: shared[k] for k in SHARED_MONITOR if k in shared},
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cached_tokens": 0,
+            "cost": 0.0,
+            "calls": [],
+        }
+        record = LabeledSample(
+            **msgspec.structs.asdict(sample),
+            index=index,
+            labels=share["labels"],
+            labeling_monitor=monitor,
+        )
+        trace = {"id": sample.id, "index": index, "status": "labeled", **monitor}
+        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample))
+
     def _part(self, sample: Sample) -> str:
         return self.part_of(sample.location.path if sample.location is not None else None)
 
@@ -106,7 +153,12 @@ class LabelTask:
             labeling_monitor=result.monitor,
         )
         trace = {"id": sample.id, "index": index, "status": "labeled", **result.monitor}
-        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample))
+        monitor = result.monitor
+        share = {
+            "labels": result.labels,
+            "monitor": {k: monitor[k] for k in SHARED_MONITOR if k in monitor},
+        }
+        return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample), share=share)
 
     def failure(self, item: tuple[int, Sample], exc: ItemFailed) -> Written:
         index, sample = item
@@ -126,6 +178,15 @@ class LabelTask:
             "error": exc.message,
         }
         return Written([(FAILURES, failure), (MONITOR, trace)], part=self._part(sample))
+
+
+def sample_content(sample: Sample) -> bytes:
+    """The dedup key's content of a sample (:meth:`LabelTask.content`)."""
+    messages = [
+        (m.role, m.name, m.content, [(c.name, c.arguments) for c in m.tool_calls])
+        for m in sample.messages
+    ]
+    return _encoder.encode((sample.system, sample.tools, sample.truncation, messages))
 
 
 def _endpoint_fault(exc: LabelingFailed) -> bool:
@@ -157,7 +218,8 @@ def finalize(root: Path, taxonomy: Taxonomy) -> dict[str, Any]:
         stats = compute_stats(files, manifest, taxonomy, part=part)
         _write_json(root / part / STATS, stats)
         per_file[part] = {
-            k: stats[k] for k in ("total_samples", "success", "failed", "success_rate")
+            k: stats[k]
+            for k in ("total_samples", "success", "failed", "success_rate", "duplicates")
         }
     summary = compute_stats(files, manifest, taxonomy)
     summary["files"] = per_file
@@ -175,8 +237,32 @@ class Estimate(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     cost: float | None
+    """At the model's price, with ``cached_tokens`` at its cached-input price."""
     problems: int
     unreadable: int = 0
+    duplicates: int = 0
+    """Items with the content of an earlier one: labeled once, not sent (none with
+    ``dedup=False``); ``requests`` and the tokens count the others only."""
+    cached_tokens: int = 0
+    """Prompt tokens expected from the provider's prefix cache (see ``cache_assumption``)."""
+    cost_without_cache: float | None = None
+    cache_assumption: str = ""
+
+
+def expected_cache(static: dict[str, int], items: int) -> tuple[int, str]:
+    """Prompt tokens a prefix cache is expected to serve when every request of a kind starts
+    with the same static part (``static``: its tokens per kind of request, sent once per item):
+    every request after a kind's first reads its static part from the cache, when that part is
+    long enough for providers to cache it at all; the item's own part is assumed never cached."""
+    cacheable = {kind: tokens for kind, tokens in static.items() if tokens >= MIN_CACHED_PREFIX}
+    cached = sum(tokens * max(items - 1, 0) for tokens in cacheable.values())
+    parts = ", ".join(f"{kind}: {tokens:,} tokens" for kind, tokens in static.items())
+    return cached, (
+        f"the static prompt prefix of each kind of request ({parts}) is read from the "
+        f"provider's prefix cache by every request after the first when it has at least "
+        f"{MIN_CACHED_PREFIX:,} tokens (OpenAI's and Anthropic's minimum); the items' own text "
+        "never is"
+    )
 
 
 def estimate(
@@ -196,20 +282,32 @@ def estimate(
         problems += 1
         unreadable += problem.severity == "error"
 
-    for _, sample in sample_stream(inputs, options, count_problem):
-        samples += 1
-        user = estimate_tokens(
-            ChatRequest(model=options.model, messages=build_messages(taxonomy, 1, sample)[1:])
-        )
-        prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
-    completion = samples * 2 * COMPLETION_ESTIMATE
-    cost = client_config.prices.cost(options.model, prompt, completion)
+    duplicates = 0
+    with first_seen() as first:
+        for _, sample in sample_stream(inputs, options, count_problem):
+            samples += 1
+            if options.dedup and not first(sample_content(sample)):
+                duplicates += 1
+                continue
+            messages = build_messages(taxonomy, 1, sample)[1:]
+            user = estimate_tokens(ChatRequest(model=options.model, messages=messages))
+            prompt += system_tokens[1] + system_tokens[2] + 2 * user + 60
+    sent = samples - duplicates
+    completion = sent * 2 * COMPLETION_ESTIMATE
+    prices = client_config.prices
+    cached, assumption = expected_cache(
+        {"call 1": system_tokens[1], "call 2": system_tokens[2]}, sent
+    )
     return Estimate(
         samples=samples,
-        requests=samples * 2,
+        duplicates=duplicates,
+        requests=sent * 2,
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cost=cost,
+        cost=prices.cost(options.model, prompt, completion, cached),
         problems=problems,
         unreadable=unreadable,
+        cached_tokens=cached,
+        cost_without_cache=prices.cost(options.model, prompt, completion),
+        cache_assumption=assumption,
     )

@@ -47,6 +47,8 @@ class LabelOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
     json_mode: Literal["auto", "on", "off"] = "auto"
     max_tokens: int = 1024
     temperature: float = 0.0
+    dedup: bool = True
+    """Samples whose rendering equals an earlier one's are labeled once (``--no-dedup``)."""
 
 
 class RateOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -181,9 +183,9 @@ def write_manifest(root: Path, manifest: RunManifest) -> None:
     partial.replace(path)
 
 
-SCOPE_OPTIONS = frozenset({"limit"})
-"""Options that change how many items a run covers, not the answers: a resume may change them
-(like rate options, they are kept unless given again)."""
+SCOPE_OPTIONS = frozenset({"limit", "dedup"})
+"""Options that change how many items a run covers or sends, not the answers: a resume may
+change them (like rate options, they are kept unless given again)."""
 
 
 def merge_options(
@@ -197,7 +199,11 @@ def merge_options(
     """
     merged = dict(recorded)
     for name, value in given.items():
-        if value is None or name not in recorded:
+        if value is None:
+            continue
+        if name not in recorded:
+            if name in SCOPE_OPTIONS:
+                merged[name] = value  # an option newer than the run
             continue
         if _same(recorded[name], value):
             continue

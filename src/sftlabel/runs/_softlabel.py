@@ -1,11 +1,16 @@
 """The soft-label task on the engine: one item is one user turn; a classification (and an
-optional rationale) per turn, written into the ``LABELED_`` folder (:class:`SoftOutput`)."""
+optional rationale) per turn, written into the ``LABELED_`` folder (:class:`SoftOutput`).
+
+A turn whose rendering (what the strategy shows the model) equals an earlier turn's gets that
+turn's label with ``monitor.duplicate_of`` and no request (the engine's dedup)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from sftlabel._version import __version__
 from sftlabel.formats import Reader
@@ -15,6 +20,20 @@ from sftlabel.runs._engine import ItemFailed, Written
 from sftlabel.runs._manifest import RunManifest
 from sftlabel.runs._softstore import SoftOutput, summarize
 from sftlabel.softlabel import SoftLabeler, Turn, TurnFailed, iter_turns
+
+SHARED = (
+    "hard_label",
+    "soft_label",
+    "rationale",
+    "p0",
+    "p1",
+    "soft_label_range",
+    "token",
+    "method",
+    "censored",
+)
+"""What a duplicate turn copies of its original's record."""
+SHARED_MONITOR = ("resolve", "rationale_error")
 
 
 def turn_stream(
@@ -55,6 +74,40 @@ class SoftLabelTask:
     def key(self, item: tuple[int, Turn]) -> Hashable:
         return item[1].key
 
+    def content(self, item: tuple[int, Turn]) -> str:
+        """What the model sees of a turn: the strategy's rendering (context turns included)."""
+        return self.labeler.strategy.render(item[1], self.labeler.options)
+
+    def duplicate(self, item: tuple[int, Turn], original: Any, share: Any) -> Written:
+        """The label of ``original`` (an earlier turn with the same rendering), no request."""
+        index, turn = item
+        conversation, message, number = original
+        monitor: dict[str, Any] = {
+            "duplicate_of": {
+                "conversationId": conversation,
+                "messageId": message,
+                "turnIndex": number,
+            },
+            "llm_calls": 0,
+            **share.get("monitor", {}),
+        }
+        fields = {k: v for k, v in share.items() if k in SHARED}
+        record = TurnLabel(
+            conversationId=turn.conversation_id,
+            messageId=turn.message_id,
+            split=turn.split,
+            bucket=turn.bucket,
+            turnIndex=turn.turn_index,
+            strategy=self.labeler.strategy.name,
+            model=self.labeler.client.config.model,
+            index=index,
+            monitor=monitor,
+            **fields,
+        )
+        return Written(
+            [(self._file(turn), record)], counters={"censored": int(bool(record.censored))}
+        )
+
     def _file(self, turn: Turn) -> str:
         return self.output.relative(turn.location.path if turn.location else None)
 
@@ -70,8 +123,14 @@ class SoftLabelTask:
                 endpoint_fault=exc.reason == "rejected" and cause != "content",
                 monitor=exc.monitor,
             ) from None
+        share: dict[str, Any] = {
+            k: value for k in SHARED if (value := getattr(record, k)) is not msgspec.UNSET
+        }
+        share["monitor"] = {k: record.monitor[k] for k in SHARED_MONITOR if k in record.monitor}
         return Written(
-            [(self._file(turn), record)], counters={"censored": int(bool(record.censored))}
+            [(self._file(turn), record)],
+            counters={"censored": int(bool(record.censored))},
+            share=share,
         )
 
     def failure(self, item: tuple[int, Turn], exc: ItemFailed) -> Written:
@@ -108,6 +167,8 @@ def build_metadata(
             "turns_failed": s.failed,
             "turns_retried": s.retried,
             "requests": s.requests,
+            "prompt_tokens": s.prompt_tokens,
+            "cached_tokens": s.cached_tokens,
             "cache_hits": s.cache_hits,
             "retries": s.retries,
             "rate_limited_429": s.rate_limited,

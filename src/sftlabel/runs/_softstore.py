@@ -229,7 +229,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
     reasons: Counter[str] = Counter()
     censored: Counter[str] = Counter()
     per_file: dict[str, Counter[str]] = {}
-    prompt = completion = 0
+    prompt = completion = cached = 0
     cost = 0.0
     priced = 0
     soft_sum = 0.0
@@ -241,6 +241,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         totals["llm_calls"] += int(monitor.get("llm_calls", 0))
         prompt += int(monitor.get("prompt_tokens", 0))
         completion += int(monitor.get("completion_tokens", 0))
+        cached += int(monitor.get("cached_tokens", 0))
         if "cost" in monitor:
             cost += float(monitor["cost"])
             priced += 1
@@ -251,6 +252,9 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
             continue
         totals["labeled"] += 1
         counts["labeled"] += 1
+        if monitor.get("duplicate_of") is not None:
+            totals["duplicates"] += 1
+            counts["duplicates"] += 1
         hard[str(record.hard_label)] += 1
         counts[f"hard_label_{record.hard_label}"] += 1
         methods[record.method] += 1
@@ -267,6 +271,7 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         "turns": totals["turns"],
         "labeled": labeled,
         "failed": totals["failed"],
+        "duplicates": totals["duplicates"],
         "hard_labels": dict(sorted(hard.items())),
         "mean_soft_label": round(soft_sum / labeled, 6) if labeled else None,
         "methods": dict(methods.most_common()),
@@ -277,6 +282,8 @@ def summarize(output: SoftOutput) -> dict[str, Any]:
         "llm_calls": totals["llm_calls"],
         "prompt_tokens": prompt,
         "completion_tokens": completion,
+        "cached_tokens": cached,
+        "cached_share": round(cached / prompt, 4) if prompt else 0.0,
         "cost_usd": round(cost, 6) if priced or not totals["llm_calls"] else None,
         "files": {name: dict(counts) for name, counts in sorted(per_file.items())},
     }

@@ -17,6 +17,25 @@ class _Labeled(msgspec.Struct):
     labeling_monitor: dict[str, Any] = {}
 
 
+class _Pointer(msgspec.Struct):
+    duplicate_of: Any = None
+
+
+class _Duplicate(msgspec.Struct):
+    labeling_monitor: _Pointer = msgspec.field(default_factory=_Pointer)
+
+
+def count_labeled(files: RunFiles) -> tuple[int, int]:
+    """Labeled samples of a run, and how many of them are copies of an identical earlier
+    sample (``labeling_monitor.duplicate_of``)."""
+    decode = msgspec.json.Decoder(_Duplicate).decode
+    labeled = duplicates = 0
+    for line in files.lines(LABELED):
+        labeled += 1
+        duplicates += decode(line).labeling_monitor.duplicate_of is not None
+    return labeled, duplicates
+
+
 class _Failed(msgspec.Struct):
     reason: str = "unknown"
 
@@ -33,7 +52,7 @@ def compute_stats(
     dims = taxonomy.dimensions()
     threshold = float(manifest.options.get("confidence_threshold", 0.65))
     decode_labeled = msgspec.json.Decoder(_Labeled).decode
-    success = calls = arbitrated = issues = warnings = 0
+    success = calls = arbitrated = issues = warnings = duplicates = 0
     prompt = completion = cached = 0
     cost = 0.0
     cost_known = True
@@ -47,6 +66,7 @@ def compute_stats(
         record = decode_labeled(line)
         labels, monitor = record.labels, record.labeling_monitor
         success += 1
+        duplicates += monitor.get("duplicate_of") is not None
         calls += int(monitor.get("llm_calls", 0))
         arbitrated += bool(monitor.get("arbitrated"))
         issues += len(monitor.get("validation_issues", []))
@@ -97,11 +117,14 @@ def compute_stats(
         "success": success,
         "failed": failed,
         "success_rate": round(success / total, 4) if total else 0.0,
+        "duplicates": duplicates,
+        "distinct_labeled": success - duplicates,
         "total_llm_calls": calls,
         "avg_calls_per_sample": round(calls / success, 3) if success else 0.0,
         "total_prompt_tokens": prompt,
         "total_completion_tokens": completion,
         "total_cached_tokens": cached,
+        "cached_share": round(cached / prompt, 4) if prompt else 0.0,
         "total_tokens": prompt + completion,
         "cost_usd": round(cost, 6) if cost_known else None,
         "arbitrated_count": arbitrated,

@@ -337,6 +337,8 @@ def _account(monitor: dict[str, Any], result: ChatResult) -> None:
     monitor["llm_calls"] = monitor.get("llm_calls", 0) + 1
     monitor["prompt_tokens"] = monitor.get("prompt_tokens", 0) + result.prompt_tokens
     monitor["completion_tokens"] = monitor.get("completion_tokens", 0) + result.completion_tokens
+    if result.cached_tokens:
+        monitor["cached_tokens"] = monitor.get("cached_tokens", 0) + result.cached_tokens
     if result.cost is not None:
         monitor["cost"] = round(monitor.get("cost", 0.0) + result.cost, 8)
     monitor["latency"] = round(monitor.get("latency", 0.0) + result.latency, 4)
