@@ -45,7 +45,7 @@ from sftlabel.llm import (
 )
 from sftlabel.model import Problem
 from sftlabel.runs._dedup import Dedup, digest
-from sftlabel.runs._pool import for_each, for_each_grouped
+from sftlabel.runs._pool import for_each
 
 Status = Literal["completed", "budget", "aborted", "interrupted"]
 ItemT = TypeVar("ItemT")
@@ -133,7 +133,7 @@ class Task(Protocol[ItemT]):
     # Optional: ``group(item) -> Hashable | None``. Consecutive items with the same key share a
     # prompt prefix (the slices of one conversation): the engine then sends the group's last
     # item first and the others once it is answered, so they find the prefix in the provider's
-    # cache (:func:`~sftlabel.runs._pool.for_each_grouped`).
+    # cache (:func:`~sftlabel.runs._pool.for_each`).
 
 
 class DedupTask(Task[ItemT], Protocol[ItemT]):
@@ -440,22 +440,13 @@ class _Runner(Generic[ItemT]):
                     scope.cancel()
                 async with anyio.create_task_group() as group:
                     group.start_soon(self.ticker)
-                    grouping = getattr(self.task, "group", None)
-                    if grouping is None:
-                        await for_each(
-                            self.pending(),
-                            self.handle,
-                            concurrency=self.engine.concurrency,
-                            stop=self.stop,
-                        )
-                    else:
-                        await for_each_grouped(
-                            self.pending(),
-                            self.handle,
-                            concurrency=self.engine.concurrency,
-                            group=grouping,
-                            stop=self.stop,
-                        )
+                    await for_each(
+                        self.pending(),
+                        self.handle,
+                        concurrency=self.engine.concurrency,
+                        group=getattr(self.task, "group", None),
+                        stop=self.stop,
+                    )
                     group.cancel_scope.cancel()
             ended = self.outcome is None and control.reason is None
             if ended or (self.outcome is not None and self.outcome.status == "budget"):

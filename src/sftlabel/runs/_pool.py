@@ -1,4 +1,5 @@
-"""A bounded worker pool: every item handled, at most ``concurrency`` at once, items read lazily."""
+"""A bounded pool: every item handled, at most ``concurrency`` at once, items read lazily, and
+the items of a prefix group (the slices of one conversation) in a cache-friendly order."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import ObjectReceiveStream
 
 T = TypeVar("T")
 
@@ -18,49 +18,15 @@ async def for_each(
     handle: Callable[[T], Awaitable[None]],
     *,
     concurrency: int,
-    stop: anyio.Event | None = None,
-) -> None:
-    """Await ``handle(item)`` for every item, ``concurrency`` workers pulling from a buffer of
-    ``concurrency`` items (so memory stays bounded whatever the input). Once ``stop`` is set, no
-    new item is started; the ones under way finish. To abandon those too, cancel the caller's
-    scope."""
-    send, receive = anyio.create_memory_object_stream[T](concurrency)
-
-    def stopped() -> bool:
-        return stop is not None and stop.is_set()
-
-    async def produce() -> None:
-        async with send:
-            for item in items:
-                if stopped():
-                    break
-                await send.send(item)
-
-    async def work(queue: ObjectReceiveStream[T]) -> None:
-        async with queue:
-            async for item in queue:
-                if not stopped():
-                    await handle(item)
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(produce)
-        async with receive:
-            for _ in range(concurrency):
-                group.start_soon(work, receive.clone())
-
-
-async def for_each_grouped(
-    items: Iterable[T],
-    handle: Callable[[T], Awaitable[None]],
-    *,
-    concurrency: int,
-    group: Callable[[T], Hashable | None],
+    group: Callable[[T], Hashable | None] | None = None,
     stop: anyio.Event | None = None,
     lookahead: int | None = None,
 ) -> None:
-    """:func:`for_each` for items that share a cacheable prompt prefix in runs.
+    """Await ``handle(item)`` for every item, at most ``concurrency`` at once, items read
+    lazily (only while a slot would be idle).
 
-    Consecutive items with the same ``group`` key (not None) form a group: the slices of one
+    With ``group``, items that share a cacheable prompt prefix are ordered for it: consecutive
+    items with the same ``group`` key (not None) form a group: the slices of one
     conversation, each a prefix of the next. The group's last item (the longest prompt) is
     handled first; once it has finished, the others of its group start, so each of them finds
     its prompt's prefix in the provider's cache. Meanwhile other groups and ungrouped items fill
@@ -103,7 +69,7 @@ async def for_each_grouped(
             close_group()
             return
         buffered += 1
-        key = group(item)
+        key = group(item) if group is not None else None
         if key is None or key != open_key or len(open_group) >= part:
             close_group()
         if key is None:
