@@ -103,6 +103,24 @@ def test_429s_never_use_up_attempts_and_wait_retry_after() -> None:
     assert client.stats.rate_limited == 20
 
 
+def test_a_429_waits_the_retry_after_given_not_a_grown_backoff() -> None:
+    """A storm of `Retry-After: 1`: each retry comes about a second later, however many 429s
+    came before (a backoff grown to 10 s would idle the run long after the storm)."""
+    clock = FakeClock()
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        if len(seen) <= 15:
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        return httpx.Response(200, json=completion())
+
+    [result], _ = many(handler, 1, clock=clock)
+    assert isinstance(result, ChatResult) and result.rate_limited == 15
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
+    assert all(1.0 <= gap <= 1.25 for gap in gaps), gaps
+
+
 def test_no_progress_budget_ends_an_endless_429() -> None:
     clock = FakeClock()
     started = clock.now()
