@@ -356,3 +356,32 @@ def test_single_file_dashboard_embeds_plotly_and_shows_the_none_share(tmp_path: 
     assert "concept: 0 of 25 tags used; (none) 100.0%" in page
     report = (tmp_path / "out" / "report.md").read_text("utf-8")
     assert "(none) 100%" in report
+
+
+def test_a_big_run_read_by_several_processes_gives_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spans of the files counted by worker processes and merged in order: the same counts and
+    the same examples (ties of confidence and records without ids included) as one process."""
+    from sftlabel.reports import _scan
+
+    monkeypatch.setattr(_scan, "SPAN_BYTES", 4096)
+    monkeypatch.setattr(_scan, "PARALLEL_BYTES", 0)
+    root = run_dir(tmp_path / "run")
+    records = labeled(300, prefix="c", confidence=0.7, unmapped=["intent:novel-thing"])
+    for i, record in enumerate(records):
+        record["labels"]["confidence"]["intent"] = [0.3, 0.7, 0.3, 0.9][i % 4]
+        record["labels"]["difficulty"] = ["beginner", "advanced", "expert"][i % 3]
+        if i % 7 == 0:
+            del record["id"]  # known by its place in the run
+    write_jsonl(root / "train/a/labeled.jsonl", records)
+    one = build_report(root, tmp_path / "one", jobs=1, unmapped_json=True)
+    two = build_report(root, tmp_path / "two", jobs=2, unmapped_json=True)
+    assert one.taxonomy is not None and two.taxonomy is not None
+    assert one.taxonomy.samples == two.taxonomy.samples == 306
+    assert [(e.id, e.min_confidence) for e in two.taxonomy.examples] == [
+        (e.id, e.min_confidence) for e in one.taxonomy.examples
+    ]
+    assert any(e.min_confidence == 0.3 for e in one.taxonomy.examples)
+    for name in ("report.md", "unmapped.json", "dashboard.html", "train/a/dashboard.html"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()

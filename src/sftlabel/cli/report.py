@@ -60,6 +60,14 @@ def report(
         Path | None,
         typer.Option(help="Taxonomy directory [default: the run's, else the built-in one]"),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes reading a big run (over 128 MiB of labels) [default: one per core]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Regenerate dashboard.html (per input file and global for a directory run) and report.md.
 
@@ -73,7 +81,7 @@ def report(
     """
     data = open_run(run)
     result = build_report(
-        data, output, taxonomy=taxonomy, threshold=threshold, unmapped_json=unmapped
+        data, output, taxonomy=taxonomy, threshold=threshold, unmapped_json=unmapped, jobs=jobs
     )
     if unmapped:
         if data.kind != "taxonomy":

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sftlabel.model import TurnLabel
-from sftlabel.reports._runs import RunData, TaxonomyRecord, _records
-from sftlabel.taxonomy import Taxonomy
+from sftlabel.reports._runs import RunData, TaxonomyRecord
 
 CONFIDENCE_BINS = 20
 """Confidence histograms have bins of 0.05."""
@@ -24,6 +23,7 @@ CALIBRATION_BINS = 10
 """The reliability diagram groups soft labels in bins of 0.1."""
 EXAMPLES = 3
 """Examples kept per kind (first seen, least confident) for report.md."""
+LOWEST_KEPT = 2 * EXAMPLES
 UNMAPPED_EXAMPLES = 2
 """Example queries kept per unmapped value."""
 UNMAPPED_EXAMPLE_VALUES = 100_000
@@ -55,6 +55,8 @@ class Example:
     query: str
     labels: dict[str, Any]
     min_confidence: float
+    position: int = 0
+    """The sample's place in the run (ties of confidence keep the earlier sample)."""
 
 
 @dataclass
@@ -120,8 +122,8 @@ class TaxonomySummary:
     """part -> (labeled, failed)."""
     first: list[Example] = field(default_factory=list)
     least_confident: list[tuple[float, int, Example]] = field(default_factory=list)
-    """A max-heap (negated) of the least confident samples."""
-    _seen: int = 0
+    """A max-heap (negated) of the least confident samples (every sample is a candidate, the
+    first ones too: twice as many as shown, so that as many are left beside the first)."""
 
     def __post_init__(self) -> None:
         for dim in self.dimensions:
@@ -158,9 +160,9 @@ class TaxonomySummary:
 
     @property
     def examples(self) -> list[Example]:
-        low = [e for _, _, e in sorted(self.least_confident, key=lambda t: (-t[0], t[1]))]
-        first_ids = {e.id for e in self.first}
-        return self.first + [e for e in low if e.id not in first_ids]
+        low = [e for _, _, e in sorted(self.least_confident, key=lambda t: (-t[0], -t[1]))]
+        first = {e.position for e in self.first}
+        return self.first + [e for e in low if e.position not in first][:EXAMPLES]
 
     def add_record(self, record: TaxonomyRecord) -> None:
         labels = record.labels
@@ -287,18 +289,20 @@ class TaxonomySummary:
         self.duplicates += duplicates
 
     def _keep_example(self, record: TaxonomyRecord, lowest: float) -> None:
-        self._seen += 1
         heap = self.least_confident
-        if len(heap) == EXAMPLES and -heap[0][0] <= lowest:
-            return  # the common case: not among the least confident
         if len(self.first) < EXAMPLES:
             self.first.append(_example(record, lowest))
-        elif len(self.least_confident) < EXAMPLES:
-            heapq.heappush(self.least_confident, (-lowest, -self._seen, _example(record, lowest)))
-        elif -self.least_confident[0][0] > lowest:
-            heapq.heapreplace(
-                self.least_confident, (-lowest, -self._seen, _example(record, lowest))
-            )
+        if len(heap) == LOWEST_KEPT and -heap[0][0] <= lowest:
+            return  # the common case: not among the least confident
+        self._keep_lowest(_example(record, lowest))
+
+    def _keep_lowest(self, example: Example) -> None:
+        heap = self.least_confident
+        entry = (-example.min_confidence, -example.position, example)
+        if len(heap) < LOWEST_KEPT:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0][:2]:  # lower confidence, or as low and earlier
+            heapq.heapreplace(heap, entry)
 
     def add_failure(self, part: str, failure: dict[str, Any]) -> None:
         self.failed += 1
@@ -340,17 +344,18 @@ class TaxonomySummary:
             if len(self.first) < EXAMPLES:
                 self.first.append(example)
         for _, _, example in other.least_confident:
-            self._seen += 1
-            entry = (-example.min_confidence, -self._seen, example)
-            if len(self.least_confident) < EXAMPLES:
-                heapq.heappush(self.least_confident, entry)
-            elif -self.least_confident[0][0] > example.min_confidence:
-                heapq.heapreplace(self.least_confident, entry)
+            self._keep_lowest(example)
 
 
 def _example(record: TaxonomyRecord, lowest: float) -> Example:
     labels = {k: v for k, v in record.labels.items() if k not in ("confidence", "unmapped")}
-    return Example(id=record.id, query=shorten(record.query), labels=labels, min_confidence=lowest)
+    return Example(
+        id=record.id,
+        query=shorten(record.query),
+        labels=labels,
+        min_confidence=lowest,
+        position=record.position,
+    )
 
 
 def _int(value: Any) -> int:
@@ -367,33 +372,6 @@ def _unmapped_key(item: Any, dimensions: list[str]) -> tuple[str, str]:
     if sep and head in dimensions:
         return head, tail.strip()
     return UNKNOWN_DIMENSION, text
-
-
-def summarize_taxonomy(
-    run: RunData, taxonomy: Taxonomy, threshold: float
-) -> dict[str, TaxonomySummary]:
-    """One pass over a taxonomy run: a summary per part (``""`` is the root of a single-file run).
-
-    Use :func:`merge_parts` for the whole run.
-    """
-    dims = taxonomy.dimensions()
-    parts: dict[str, TaxonomySummary] = {}
-
-    def summary(part: str) -> TaxonomySummary:
-        found = parts.get(part)
-        if found is None:
-            found = parts[part] = TaxonomySummary(dimensions=dims, threshold=threshold)
-        return found
-
-    for record in run.taxonomy_records():
-        summary(record.part).add_record(record)
-    for part, path in run.failure_files:
-        for failure in _records(path):
-            if isinstance(failure, dict):
-                summary(part).add_failure(part, failure)
-    for found in parts.values():
-        found.flush()
-    return parts
 
 
 def merge_parts(

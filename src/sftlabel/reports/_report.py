@@ -26,7 +26,6 @@ from sftlabel.reports._aggregate import (
     TaxonomySummary,
     merge_parts,
     summarize_soft,
-    summarize_taxonomy,
 )
 from sftlabel.reports._html import RunFacts, render_taxonomy
 from sftlabel.reports._markdown import (
@@ -39,6 +38,7 @@ from sftlabel.reports._markdown import (
 from sftlabel.reports._parts import render_parts
 from sftlabel.reports._plot import relative_src, write_shared
 from sftlabel.reports._runs import RunData, open_run
+from sftlabel.reports._scan import summarize_taxonomy
 from sftlabel.reports._soft_html import render_soft
 from sftlabel.reports._unmapped import UnmappedFinding, analyse_unmapped
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
@@ -163,10 +163,12 @@ def build_report(
     taxonomy: Taxonomy | str | Path | None = None,
     threshold: float | None = None,
     unmapped_json: bool = False,
+    jobs: int | None = None,
 ) -> ReportResult:
     """Read the run once and write ``dashboard.html`` (per part and global) and ``report.md``
     into ``output`` (default: :func:`default_output`); with ``unmapped_json`` also
-    ``unmapped.json`` (every unmapped value with its recommendation)."""
+    ``unmapped.json`` (every unmapped value with its recommendation). A big taxonomy run is
+    read by ``jobs`` processes (default: one per core; :mod:`sftlabel.reports._scan`)."""
     data = run if isinstance(run, RunData) else open_run(run)
     target = output if output is not None else default_output(data)
     if target.exists() and not target.is_dir():
@@ -186,7 +188,7 @@ def build_report(
         return result
     tax = run_taxonomy(data, taxonomy)
     limit = resolve_threshold(data, threshold)
-    parts = summarize_taxonomy(data, tax, limit)
+    parts = summarize_taxonomy(data, tax, limit, jobs=jobs)
     whole = merge_parts(parts.values(), tax.dimensions(), limit)
     findings = analyse_unmapped(whole, tax)
     notes = taxonomy_observations(whole, tax)

@@ -51,6 +51,9 @@ class TaxonomyRecord(msgspec.Struct, kw_only=True):
     part: str = msgspec.field(default="", name="sftlabel.part")
     """The run part (input file) the sample belongs to; ``""`` for the root (never read from
     the record)."""
+    position: int = msgspec.field(default=-1, name="sftlabel.position")
+    """The record's place among the samples of the run (or of its span); never read from the
+    record."""
 
     @property
     def turns(self) -> list[Any]:
@@ -69,6 +72,16 @@ class TaxonomyRecord(msgspec.Struct, kw_only=True):
     def labeled_turn(self) -> tuple[str, str]:
         """``(last user message, the reply being labeled)``: what the labels describe."""
         return labeled_turn({"messages": self.turns})
+
+
+@dataclass(frozen=True)
+class Span:
+    """A byte range of one labeled-records file (``end`` None: to its end)."""
+
+    part: str
+    path: Path
+    start: int = 0
+    end: int | None = None
 
 
 _record_decoder = msgspec.json.Decoder(TaxonomyRecord)
@@ -117,25 +130,43 @@ class RunData:
 
     def taxonomy_records(self) -> Iterator[TaxonomyRecord]:
         """Every labeled sample of a taxonomy run, file by file, in file order."""
-        if self.kind != "taxonomy":
-            raise InputError(f"{self.path} holds soft labels, not taxonomy labels")
         position = 0
         for part, path in self.files:
-            for line in _lines(path):
-                record = line if isinstance(line, TaxonomyRecord) else _from_dict(line)
-                labels: Any = record.labels if record is not None else None
-                if record is None or labels is None:
-                    continue
+            for record in self.span_records(Span(part, path)):
+                record.position = position
                 if not record.id:
                     record.id = str(position)
                 if record.index < 0:
                     record.index = position
-                monitor: Any = record.monitor
-                if monitor is None:
-                    record.monitor = {}
-                record.part = part
                 yield record
                 position += 1
+
+    def spans(self, size: int) -> list[Span]:
+        """The run's labeled-records files cut into spans of about ``size`` bytes (at line
+        ends; a file that is not ``.jsonl`` is one span), in record order: what
+        :func:`read_span` reads, one span per worker."""
+        spans: list[Span] = []
+        for part, path in self.files:
+            total = path.stat().st_size if path.suffix.lower() == ".jsonl" else 0
+            if total <= size:
+                spans.append(Span(part, path))
+                continue
+            with path.open("rb") as handle:
+                start = 0
+                while start < total:
+                    handle.seek(min(start + size, total))
+                    if handle.tell() < total:
+                        handle.readline()  # to the end of the line the cut fell in
+                    end = handle.tell()
+                    spans.append(Span(part, path, start, end))
+                    start = end
+        return spans
+
+    def span_records(self, span: Span) -> Iterator[TaxonomyRecord]:
+        """The labeled samples of one span (:func:`read_span`)."""
+        if self.kind != "taxonomy":
+            raise InputError(f"{self.path} holds soft labels, not taxonomy labels")
+        return read_span(span)
 
     def soft_records(self) -> Iterator[tuple[str, TurnLabel]]:
         """``(part, record)`` for every turn of a soft-label output, failed ones included."""
@@ -301,22 +332,55 @@ def _sniff_kind(path: Path) -> RunKind | None:
     return None
 
 
-def _lines(path: Path) -> Iterator[Any]:
-    """The records of a file: a plain ``.jsonl`` file is read line by line into
-    :class:`TaxonomyRecord` (only the fields the views use; a line of another shape is decoded
-    as it is), any other file through :func:`_records`."""
+def read_span(span: Span) -> Iterator[TaxonomyRecord]:
+    """The labeled samples of one span of a taxonomy run; ``position`` counts from 0 in the
+    span and ``id`` is empty for a record without one (:meth:`RunData.taxonomy_records`
+    numbers the whole run)."""
+    position = 0
+    for line in _lines(span.path, span.start, span.end):
+        record = line if isinstance(line, TaxonomyRecord) else _from_dict(line)
+        labels: Any = record.labels if record is not None else None
+        if record is None or labels is None:
+            continue
+        record.position = position
+        monitor: Any = record.monitor
+        if monitor is None:
+            record.monitor = {}
+        record.part = span.part
+        yield record
+        position += 1
+
+
+def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[Any]:
+    """The records of a file (of its bytes ``start:end``, cut at line ends): a plain
+    ``.jsonl`` file is read line by line into :class:`TaxonomyRecord` (only the fields the
+    views use; a line of another shape is decoded as it is), any other file through
+    :func:`_records`."""
     if path.suffix.lower() != ".jsonl":
         yield from _records(path)
         return
     with path.open("rb") as handle:
+        handle.seek(start)
+        left = -1 if end is None else end - start
         for number, raw in enumerate(handle, 1):
-            line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if left >= 0:
+                if left == 0:
+                    return
+                left -= len(raw)
+            line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 and not start else raw
             if line.isspace() or not line:
                 continue
             try:
                 yield _record_decoder.decode(line)
             except msgspec.DecodeError:  # another shape (an int id, no object): decoded as is
-                yield _generic(line.strip(), path, number)
+                before = _lines_before(path, start) if start else 0
+                yield _generic(line.strip(), path, before + number)
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """How many lines the first ``offset`` bytes of a file hold (for an error message)."""
+    with path.open("rb") as handle:
+        return handle.read(offset).count(b"\n")
 
 
 def _from_dict(record: Any) -> TaxonomyRecord | None:
