@@ -600,3 +600,42 @@ def test_rows_show_the_labeled_turn(cli, tmp_path: Path) -> None:
     assert row["query"] == "question 1"
     assert row["last_user_message"] == "question 3"
     assert row["reply"].startswith("answer 3 xxx") and len(row["reply"]) <= 200
+
+
+def test_a_correction_reaches_the_duplicates_of_the_sample(cli, llm_server, tmp_path: Path) -> None:
+    """A duplicate was labeled as a copy of its original (``duplicate_of``): correcting the
+    original corrects the copies too, unless the reviewer corrected the copy itself."""
+    llm_server.configure(rules=labeler_rules())
+    conversation = [
+        {"from": "human", "value": "How do I reverse a list in Python?"},
+        {"from": "gpt", "value": "Use `items[::-1]`."},
+    ]
+    data = tmp_path / "data.jsonl"
+    write_jsonl(data, [{"id": f"d{i}", "conversations": conversation} for i in range(3)])
+    run = tmp_path / "run"
+    result = cli(*label_args(llm_server, run, data))
+    assert result.exit_code == 0, result.stderr
+    records = {r["id"]: r for r in jsonl((run / "labeled.jsonl").read_text("utf-8"))}
+    copies = [i for i, r in records.items() if r["labeling_monitor"].get("duplicate_of")]
+    original = next(i for i in records if i not in copies)
+    assert len(copies) == 2
+    review = tmp_path / "review.csv"
+    assert cli("review", run, "-o", review).exit_code == 0
+    rows = read_csv(review)
+    for row in rows:
+        if row["id"] == original:
+            row["concept"] = "recursion"
+        elif row["id"] == copies[1]:
+            row["concept"] = "algorithms"  # the reviewer's own word for this copy wins
+    write_csv(review, rows)
+    fixed = tmp_path / "fixed"
+    applied = cli("review", "--apply", review, run, "-o", fixed)
+    assert applied.exit_code == 0, applied.stderr
+    assert "duplicates corrected with their original" in applied.stderr
+    after = {r["id"]: r for r in json.loads((fixed / "labeled.json").read_text("utf-8"))}
+    assert after[original]["labels"]["concept"] == ["recursion"]
+    assert after[copies[0]]["labels"]["concept"] == ["recursion"]
+    assert after[copies[0]]["labeling_monitor"]["review_changes"][0]["dimension"] == "concept"
+    assert after[copies[0]]["labeling_monitor"]["review_copied_from"] == original
+    assert after[copies[1]]["labels"]["concept"] == ["algorithms"]
+    assert "review_copied_from" not in after[copies[1]]["labeling_monitor"]

@@ -215,6 +215,8 @@ def _apply(
     for dim, count in sorted(summary.changes.items(), key=lambda item: (-item[1], item[0])):
         table.add_row(f"  {dim}", f"{count:,}")
     table.add_row("labels changed", f"{sum(summary.changes.values()):,}")
+    if summary.copies:
+        table.add_row("duplicates corrected with their original", f"{summary.copies:,}")
     table.add_row("notes recorded", f"{summary.noted:,}")
     stderr.print(table)
 

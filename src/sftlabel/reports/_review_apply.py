@@ -94,6 +94,8 @@ class ApplySummary:
     """Changed labels per dimension."""
     noted: int = 0
     """Samples that got a reviewer's note."""
+    copies: int = 0
+    """Duplicates (``duplicate_of``) whose labels were corrected with their original's."""
 
 
 @dataclass
@@ -396,6 +398,9 @@ def _write_records(
     source_name: str,
     summary: ApplySummary,
 ) -> None:
+    # a duplicate was labeled as a copy of its original: it gets the original's corrections
+    # (not its note) unless it has its own row of changes
+    originals = {sample_id: edit for (_, sample_id), edit in edits.items() if edit.changes}
     position = 0
     for part, path in run.files:
         folder = root / part
@@ -405,9 +410,24 @@ def _write_records(
                 if isinstance(record, dict) and isinstance(record.get("labels"), dict):
                     edit = edits.get((part, str(record.get("id", position))))
                     position += 1
-                    if edit is not None:
+                    if edit is not None and (edit.changes or not _copy_of(record, originals)):
                         _apply(record, edit, taxonomy, source_name, summary)
+                    elif (original := _copy_of(record, originals)) is not None:
+                        copied = _Edit(changes=originals[original].changes, note="")
+                        _apply(record, copied, taxonomy, source_name, summary)
+                        record["labeling_monitor"]["review_copied_from"] = original
+                        summary.copies += 1
+                        if edit is not None and edit.note:
+                            summary.noted += 1
+                            record["labeling_monitor"]["review_note"] = edit.note
                 out.write(_encoder.encode(record) + b"\n")
+
+
+def _copy_of(record: dict[str, Any], originals: dict[str, _Edit]) -> str | None:
+    """The corrected original this record is a duplicate of, if any."""
+    monitor = record.get("labeling_monitor")
+    original = monitor.get("duplicate_of") if isinstance(monitor, dict) else None
+    return str(original) if original is not None and str(original) in originals else None
 
 
 def _apply(
