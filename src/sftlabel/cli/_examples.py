@@ -59,6 +59,18 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ),
         ("Finish an interrupted arbitration", "sftlabel arbitrate runs/r1 -o runs/r1_arb --resume"),
     ],
+    "generate": [
+        (
+            "A gold set from scenarios, written by a strong model",
+            "sftlabel generate scenarios.yaml --model gpt-4o -o gold/v1",
+        ),
+        ("Start from the example scenario file", "sftlabel generate --example > scenarios.yaml"),
+        (
+            "Estimate tokens and cost first",
+            "sftlabel generate scenarios.yaml --model gpt-4o --dry-run",
+        ),
+        ("Finish an interrupted run, then label it", "sftlabel generate --resume gold/v1"),
+    ],
     "status": [
         ("Where a run stands (running or finished, any kind)", "sftlabel status runs/r1"),
         ("The same as JSON, for scripts", "sftlabel status LABELED_dataset --json"),
