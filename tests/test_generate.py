@@ -100,6 +100,13 @@ def test_ten_scenarios_become_ten_valid_sharegpt_conversations(
     assert all(isinstance(c, Conversation) and c.source_format == "sharegpt" for c in read)
     assert [c.id for c in read if isinstance(c, Conversation)] == [f"s{i}" for i in range(10)]
     assert llm_server.stats()["chat_requests"] == 10
+    status = sftlabel.api.status(out)
+    assert (status.kind, status.state, status.labeled, status.failed) == (
+        "generate",
+        "completed",
+        10,
+        0,
+    )
 
 
 def test_label_reads_the_generated_run(cli, llm_server, tmp_path: Path) -> None:

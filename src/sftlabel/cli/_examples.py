@@ -69,7 +69,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
             "Estimate tokens and cost first",
             "sftlabel generate scenarios.yaml --model gpt-4o --dry-run",
         ),
-        ("Finish an interrupted run, then label it", "sftlabel generate --resume gold/v1"),
+        ("Finish an interrupted run", "sftlabel generate --resume gold/v1"),
+        ("Label what it wrote", "sftlabel label gold/v1 --model claude-sonnet-4-5 -o gold/labels"),
     ],
     "status": [
         ("Where a run stands (running or finished, any kind)", "sftlabel status runs/r1"),
