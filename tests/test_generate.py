@@ -344,3 +344,129 @@ def test_scenario_file_errors_name_file_scenario_and_field(
     assert result.exit_code == 2
     assert message.split(": ", 1)[-1][:30] in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_json_mode_auto_asks_without_it_when_the_endpoint_refuses_it(
+    llm_server, tmp_path: Path
+) -> None:
+    refusal = {"status": 400, "content": "response_format is not supported by this model"}
+    llm_server.configure(rules=[{"match": '"response_format"', "response": refusal}])
+    result = sftlabel.generate(
+        scenario_file(tmp_path, 3),
+        model="gpt-4o",
+        base_url=llm_server.base_url,
+        output=tmp_path / "gold",
+        cache=tmp_path / "cache.sqlite",
+        concurrency=1,
+    )
+    assert (result.status, result.labeled, result.failed) == ("completed", 3, 0)
+    assert llm_server.stats()["by_status"] == {"400": 1, "200": 3}
+
+
+# --- the answer check (the library function behind every recorded failure) -----------------
+
+
+def _scenario(**fields: Any) -> Any:
+    from sftlabel.generation import Scenario
+
+    return Scenario(query="q", category="c", id="x", **fields)
+
+
+def _answer(*turns: tuple[str, Any], **extra: Any) -> str:
+    return json.dumps({"conversations": [{"from": r, "value": v} for r, v in turns], **extra})
+
+
+@pytest.mark.parametrize(
+    ("scenario", "answer", "reason", "message"),
+    [
+        ({}, '{"turns": []}', "bad-shape", "no `conversations` list"),
+        ({}, _answer(("human", "q"), ("gpt", 3)), "bad-shape", "no text `value`"),
+        ({}, _answer(("human", "q"), ("bot", "a")), "bad-roles", "unknown role 'bot'"),
+        ({}, _answer(("human", "q"), ("human", "q"), ("gpt", "a")), "bad-roles", "alternate"),
+        ({}, _answer(("human", "q"), ("gpt", "a"), ("human", "more?")), "bad-roles", "last turn"),
+        (
+            {},
+            _answer(("human", "q"), ("gpt", "a"), ("human", "b"), ("gpt", "c")),
+            "bad-roles",
+            "1 human turn",
+        ),
+        (
+            {"follow_up": "f", "turns": 3},
+            _answer(("human", "q"), ("gpt", "a"), ("human", "f"), ("gpt", "b")),
+            "bad-roles",
+            "3 human turns were asked for",
+        ),
+        (
+            {},
+            _answer(("human", "q"), ("function_call", '{"name": "x"}'), ("observation", "o"),
+                    ("gpt", "a")),
+            "bad-tool-turns",
+            "tool turns in a single conversation",
+        ),
+        (
+            {"tools": ["run_shell"]},
+            _answer(("human", "q"), ("function_call", '{"name": "rm_rf"}'), ("observation", "o"),
+                    ("gpt", "a")),
+            "bad-tool-turns",
+            "calls 'rm_rf', not one of the tools",
+        ),
+        (
+            {"tools": ["run_shell"]},
+            _answer(("human", "q"), ("function_call", "run_shell now"), ("observation", "o"),
+                    ("gpt", "a")),
+            "bad-tool-turns",
+            "is a JSON object {name, arguments}",
+        ),
+        (
+            {"tools": ["run_shell"], "tool_calls": 2},
+            _answer(("human", "q"), ("function_call", '{"name": "run_shell"}'),
+                    ("observation", "o"), ("gpt", "a")),
+            "bad-tool-turns",
+            "2 tool call(s) were asked for, the trace has 1",
+        ),
+        (
+            {"agentic": ["test-running"]},
+            _answer(("human", "q"), ("observation", "o"), ("gpt", "a")),
+            "bad-tool-turns",
+            "observation without a function_call",
+        ),
+    ],
+)  # fmt: skip
+def test_unusable_answers_are_named_by_their_reason(
+    scenario: dict[str, Any], answer: str, reason: str, message: str
+) -> None:
+    from sftlabel.generation import AnswerError, build_record
+
+    with pytest.raises(AnswerError) as caught:
+        build_record(answer, _scenario(**scenario))
+    assert caught.value.reason == reason
+    assert message in caught.value.message, caught.value.message
+
+
+def test_answers_are_normalized_into_llama_factory_sharegpt() -> None:
+    from sftlabel.generation import build_record
+
+    answer = "```json\n" + json.dumps(
+        {
+            "conversations": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "run the tests"},
+                {"role": "function_call", "content": {"name": "run_shell",
+                                                      "arguments": '{"command": "pytest"}'}},
+                {"role": "tool", "content": {"passed": 3}},
+                {"role": "assistant", "content": "All 3 pass."},
+            ]
+        }
+    ) + "\n```"  # fmt: skip
+    record = build_record(answer, _scenario(tools=["run_shell"]))
+    assert record["system"] == "You are terse."
+    assert [t["from"] for t in record["conversations"]] == [
+        "human",
+        "function_call",
+        "observation",
+        "gpt",
+    ]
+    call = json.loads(record["conversations"][1]["value"])
+    assert call == {"name": "run_shell", "arguments": {"command": "pytest"}}
+    assert json.loads(record["conversations"][2]["value"]) == {"passed": 3}
+    assert [t["name"] for t in json.loads(record["tools"])] == ["run_shell"]

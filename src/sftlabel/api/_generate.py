@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -66,15 +66,15 @@ class GenerateOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
     model: str
     temperature: float = 0.7
     max_tokens: int = 4096  # DEFAULT_MAX_TOKENS
-    json_mode: bool = True
-    """Ask for a JSON object (``response_format``); ``--no-json-mode`` for endpoints that
-    refuse it."""
+    json_mode: Literal["auto", "on", "off"] = "auto"
+    """Ask for a JSON object (``response_format``); ``auto`` asks without it once the endpoint
+    refuses it."""
     seed: int | None = None
     limit: int | None = None
 
 
 DEFAULT_MAX_TOKENS = 4096
-FLAGS = {"json_mode": "--json-mode/--no-json-mode"}
+FLAGS = {"json_mode": "--json-mode"}
 _ANSWER = tuple(GenerateOptions.__struct_fields__)
 _RATE = tuple(RateOptions.__struct_fields__)
 _KNOWN = {*_ANSWER, *_RATE, "output", "resume", "retry_failed", "taxonomy", "timeout"}

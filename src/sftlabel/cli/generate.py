@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -93,11 +93,10 @@ def generate(
         ),
     ] = None,
     json_mode: Annotated[
-        bool | None,
+        Literal["auto", "on", "off"] | None,
         typer.Option(
-            "--json-mode/--no-json-mode",
-            help="Ask for a JSON object (response_format) [default: --json-mode]; switch it off "
-            "for endpoints that refuse it.",
+            help="Ask for a JSON object (response_format); auto asks without it once the "
+            "endpoint refuses it [default: auto].",
             rich_help_panel=GENERATION,
             show_default=False,
         ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -81,7 +81,7 @@ class GenerateTask:
         *,
         temperature: float,
         max_tokens: int,
-        json_mode: bool,
+        json_mode: Literal["auto", "on", "off"],
         seed: int | None,
         limit: int | None = None,
         session: int = 1,
@@ -92,6 +92,8 @@ class GenerateTask:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.json_mode = json_mode
+        self.json_active = json_mode != "off"
+        """False once the endpoint refused ``response_format`` (JSON mode ``auto``)."""
         self.seed = seed
         self.session = session
         self.metadata = metadata or {}
@@ -107,9 +109,23 @@ class GenerateTask:
             generation_messages(scenario),
             temperature=self.temperature,
             max_tokens=self.max_tokens,
-            response_format={"type": "json_object"} if self.json_mode else None,
+            response_format={"type": "json_object"} if self.json_active else None,
             seed=self.seed,
         )
+
+    async def _chat(self, scenario: Scenario, accept: Callable[[ChatResult], bool]) -> ChatResult:
+        while True:
+            request = self.request(scenario)
+            try:
+                return await self.client.chat(request, accept=accept)
+            except RequestRejectedError as exc:
+                sent_json = request.response_format is not None
+                if sent_json and self.json_mode == "auto" and _json_mode_refused(exc):
+                    self.json_active = False  # the endpoint does not do JSON mode
+                    continue
+                raise ItemFailed(
+                    "rejected", exc.message, endpoint_fault=exc.cause != "content"
+                ) from None
 
     async def process(self, item: tuple[int, Scenario]) -> Written:
         index, scenario = item
@@ -127,12 +143,7 @@ class GenerateTask:
                 return False
             return True
 
-        try:
-            result = await self.client.chat(self.request(scenario), accept=usable)
-        except RequestRejectedError as exc:
-            raise ItemFailed(
-                "rejected", exc.message, endpoint_fault=exc.cause != "content"
-            ) from None
+        result = await self._chat(scenario, usable)
         if not built and not errors:
             usable(result)  # from the cache or an identical request in flight
         if not built:
@@ -181,6 +192,11 @@ class GenerateTask:
             **exc.monitor,
         }
         return Written([(FAILURES, record)])
+
+
+def _json_mode_refused(exc: RequestRejectedError) -> bool:
+    text = str(exc).lower()
+    return exc.status in (400, 422) and ("response_format" in text or "json" in text)
 
 
 def generate_estimate(
