@@ -51,7 +51,9 @@ A chat request is answered by the first of:
     5. a random fault: ``fault_rate`` {status: fraction}, drawn from a ``Random(seed)``;
     6. the first rule whose ``match`` substring occurs in the request body (re-serialized with
        ``json.dumps(..., ensure_ascii=False)``, or as sent);
-    7. the default reply: ``default_content``, or "1" with logprobs for a ``"logprobs": true``
+    7. for a ``sftlabel generate`` request (its prompt names ``sftlabel-generate/v1``): a valid
+       ShareGPT conversation for the scenario of its last user message, in its mode;
+    8. the default reply: ``default_content``, or "1" with logprobs for a ``"logprobs": true``
        request with ``max_tokens`` (or ``max_completion_tokens``) 1 (a ``logit_bias`` >= 50 on
        the id of one of "0"/"1" alone makes that label the answer).
 When ``rpm`` / ``tpm`` is set, every chat response carries ``x-ratelimit-{limit,remaining,reset}-
@@ -148,6 +150,36 @@ ONE_TOKEN_LOGPROBS: dict[str, Any] = {
 }
 
 JSONObject = dict[str, Any]
+
+
+GENERATE_MARKER = "sftlabel-generate/v1"  # as in sftlabel/generation/_prompts.py
+
+
+def generated_conversation(payload: JSONObject) -> str:
+    """The answer to a `sftlabel generate` request: a valid ShareGPT conversation for the
+    scenario JSON of the last user message, in its mode (single, multi-turn, agentic)."""
+    scenario = json.loads(_text_of(payload["messages"][-1].get("content")))
+    query = scenario["query"]
+    turns: list[JSONObject] = [{"from": "human", "value": query}]
+    tools = []
+    if scenario["mode"] == "agentic":
+        tools = scenario.get("tools") or [{"name": "run_shell", "parameters": {}}]
+        for number in range(scenario.get("min_tool_calls", 1)):
+            name = tools[number % len(tools)]["name"]
+            call = {"name": name, "arguments": {"step": number + 1}}
+            turns += [
+                {"from": "function_call", "value": json.dumps(call)},
+                {"from": "observation", "value": f"result {number + 1} of {name}"},
+            ]
+    turns.append({"from": "gpt", "value": f"An answer to: {query}"})
+    follow_ups = scenario.get("follow_ups", [])
+    for number in range(1, scenario.get("user_turns", 1)):
+        asked = follow_ups[number - 1] if number <= len(follow_ups) else f"follow-up {number}"
+        turns += [{"from": "human", "value": asked}, {"from": "gpt", "value": f"Re: {asked}"}]
+    answer: JSONObject = {"conversations": turns}
+    if tools:
+        answer["tools"] = tools
+    return json.dumps(answer)
 
 
 def _one_token_answer(payload: JSONObject) -> tuple[str, JSONObject]:
@@ -915,6 +947,8 @@ class FakeLLM:
             )
         else:
             spec = self._match_rule(request, payload, config)
+            if spec is None and GENERATE_MARKER in request.body.decode("utf-8", "replace"):
+                spec = {"content": generated_conversation(payload)}
         model = payload.get("model") or deployment or config.model
         spec = spec or {}
         blocks: list[bytes] = []

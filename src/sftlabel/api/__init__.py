@@ -7,6 +7,7 @@ injected httpx ``transport`` (tests, embedding), a progress callback and a
 
 from sftlabel.api._arbitrate import aarbitrate, arbitrate
 from sftlabel.api._endpoint import client_config, settings_for
+from sftlabel.api._generate import GenerateOptions, agenerate, generate, generate_dry_run
 from sftlabel.api._label import alabel, label, label_estimate
 from sftlabel.api._session import RunResult, SessionFigures
 from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
@@ -14,17 +15,21 @@ from sftlabel.api._status import RunStatus, status
 from sftlabel.api._views import apply_review, compare, open_run, report, review
 
 __all__ = [
+    "GenerateOptions",
     "RunResult",
     "RunStatus",
     "SessionFigures",
     "SoftOptions",
     "aarbitrate",
+    "agenerate",
     "alabel",
     "apply_review",
     "arbitrate",
     "asoftlabel",
     "client_config",
     "compare",
+    "generate",
+    "generate_dry_run",
     "label",
     "label_estimate",
     "open_run",

@@ -51,6 +51,7 @@ from sftlabel.runs import (
     RunManifest,
     RunState,
     check_not_input,
+    conversations_of,
     count_labeled,
     estimate,
     finalize,
@@ -155,6 +156,8 @@ def _plan(
             f"{missing[0]}: no such file or directory",
             hint="check the path (inputs are files or directories of conversations)",
         )
+    # a `generate` run directory is read as the conversations it wrote
+    inputs = [p if "://" in str(p) else conversations_of(Path(p)) for p in inputs]
     options = LabelOptions(**{k: v for k, v in given.items() if v is not None})
     rate = merge_rate(RateOptions(), rate_given)
     output = opts.get("output")

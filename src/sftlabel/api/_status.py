@@ -15,6 +15,7 @@ from sftlabel.runs import (
     MANIFEST,
     METADATA,
     PROBLEMS,
+    GenerateFiles,
     RunFiles,
     Session,
     SoftOutput,
@@ -72,7 +73,7 @@ def status(run: PathLike) -> RunStatus:
             else:
                 reasons[record.reason or "error"] += 1
     else:
-        files = RunFiles(root)
+        files = GenerateFiles(root) if manifest.kind == "generate" else RunFiles(root)
         labeled_ids, _ = files.done()
         labeled = len(labeled_ids)
         decoder = msgspec.json.Decoder(_Reason)

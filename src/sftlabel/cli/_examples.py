@@ -59,6 +59,19 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ),
         ("Finish an interrupted arbitration", "sftlabel arbitrate runs/r1 -o runs/r1_arb --resume"),
     ],
+    "generate": [
+        (
+            "A gold set from scenarios, written by a strong model",
+            "sftlabel generate scenarios.yaml --model gpt-4o -o gold/v1",
+        ),
+        ("Start from the example scenario file", "sftlabel generate --example > scenarios.yaml"),
+        (
+            "Estimate tokens and cost first",
+            "sftlabel generate scenarios.yaml --model gpt-4o --dry-run",
+        ),
+        ("Finish an interrupted run", "sftlabel generate --resume gold/v1"),
+        ("Label what it wrote", "sftlabel label gold/v1 --model claude-sonnet-4-5 -o gold/labels"),
+    ],
     "status": [
         ("Where a run stands (running or finished, any kind)", "sftlabel status runs/r1"),
         ("The same as JSON, for scripts", "sftlabel status LABELED_dataset --json"),

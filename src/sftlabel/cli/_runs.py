@@ -38,11 +38,13 @@ SkipFailedOption = Annotated[
 ]
 
 
-def finish(result: RunResult, *, json_output: bool, what: str = "sample") -> None:
+def finish(
+    result: RunResult, *, json_output: bool, what: str = "sample", done: str = "labeled"
+) -> None:
     """The summary on stderr (and the JSON one on stdout), then exit with the run's status."""
     session = result.session
     lines = [
-        f"{plural(result.labeled, what)} labeled, {result.failed:,} failed"
+        f"{plural(result.labeled, what)} {done}, {result.failed:,} failed"
         + (f" ({_reasons(result)})" if result.failures_by_reason else "")
         + (
             f" ({result.duplicates:,} duplicates labeled once and copied)"

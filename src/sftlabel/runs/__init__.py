@@ -36,6 +36,13 @@ from sftlabel.runs._files import (
     last_newline,
     line_order,
 )
+from sftlabel.runs._generate import (
+    CONVERSATIONS,
+    GenerateFiles,
+    GenerateTask,
+    conversations_of,
+    generate_estimate,
+)
 from sftlabel.runs._label import (
     Estimate,
     LabelTask,
@@ -67,6 +74,7 @@ from sftlabel.runs._softstore import METADATA, PREFIX, SoftOutput, default_outpu
 from sftlabel.runs._stats import compute_stats, count_labeled
 
 __all__ = [
+    "CONVERSATIONS",
     "DASHBOARD",
     "DEDUP_INDEX",
     "DUPLICATES",
@@ -89,6 +97,8 @@ __all__ = [
     "Endpoint",
     "Engine",
     "Estimate",
+    "GenerateFiles",
+    "GenerateTask",
     "ItemFailed",
     "LabelOptions",
     "LabelTask",
@@ -113,6 +123,7 @@ __all__ = [
     "build_metadata",
     "check_not_input",
     "compute_stats",
+    "conversations_of",
     "copy_side_files",
     "count_labeled",
     "default_output",
@@ -120,6 +131,7 @@ __all__ = [
     "expected_cache",
     "finalize",
     "first_seen",
+    "generate_estimate",
     "has_manifest",
     "inside",
     "last_newline",

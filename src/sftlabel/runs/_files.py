@@ -54,6 +54,9 @@ class RunFiles:
 
     MAX_OPEN = 128
     """Open part files at most (the least recently used are closed and reopened on demand)."""
+    RESULTS = LABELED
+    """The file of the succeeded items (another kind of run may name it otherwise)."""
+    APPENDED: tuple[str, ...] = APPENDED
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -65,7 +68,7 @@ class RunFiles:
     def parts(self) -> list[str]:
         """The parts that hold results (``""`` is the root)."""
         found: set[str] = set()
-        for name in (LABELED, FAILURES):
+        for name in (self.RESULTS, FAILURES):
             for path in self.root.rglob(name):
                 relative = path.parent.relative_to(self.root).as_posix()
                 found.add("" if relative == "." else relative)
@@ -76,7 +79,7 @@ class RunFiles:
         many files needed it."""
         repaired = 0
         for part in self.parts():
-            for name in APPENDED:
+            for name in self.APPENDED:
                 path = self.path(name, part)
                 if not path.exists() or path.stat().st_size == 0:
                     continue
@@ -97,7 +100,7 @@ class RunFiles:
 
     def done(self) -> tuple[set[Hashable], set[Hashable]]:
         """Ids of the samples labeled, and of those with a failure record (in every part)."""
-        labeled: set[Hashable] = {_id_decoder.decode(line).id for line in self.lines(LABELED)}
+        labeled: set[Hashable] = {_id_decoder.decode(line).id for line in self.lines(self.RESULTS)}
         failed: set[Hashable] = {_id_decoder.decode(line).id for line in self.lines(FAILURES)}
         return labeled, failed
 
@@ -176,7 +179,7 @@ class RunFiles:
         """Create the empty result files a part is missing (an empty failures.jsonl says "no
         failures" better than none)."""
         for part in self.parts() or [""]:
-            for name in APPENDED:
+            for name in self.APPENDED:
                 self.path(name, part).touch()
 
     def close(self) -> None:

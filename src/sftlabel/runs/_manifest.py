@@ -27,7 +27,7 @@ from sftlabel.taxonomy import Taxonomy
 
 FORMAT_VERSION = 2
 MANIFEST = "run.json"
-RunKind = Literal["label", "softlabel", "arbitrate"]
+RunKind = Literal["label", "softlabel", "arbitrate", "generate"]
 
 
 class LabelOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
