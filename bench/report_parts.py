@@ -2,7 +2,7 @@
 
 A directory of N one-record JSONL files is labeled against the fake server on 127.0.0.1
 (tests/fake_llm_server.py, no latency), then the finished run is finalized again
-(``sftlabel.runs._job.finalize``: labeled.json and stats.json per part, the part dashboards and
+(``sftlabel.runs._label.finalize``: labeled.json and stats.json per part, the part dashboards and
 the global one, report.md) and reported again (``build_report`` alone), each in a subprocess
 timed for wall and CPU. Targets (issue 15): run directory under 60 MB and finalize under 10 s
 for 1,000 files; cost must grow with the data, not the number of files.
@@ -31,7 +31,7 @@ TARGET_FINALIZE_S = 10
 FINALIZE = """
 import sys
 from pathlib import Path
-from sftlabel.runs._job import finalize
+from sftlabel.runs._label import finalize
 from sftlabel.taxonomy import load_taxonomy
 finalize(Path(sys.argv[1]), load_taxonomy())
 """
