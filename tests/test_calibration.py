@@ -206,3 +206,23 @@ def test_baselines_at_80_columns(tmp_path: Path) -> None:
         assert f"{dim.ece:.3f}" in out
     intent = cal.dimensions[0]
     assert (intent.name, intent.errors) == ("intent", 1)
+
+
+def test_soft_runs_against_a_gold_soft_output(tmp_path: Path) -> None:
+    from .test_compare import _soft_file
+    from .test_report import soft_output
+
+    gold = soft_output(tmp_path / "LABELED_gold")  # a strong model's output: its hard labels
+    rows = [("c0", "m0", 0, 0.1), ("c0", "m1", 1, 0.9), ("c9", "m39", 1, 0.8), ("x", "y", 1, 0.5)]
+    a = _soft_file(tmp_path / "a.jsonl", rows)
+    b = _soft_file(tmp_path / "b.jsonl", rows[:1])
+    result = compare_runs([a, b], gold=gold)
+    first = result.gold[0]
+    assert (first.run, first.gold, first.paired, first.unpaired.a_only) == (
+        "a",
+        "LABELED_gold",
+        3,
+        1,
+    )
+    assert first.hard_agreement == pytest.approx(2 / 3)
+    assert first.calibration.turns == 3

@@ -89,8 +89,8 @@ def compare(
             help="Gold labels to calibrate against. Taxonomy runs: a gold run (directory or "
             "labeled JSON/JSONL; added to the runs, the reference unless --reference): per "
             "dimension a confidence reliability table, ECE and arbitration thresholds. "
-            "Soft-label runs: gold hard labels (JSONL/JSON/CSV with conversationId, "
-            "messageId, hard_label) to score every run against.",
+            "Soft-label runs: gold hard labels to score every run against: a soft-label "
+            "output folder, or JSONL/JSON/CSV with conversationId, messageId, hard_label.",
             show_default=False,
         ),
     ] = None,

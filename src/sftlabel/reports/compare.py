@@ -1204,7 +1204,17 @@ def _compare_runs(
         metrics = ["hard_agreement"]
         gold_reports = []
         if gold is not None:
-            labels = load_gold(gold)
+            if Path(gold).is_dir():  # a soft-label output (a strong model's, say): its hard labels
+                gold_data = open_run(gold)
+                if gold_data.kind != "soft":
+                    raise UsageError(
+                        f"--gold {gold} holds taxonomy labels; these runs are soft-label runs",
+                        hint="give a soft-label output or a file of hard labels",
+                    )
+                loaded = _load_soft_run(gold_data, Path(gold).name, intern)
+                labels = {key: hard for key, (hard, _) in loaded.rows.items()}
+            else:
+                labels = load_gold(gold)
             gold_reports = [_against_gold(r, labels, Path(gold).name) for r in runs]
     return CompareResult(
         schema=SCHEMA,
