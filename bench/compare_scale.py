@@ -10,6 +10,7 @@ subprocess and prints wall time, CPU, samples/s and the peak RSS, beside the RSS
 
     python bench/compare_scale.py              # 100,000 samples per run
     python bench/compare_scale.py --samples 1000000
+    python bench/compare_scale.py --gold      # also `compare A --gold B`: the calibration's cost
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("bench/data/compare"))
     parser.add_argument("--keep", action="store_true", help="reuse the runs if they exist")
     parser.add_argument("--make-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gold",
+        action="store_true",
+        help="also run `compare A --gold B` (B the gold run: the same comparison plus the "
+        "confidence calibration) and print its CPU against the plain comparison",
+    )
     args = parser.parse_args()
     root = args.root / str(args.samples)
     if args.make_only:
@@ -174,6 +181,17 @@ def main() -> None:
     )
     html = (root / "report.html").stat().st_size / 1024 / 1024
     print(f"report.html       {html:.1f} MiB")
+    if args.gold:
+        gold = [*sftlabel, "compare", str(run_a), "--gold", str(run_b), "--json"]
+        gold += ["-o", str(root / "gold.md"), "-o", str(root / "gold.html")]
+        g_elapsed, g_cpu, g_rss, g_done = run(gold)
+        if g_done.returncode != 0:
+            sys.exit(f"compare --gold failed ({g_done.returncode}):\n{g_done.stderr}")
+        calibrated = json.loads(g_done.stdout)["confidence_calibration"][0]
+        print(
+            f"--gold            wall {g_elapsed:.1f} s, cpu {g_cpu:.1f} s = {g_cpu / cpu:.3f} x "
+            f"the plain compare, peak RSS {g_rss:.0f} MB ({calibrated['paired']:,} paired)"
+        )
 
 
 if __name__ == "__main__":

@@ -354,8 +354,8 @@ def test_mixed_kinds_and_gold_for_taxonomy_are_refused(
     soft = _soft_file(tmp_path / "soft.jsonl", SOFT_A)
     with pytest.raises(UsageError, match="cannot compare taxonomy labels with soft labels"):
         compare_runs([runs["a"], soft])
-    with pytest.raises(UsageError, match="--gold is for soft-label runs"):
-        compare_runs([runs["a"], runs["b"]], gold=soft)
+    with pytest.raises(UsageError, match="cannot compare taxonomy labels with soft labels"):
+        compare_runs([runs["a"], runs["b"]], gold=soft)  # a taxonomy run's gold is a run
 
 
 # --------------------------------------------------------------------------- soft labels
@@ -485,7 +485,7 @@ def test_cli_terminal_json_and_reports(cli, runs: dict[str, Path], tmp_path: Pat
     assert data["schema"] == "sftlabel.compare/1"
     assert set(data) == {
         "schema", "kind", "reference", "runs", "dimensions", "comparisons",
-        "soft_comparisons", "matrices", "alpha", "gold",
+        "soft_comparisons", "matrices", "alpha", "gold", "confidence_calibration",
     }  # fmt: skip
     comparison = data["comparisons"][0]
     assert comparison["unpaired"]["a_only_examples"] == ["s1"]

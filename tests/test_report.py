@@ -270,8 +270,9 @@ def test_soft_label_output(cli, tmp_path: Path) -> None:
     result = cli("report", out)
     assert result.exit_code == 0, result.stderr
     page = (out / "dashboard.html").read_text("utf-8")
-    for title in ("soft-label histogram", "share of hard label 1 by split", "reliability"):
+    for title in ("soft-label histogram", "share of hard label 1 by split", "self-consistency"):
         assert title in page
+    assert "calibration gap" not in page  # soft vs its own hard label is not calibration
     assert "label tokens missing from top_logprobs (4 turns)" in page
     report = (out / "report.md").read_text("utf-8")
     assert "| turns | 41 |" in report and "| failed | 1 |" in report

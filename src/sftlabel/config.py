@@ -7,6 +7,11 @@ Config files are TOML with the keys below (``sftlabel.toml`` in the working dire
     base_url = "https://api.example.com/v1"
     taxonomy = "./my-taxonomy"
 
+Named profiles (``[profiles.gold]``, ``[profiles.production]``, ...) hold a model tier: model,
+endpoint, key source, prices, rate options and arbitration model; ``profile=NAME`` selects one.
+Precedence with a profile: flag > profile > environment > the command's table > top-level
+config > default.
+
 Secrets (API keys) are never shown: :meth:`Settings.redacted` replaces them.
 """
 
@@ -22,7 +27,7 @@ import platformdirs
 
 from sftlabel.errors import ConfigError
 
-Source = Literal["flag", "env", "config", "default", "keyvault"]
+Source = Literal["flag", "profile", "env", "config", "default", "keyvault"]
 CONFIG_ENV = "SFTLABEL_CONFIG"
 CONFIG_NAME = "sftlabel.toml"
 REDACTED = "<redacted>"
@@ -112,11 +117,41 @@ class SoftlabelDefaults(_Endpoint, kw_only=True, forbid_unknown_fields=True):
     prices: str | None = None
 
 
+class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[profiles.NAME]``: a model tier (the strong model for gold annotation, a mid one for
+    production, a light one for cost-sensitive batches), selected with ``--profile NAME``."""
+
+    description: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    azure_endpoint: str | None = None
+    azure_deployment: str | None = None
+    api_version: str | None = None
+    api_key_env: str | None = None
+    """The environment variable holding this tier's API key (the key never sits in the file);
+    the Azure key when the profile sets ``azure_endpoint`` or ``azure_deployment``."""
+    keyvault: str | None = None
+    secret: str | None = None
+    prices: str | None = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    arbitration_model: str | None = None
+
+
+PROFILE_KEYS = tuple(Profile.__struct_fields__)
+
+
 class ConfigFile(_Endpoint, kw_only=True, forbid_unknown_fields=True):
-    """The keys a config file may hold: the settings, and per-command defaults."""
+    """The keys a config file may hold: the settings, per-command defaults and profiles."""
 
     label: LabelDefaults | None = None
     softlabel: SoftlabelDefaults | None = None
+    profiles: dict[str, Any] | None = None
+    """``{name: Profile}`` once loaded (:func:`load_config_file` checks each table itself, so
+    an error names the profile)."""
 
 
 COMMANDS = {"label": LabelDefaults, "softlabel": SoftlabelDefaults}
@@ -139,7 +174,12 @@ class Settings(msgspec.Struct, kw_only=True):
     config_file: str | None = None
     command: str | None = None
     defaults: dict[str, Any] = {}
-    """The command's job defaults from its config table (``[softlabel] input = ...``)."""
+    """The command's job defaults from its config table (``[softlabel] input = ...``) and the
+    selected profile."""
+    profile: str | None = None
+    """The selected profile's name."""
+    profile_defaults: frozenset[str] = frozenset()
+    """The keys of :attr:`defaults` that come from the profile (over the command's table)."""
 
     def get(self, key: str) -> str | None:
         return self.values[key].value
@@ -160,6 +200,8 @@ class Settings(msgspec.Struct, kw_only=True):
 
                 value = redact_url(value)  # credentials in userinfo or the query
             shown[key] = {"value": value, "source": setting.source}
+            if setting.source == "profile":
+                shown[key]["profile"] = self.profile
             if setting.detail:
                 shown[key]["from"] = setting.detail
         return shown
@@ -205,7 +247,7 @@ def find_config_file(
 
 def load_config_file(path: Path) -> ConfigFile:
     try:
-        return msgspec.toml.decode(path.read_bytes(), type=ConfigFile)
+        loaded = msgspec.toml.decode(path.read_bytes(), type=ConfigFile)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except msgspec.ValidationError as exc:
@@ -218,6 +260,72 @@ def load_config_file(path: Path) -> ConfigFile:
         ) from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for name, table in (loaded.profiles or {}).items():
+        try:
+            loaded.profiles[name] = msgspec.convert(table, Profile)  # type: ignore[index]
+        except msgspec.ValidationError as exc:
+            raise ConfigError(
+                f"{path} [profiles.{name}]: {exc}",
+                hint=f"known [profiles.NAME] keys: {', '.join(PROFILE_KEYS)}",
+            ) from None
+    return loaded
+
+
+def defined_profiles(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The profiles of the config file in effect: ``{name: {key: value}}`` (keys that are set)."""
+    path = find_config_file(config_file, environ=environ, cwd=cwd)
+    loaded = load_config_file(path) if path else None
+    return {
+        name: {k: v for k, v in msgspec.structs.asdict(profile).items() if v is not None}
+        for name, profile in ((loaded.profiles if loaded else None) or {}).items()
+    }
+
+
+def _profile_values(
+    loaded: ConfigFile | None,
+    path: Path | None,
+    name: str,
+    env: Mapping[str, str],
+) -> tuple[dict[str, tuple[str, str]], dict[str, Any]]:
+    """The settings (``FIELDS`` keys: value and where it came from) and the job options of
+    profile ``name``."""
+    profiles = (loaded.profiles if loaded is not None else None) or {}
+    chosen = profiles.get(name)
+    if chosen is None:
+        where = f"in {path}" if path else "(no config file found)"
+        defined = ", ".join(sorted(profiles))
+        raise ConfigError(
+            f"unknown profile {name!r} {where}",
+            hint=f"defined profiles: {defined}"
+            if defined
+            else "define it as a [profiles.NAME] table of sftlabel.toml (see `sftlabel init`)",
+        )
+    assert path is not None
+    values = {k: v for k, v in msgspec.structs.asdict(chosen).items() if v is not None}
+    where = f"{path} [profiles.{name}]"
+    settings: dict[str, tuple[str, str]] = {
+        k: (str(values.pop(k)), where)
+        for k in ("model", "base_url", "azure_endpoint")
+        if k in values
+    }
+    values.pop("description", None)
+    variable = values.pop("api_key_env", None)
+    if variable is not None:
+        key = env.get(variable)
+        if not key:
+            raise ConfigError(
+                f"profile {name!r}: its api_key_env {variable} is not set in the environment",
+                hint=f"export {variable}=..., or change api_key_env in {path}",
+            )
+        azure = "azure_endpoint" in settings or "azure_deployment" in values
+        settings["azure_api_key" if azure else "api_key"] = (key, f"env {variable}, {where}")
+    job = {k: _relative_to(path, k, v) for k, v in values.items()}
+    return settings, job
 
 
 def resolve_settings(
@@ -227,10 +335,15 @@ def resolve_settings(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     command: str | None = None,
+    profile: str | None = None,
 ) -> Settings:
     """Resolve every setting: flag > environment > config file > default. With ``command``,
     the config file's ``[command]`` table overrides its top-level settings for that command and
-    gives the job defaults (:attr:`Settings.defaults`)."""
+    gives the job defaults (:attr:`Settings.defaults`). With ``profile``, the config file's
+    ``[profiles.NAME]`` table comes right after the flags: flag > profile > environment >
+    ``[command]`` > top-level > default; its job options (rate, prices, deployment,
+    arbitration model ...) override the command table's (only those the command has a table key
+    for, when it has a table)."""
     env = os.environ if environ is None else environ
     flags = flags or {}
     unknown = set(flags) - set(FIELDS)
@@ -252,12 +365,25 @@ def resolve_settings(
                 from_table.add(key)
             else:
                 job[key] = _relative_to(path, key, value)
+    from_profile: dict[str, tuple[str, str]] = {}
+    profile_job: set[str] = set()
+    if profile is not None:
+        from_profile, extra = _profile_values(loaded, path, profile, env)
+        allowed = COMMANDS[command].__struct_fields__ if command in COMMANDS else None
+        for key, value in extra.items():
+            if allowed is None or key in allowed:
+                job[key] = value
+                profile_job.add(key)
     defaults = _defaults()
     values: dict[str, Setting] = {}
     for key, field in FIELDS.items():
         flag = flags.get(key)
         if flag is not None:
             values[key] = Setting(value=os.fspath(flag), source="flag")
+            continue
+        if key in from_profile:
+            value, detail = from_profile[key]
+            values[key] = Setting(value=value, source="profile", detail=detail)
             continue
         env_name = next((name for name in field.env if env.get(name)), None)
         if env_name is not None:
@@ -275,6 +401,8 @@ def resolve_settings(
         config_file=str(path) if path else None,
         command=command,
         defaults=job,
+        profile=profile,
+        profile_defaults=frozenset(profile_job),
     )
 
 

@@ -37,4 +37,40 @@ EXAMPLE_CONFIG = """\
 # strategy = "user_message_only"
 # rationales = false
 # concurrency = 50
+
+# Profiles: model tiers, selected with `--profile NAME` on label, softlabel and arbitrate.
+# Precedence: flag > profile > environment variable > the command's table > the settings above.
+# Keys: description, model, base_url, azure_endpoint, azure_deployment, api_version,
+# api_key_env (the variable holding the key), keyvault, secret, prices, concurrency, rpm, tpm,
+# timeout, max_cost, arbitration_model. The tiers of the old system:
+
+# [profiles.gold]                               # strong model for gold annotation
+# description = "gold annotation: the strongest model, slow and careful"
+# model = "claude-sonnet-4"
+# base_url = "https://litellm.example.com/v1"
+# api_key_env = "LITELLM_GOLD_KEY"
+# concurrency = 8
+# rpm = 120
+# arbitration_model = "claude-opus-4"
+# prices = "./prices.toml"
+
+# [profiles.production]                         # mid model for production labeling
+# model = "deepseek-v3.2"
+# base_url = "https://api.deepseek.com/v1"
+# api_key_env = "DEEPSEEK_API_KEY"
+# concurrency = 50
+# rpm = 3000
+# tpm = 5000000
+# arbitration_model = "claude-sonnet-4"
+# max_cost = 50.0
+
+# [profiles.cheap]                              # light model for cost-sensitive batches
+# model = "gpt-4o-mini"
+# azure_endpoint = "https://<resource>.openai.azure.com"
+# azure_deployment = "gpt-4o-mini"
+# keyvault = "my-vault"
+# secret = "openai-api-key"
+# concurrency = 100
+# arbitration_model = "deepseek-v3.2"
+# max_cost = 5.0
 """

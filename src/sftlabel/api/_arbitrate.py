@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from sftlabel.api._endpoint import check_keywords, run_client_config, settings_for
+from sftlabel.api._endpoint import check_keywords, command_settings, run_client_config
 from sftlabel.api._label import _result
 from sftlabel.api._session import (
     ProgressCallback,
@@ -89,17 +89,13 @@ async def aarbitrate(
         )
     if not existing and target.exists() and any(target.iterdir()):
         raise UsageError(f"output directory {target} already exists and is not empty")
-    settings = settings_for(
-        model=opts.get("model"),
-        base_url=opts.get("base_url"),
-        api_key=opts.get("api_key"),
-        config=opts.get("config"),
-        keyvault=opts.get("keyvault"),
-        secret=opts.get("secret"),
-        no_keyvault=bool(opts.get("no_keyvault")),
-        azure=opts.get("azure_deployment") is not None,
-    )
-    given = {"model": opts.get("model"), "confidence_threshold": opts.get("threshold")}
+    # a profile (--profile) completes the options: its arbitration model (else its model)
+    # arbitrates, its endpoint, rate and prices apply
+    settings, opts = command_settings("arbitrate", opts)
+    chosen_model = opts.get("model") or opts.get("arbitration_model")
+    if chosen_model is None and settings.values["model"].source == "profile":
+        chosen_model = settings.get("model")
+    given = {"model": chosen_model, "confidence_threshold": opts.get("threshold")}
     if existing:
         manifest = read_manifest(target)
         if manifest.kind != "arbitrate":
@@ -113,7 +109,7 @@ async def aarbitrate(
         threshold = float(recorded["confidence_threshold"] or 0.65)
         rate = merge_rate(manifest.rate, {k: opts.get(k) for k in _RATE})
     else:
-        model = opts.get("model") or source_manifest.model
+        model = chosen_model or source_manifest.model
         threshold = float(opts.get("threshold") or 0.65)
         rate = merge_rate(RateOptions(), {k: opts.get(k) for k in _RATE})
         manifest = msgspec.structs.replace(

@@ -31,20 +31,23 @@ def settings_for(
     no_keyvault: bool = False,
     azure: bool = False,
     command: str | None = None,
+    profile: str | None = None,
 ) -> Settings:
     """The effective settings, with the Key Vault key applied when a vault is configured."""
     settings = resolve_settings(
         {"model": model, "base_url": base_url, "api_key": api_key, "taxonomy": taxonomy},
         config_file=config,
         command=command,
+        profile=profile,
     )
     apply_vault_key(settings, keyvault, secret, no_keyvault=no_keyvault, azure=azure)
     return settings
 
 
 def command_settings(command: str, opts: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
-    """The settings of a run command and its options completed by the config file's
-    ``[command]`` table (an option given explicitly always wins)."""
+    """The settings of a run command and its options completed by the selected profile
+    (``profile``) and the config file's ``[command]`` table (an option given explicitly always
+    wins)."""
     settings = resolve_settings(
         {
             "model": opts.get("model"),
@@ -54,6 +57,7 @@ def command_settings(command: str, opts: dict[str, Any]) -> tuple[Settings, dict
         },
         config_file=opts.get("config"),
         command=command,
+        profile=opts.get("profile"),
     )
     merged = dict(opts)
     for key, value in settings.defaults.items():
@@ -116,6 +120,7 @@ def key_source(settings: Settings, azure: bool) -> str | None:
         return None
     return {
         "config": f"the config file {setting.detail}",
+        "profile": f"profile {settings.profile}: {setting.detail}",
         "keyvault": f"the Key Vault secret {setting.detail}",
     }.get(setting.source, setting.detail)
 
@@ -195,6 +200,7 @@ ENDPOINT_KEYS = frozenset(
         "no_cache",
         "prices",
         "config",
+        "profile",
     }
 )
 """The keyword options every run function takes for its endpoint (as the CLI's flags)."""

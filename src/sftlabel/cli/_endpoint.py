@@ -15,6 +15,16 @@ from sftlabel.llm import ClientConfig
 CONNECTION = "Endpoint"
 RATE = "Rate and budget"
 
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Model tier from the config file's [profiles.NAME] table: model, endpoint, key, "
+        "prices, rate options and arbitration model (a flag still wins over it).",
+        rich_help_panel=CONNECTION,
+        show_default=False,
+    ),
+]
+
 ModelOption = Annotated[
     str | None,
     typer.Option(help="Model name (env SFTLABEL_MODEL).", rich_help_panel=CONNECTION),

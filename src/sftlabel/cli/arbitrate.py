@@ -21,6 +21,7 @@ from sftlabel.cli._endpoint import (
     ModelOption,
     NoCacheOption,
     PricesOption,
+    ProfileOption,
     RpmOption,
     TimeoutOption,
     TpmOption,
@@ -78,6 +79,7 @@ def arbitrate(
     tpm: TpmOption = None,
     prices: PricesOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Re-ask the low-confidence dimensions of an existing run, into a new run directory.
 
@@ -108,6 +110,7 @@ def arbitrate(
             tpm=tpm,
             prices=prices,
             config=config,
+            profile=profile,
         )
     counters = result.counters
     changed = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("changed:")}

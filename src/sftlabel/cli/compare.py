@@ -12,6 +12,7 @@ from sftlabel.cli._common import fit_tables, output_stream, stderr, stdout
 from sftlabel.cli._examples import epilog
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
+from sftlabel.reports._calibration import DEFAULT_CATCH
 from sftlabel.reports._compare_render import Section, render_html, render_markdown, sections
 from sftlabel.reports._safe import visible
 from sftlabel.reports.compare import CompareResult, compare_runs, encode_result
@@ -85,11 +86,23 @@ def compare(
     gold: Annotated[
         Path | None,
         typer.Option(
-            help="Soft-label runs: gold hard labels (JSONL/JSON/CSV with conversationId, "
-            "messageId, hard_label) to score every run against.",
+            help="Gold labels to calibrate against. Taxonomy runs: a gold run (directory or "
+            "labeled JSON/JSONL; added to the runs, the reference unless --reference): per "
+            "dimension a confidence reliability table, ECE and arbitration thresholds. "
+            "Soft-label runs: gold hard labels to score every run against: a soft-label "
+            "output folder, or JSONL/JSON/CSV with conversationId, messageId, hard_label.",
             show_default=False,
         ),
     ] = None,
+    catch: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="With --gold (taxonomy): share of the errors the recommended arbitration "
+            "threshold must catch.",
+        ),
+    ] = DEFAULT_CATCH,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON instead of tables.")
     ] = False,
@@ -117,6 +130,11 @@ def compare(
     matrix, and Krippendorff's alpha per dimension. Soft-label runs: hard-label agreement and
     kappa, Pearson / Spearman correlation of the soft labels, Brier score and expected
     calibration error against the reference's hard labels or `--gold`.
+
+    With `--gold GOLD` (taxonomy runs) every run's self-reported confidence is checked against
+    agreement with the gold run: per dimension a reliability table (confidence bins: samples,
+    mean confidence, agreement, gap), ECE, and the arbitration thresholds with their cost and
+    the share of errors they catch (the smallest catching `--catch` of them is recommended).
     """
     targets = [(path, _format_of(path)) for path in output or []]
     settings = resolve_settings({"taxonomy": taxonomy})
@@ -127,6 +145,7 @@ def compare(
         gold=gold,
         top=top,
         examples=examples,
+        catch=catch,
     )
     for path, kind in targets:
         with output_stream(str(path)) as handle:

@@ -20,6 +20,7 @@ from sftlabel.cli._endpoint import (
     ModelOption,
     NoCacheOption,
     PricesOption,
+    ProfileOption,
     RpmOption,
     TimeoutOption,
     TpmOption,
@@ -197,6 +198,7 @@ def label(
     ] = None,
     no_dedup: NoDedupOption = False,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Label every sample on the taxonomy's 9 dimensions with two LLM calls each.
 
@@ -246,6 +248,7 @@ def label(
         "max_tokens": max_tokens,
         "dedup": False if no_dedup else None,
         "config": config,
+        "profile": profile,
     }
     if dry_run:
         estimate = api.label_estimate(

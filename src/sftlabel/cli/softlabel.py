@@ -20,6 +20,7 @@ from sftlabel.cli._endpoint import (
     ModelOption,
     NoCacheOption,
     PricesOption,
+    ProfileOption,
     RpmOption,
     TimeoutOption,
     TpmOption,
@@ -160,6 +161,7 @@ def softlabel(
     prices: PricesOption = None,
     no_dedup: NoDedupOption = False,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Soft-label every user turn with P(the message does NOT require reasoning).
 
@@ -203,6 +205,7 @@ def softlabel(
         "tpm": tpm,
         "prices": prices,
         "config": config,
+        "profile": profile,
     }
     if dry_run:
         estimate = api.softlabel_estimate(inputs, **options)

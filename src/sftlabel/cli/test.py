@@ -19,6 +19,7 @@ from sftlabel.cli._endpoint import (
     BaseUrlOption,
     HeaderOption,
     ModelOption,
+    ProfileOption,
     TimeoutOption,
     build_client_config,
 )
@@ -64,6 +65,7 @@ def test(
     no_keyvault: NoKeyVaultOption = False,
     timeout: TimeoutOption = 120.0,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Check that an endpoint can serve both jobs (softlabel and label).
 
@@ -81,7 +83,14 @@ def test(
     settings = resolve_settings(
         {"model": model, "base_url": base_url, "api_key": api_key, "taxonomy": taxonomy},
         config_file=config,
+        profile=profile,
     )
+    tier = settings.defaults  # the profile's endpoint options, under the flags
+    azure_deployment = azure_deployment or tier.get("azure_deployment")
+    api_version = api_version or tier.get("api_version")
+    keyvault = keyvault or tier.get("keyvault")
+    secret = secret or tier.get("secret")
+    timeout = timeout or tier.get("timeout")
     chosen = settings.get("model")
     if not chosen:
         raise UsageError("no model given", hint="pass --model NAME or set SFTLABEL_MODEL")

@@ -441,7 +441,8 @@ class SoftSummary:
 
     @property
     def calibration_error(self) -> float:
-        """Expected calibration error: the count-weighted mean |mean soft − share of hard 1|."""
+        """Self-consistency gap (not calibration: the hard label comes from the same answer):
+        the count-weighted mean |mean soft − share of own hard label 1| over the soft bins."""
         if not self.labeled:
             return 0.0
         gap = sum(abs(b.soft - b.hard) for b in self.calibration if b.count)

@@ -269,6 +269,19 @@ class CalibrationAccumulator:
         self._predicted[b] += p
         self._positive[b] += outcome
 
+    def add_counts(self, probability: float, count: int, positives: int) -> None:
+        """``count`` outcomes at one same probability, ``positives`` of them 1: the same as
+        calling :meth:`add` that many times."""
+        if count <= 0:
+            return
+        p = min(1.0, max(0.0, probability))
+        self.n += count
+        self.squared += positives * (p - 1.0) ** 2 + (count - positives) * p * p
+        b = min(self.bins - 1, int(p * self.bins))
+        self._count[b] += count
+        self._predicted[b] += p * count
+        self._positive[b] += positives
+
     def brier(self) -> float | None:
         return self.squared / self.n if self.n else None
 

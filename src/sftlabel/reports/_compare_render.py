@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sftlabel.reports._calibration import ConfidenceCalibration
 from sftlabel.reports._safe import esc, md
 from sftlabel.reports.compare import (
     Calibration,
@@ -60,7 +61,7 @@ class Section:
     title: str
     lines: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
-    source: PairReport | SoftPairReport | Literal["gold", "all", ""] = ""
+    source: PairReport | SoftPairReport | ConfidenceCalibration | Literal["gold", "all", ""] = ""
     """What the section's charts are drawn from (HTML)."""
 
 
@@ -231,6 +232,10 @@ def _taxonomy_sections(result: CompareResult) -> list[Section]:
             if dim.tags:
                 section.tables.append(_tag_table(dim, pair.a, pair.b))
         sections.append(section)
+    if result.confidence_calibration:
+        from sftlabel.reports._calibration_render import confidence_section
+
+        sections += [confidence_section(c) for c in result.confidence_calibration]
     return sections
 
 
@@ -657,6 +662,10 @@ def render_html(result: CompareResult, *, title: str | None = None) -> str:
             panels = _figures_all(result)
         elif source == "gold":
             panels = [_calibration_figure(g.calibration, g.run) for g in result.gold]
+        elif isinstance(source, ConfidenceCalibration):
+            from sftlabel.reports._calibration_render import reliability_figures
+
+            panels = reliability_figures(source)
         main = [t for t in section.tables if not t.detail]
         detail = [t for t in section.tables if t.detail]
         parts += [_html_table(t) for t in main]

@@ -248,7 +248,13 @@ def render_soft_report(
              f"{counts['hard1'] / labeled:.1%}" if labeled else "—")
         )  # fmt: skip
     lines += _table(("split", "bucket", "labeled", "failed", "hard label 1"), rows)
-    lines += ["## Calibration", ""]
+    lines += [
+        "## Self-consistency: soft vs own hard labels",
+        "",
+        "Not calibration (the hard label comes from the same answer); calibration against gold "
+        "labels: `sftlabel compare RUN --gold GOLD`.",
+        "",
+    ]
     calibration = [
         (f"{i / len(summary.calibration):.1f}–{(i + 1) / len(summary.calibration):.1f}",
          f"{b.count:,}", f"{b.soft / b.count:.3f}", f"{b.hard / b.count:.1%}")

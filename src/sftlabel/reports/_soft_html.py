@@ -38,7 +38,7 @@ def soft_cards(summary: SoftSummary, facts: RunFacts) -> list[tuple[str, str]]:
         ("hard label 1 (no reasoning)", f"{share1:.1%}"),
         ("mean soft label", f"{summary.soft_mean:.3f}"),
         ("censored turns", f"{censored:.1%}"),
-        ("calibration gap (ECE)", f"{summary.calibration_error:.3f}"),
+        ("self-consistency gap (soft vs own hard)", f"{summary.calibration_error:.3f}"),
         ("hard ≠ rounded soft", f"{summary.disagree:,}"),
         ("elapsed", _num(facts.elapsed, 1, " s")),
         ("turns / s", _throughput(summary.turns, facts.elapsed)),
@@ -57,7 +57,14 @@ def render_soft(
             note="soft label = P('1') / (P('0') + P('1')); 1 = does not require reasoning",
         )
     )
-    body.append(_section("Calibration: hard vs soft labels", _calibration(summary)))
+    body.append(
+        _section(
+            "Self-consistency: soft vs own hard labels",
+            _calibration(summary),
+            note="not calibration: the hard label comes from the same answer; calibration "
+            "against gold labels is `sftlabel compare RUN --gold GOLD`",
+        )
+    )
     body.append(_section("Censored tokens, methods and failures", _soft_operations(summary)))
     models = ", ".join(summary.models) or facts.model or "?"
     return _page(title, f"model {models}", "".join(body))
@@ -131,14 +138,14 @@ def _calibration(summary: SoftSummary) -> list[str]:
             text=[f"{b.count:,} turns" for b in bins],
             hovertemplate="mean soft %{x:.2f}, hard=1 %{y:.1%} (%{text})<extra></extra>",
         ),
-        title="reliability: share of hard label 1 per soft-label bin "
-        f"(ECE {summary.calibration_error:.3f})",
+        title="self-consistency: share of own hard label 1 per soft-label bin "
+        f"(gap {summary.calibration_error:.3f})",
         xaxis={"title": {"text": "mean soft label"}, "range": [0, 1]},
         yaxis={"title": {"text": "share hard = 1"}, "range": [0, 1]},
     )
     counts = Fig(
         trace("bar", x=_bins(CALIBRATION_BINS), y=[b.count for b in summary.calibration]),
-        title="turns per calibration bin",
+        title="turns per soft-label bin",
     )
     return [figure(fig), figure(counts)]
 

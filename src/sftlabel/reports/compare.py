@@ -43,6 +43,14 @@ from sftlabel.reports._agreement import (
     pearson,
     spearman,
 )
+from sftlabel.reports._calibration import (
+    DEFAULT_CATCH,
+    ConfidenceCalibration,
+    Tally,
+    calibration_report,
+    new_tallies,
+    tally_pair,
+)
 from sftlabel.reports._runs import RunData, open_run
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
@@ -247,6 +255,8 @@ class CompareResult(msgspec.Struct, kw_only=True):
     alpha: list[AlphaReport]
     gold: list[GoldReport]
     """Soft-label runs with a gold file: every run against it."""
+    confidence_calibration: list[ConfidenceCalibration] = msgspec.field(default_factory=list)
+    """Taxonomy runs with ``gold``: every other run's confidence against agreement with gold."""
 
     def to_builtins(self) -> dict[str, Any]:
         data: dict[str, Any] = msgspec.to_builtins(self)
@@ -720,9 +730,18 @@ def _add_pairs(
 
 
 def _compare_taxonomy_pair(
-    a: _Run, b: _Run, dims: Sequence[DimensionSpec], *, top: int, examples: int
+    a: _Run,
+    b: _Run,
+    dims: Sequence[DimensionSpec],
+    *,
+    top: int,
+    examples: int,
+    tallies: list[Tally] | None = None,
 ) -> PairReport:
+    """``tallies`` (when ``b`` is the gold run): filled with A's confidence tallies in the same
+    pass over the pairs."""
     n_dims = len(dims)
+    calibrate = tallies is not None
     accs = [_DimAccumulator(multi=d.select == "multi", examples=examples) for d in dims]
     paired = all_match = 0
     b_rows = b.rows
@@ -742,7 +761,8 @@ def _compare_taxonomy_pair(
             pair = (va, vb)
             counts = pairs[i]
             seen = counts.get(pair)
-            if va is vb or va == vb:
+            same = va is vb or va == vb
+            if same:
                 counts[pair] = 1 if seen is None else seen + 1
             else:
                 matched = False
@@ -755,6 +775,13 @@ def _compare_taxonomy_pair(
                     if len(keys) < examples:
                         keys.append(key)
             ca, cb = row_a[n_dims + i], row_b[n_dims + i]
+            if calibrate and ca is not None:
+                cell = tallies[i].get(ca)  # type: ignore[index]
+                if cell is None:
+                    cell = tallies[i][ca] = [0, 0]  # type: ignore[index]
+                cell[0] += 1
+                if not same:
+                    cell[1] += 1
             if ca is not None or cb is not None:
                 acc = accs[i]
                 if ca is not None:
@@ -1012,6 +1039,17 @@ def _unique_names(runs: Sequence[RunData]) -> list[str]:
     return names
 
 
+def _path_index(runs: list[RunData], names: list[str], path: Path) -> int:
+    """The position of the run at ``path`` among ``runs`` (added to them when missing)."""
+    resolved = path.resolve()
+    for position, run in enumerate(runs):
+        if run.path.resolve() == resolved:
+            return position
+    runs.append(open_run(path))
+    names[:] = _unique_names(runs)
+    return len(runs) - 1
+
+
 def _reference_index(runs: list[RunData], names: list[str], reference: str | None) -> int:
     if reference is None:
         return 1
@@ -1019,13 +1057,7 @@ def _reference_index(runs: list[RunData], names: list[str], reference: str | Non
         return names.index(reference)
     path = Path(reference)
     if path.exists():
-        resolved = path.resolve()
-        for position, run in enumerate(runs):
-            if run.path.resolve() == resolved:
-                return position
-        runs.append(open_run(path))
-        names[:] = _unique_names(runs)
-        return len(runs) - 1
+        return _path_index(runs, names, path)
     raise UsageError(
         f"--reference {reference!r} is neither the name of a run nor a path",
         hint=f"runs are: {', '.join(names)}",
@@ -1055,19 +1087,31 @@ def compare_runs(
     gold: str | Path | None = None,
     top: int = 10,
     examples: int = 3,
+    catch: float = DEFAULT_CATCH,
 ) -> CompareResult:
     """Compare runs (see the module doc). ``paths`` are RUN arguments (see :func:`open_run`);
     ``reference`` is a run's name or path (default: the second run; a path that is not among
     ``paths`` is added); ``taxonomy`` gives the dimensions and their select mode (default: the
-    reference run's own taxonomy when it is recorded, else the built-in one); ``gold`` is a file
-    of hard labels for soft-label runs."""
+    reference run's own taxonomy when it is recorded, else the built-in one); ``gold`` is, for
+    taxonomy runs, a gold run (added to the runs, and the reference unless ``reference`` is
+    given) against which every other run's confidence is calibrated (``catch``: the share of
+    errors the recommended arbitration threshold must catch), for soft-label runs a file of
+    hard labels."""
+    if not 0.0 < catch <= 1.0:
+        raise UsageError(f"--catch {catch}: must be above 0 and at most 1", hint="e.g. --catch 0.8")
     # a million long-lived row tuples make the cyclic collector rescan them again and again;
     # nothing built here forms a cycle
     enabled = gc.isenabled()
     gc.disable()
     try:
         return _compare_runs(
-            paths, reference=reference, taxonomy=taxonomy, gold=gold, top=top, examples=examples
+            paths,
+            reference=reference,
+            taxonomy=taxonomy,
+            gold=gold,
+            top=top,
+            examples=examples,
+            catch=catch,
         )
     finally:
         if enabled:
@@ -1082,12 +1126,21 @@ def _compare_runs(
     gold: str | Path | None,
     top: int,
     examples: int,
+    catch: float,
 ) -> CompareResult:
     opened = [open_run(p) for p in paths]
     names = _unique_names(opened)
     if not opened:
         raise UsageError("give the runs to compare", hint="sftlabel compare RUN_A RUN_B")
-    ref = _reference_index(opened, names, reference)
+    gold_index: int | None = None
+    if gold is not None and all(run.kind == "taxonomy" for run in opened):
+        if not Path(gold).exists():
+            raise InputError(f"--gold {gold}: no such file or directory")
+        gold_index = _path_index(opened, names, Path(gold))
+    if reference is None and gold_index is not None:
+        ref = gold_index
+    else:
+        ref = _reference_index(opened, names, reference)
     if len(opened) < 2:
         raise UsageError(
             "compare needs two runs or more", hint="sftlabel compare RUN_A RUN_B [RUN_C ...]"
@@ -1101,12 +1154,8 @@ def _compare_runs(
         )
     kind = opened[0].kind
     intern = _Interner()
+    calibrations: list[ConfidenceCalibration] = []
     if kind == "taxonomy":
-        if gold is not None:
-            raise UsageError(
-                "--gold is for soft-label runs",
-                hint="for taxonomy runs pass the gold labels as a run: --reference GOLD.json",
-            )
         if not isinstance(taxonomy, Taxonomy):
             if taxonomy is None:
                 ordered = [opened[ref], *opened]
@@ -1118,9 +1167,29 @@ def _compare_runs(
             for run, name in zip(opened, names, strict=True)
         ]
         others = [r for i, r in enumerate(runs) if i != ref]
+        tallies = {id(r): new_tallies(len(dims)) for r in others} if gold_index == ref else {}
         comparisons = [
-            _compare_taxonomy_pair(r, runs[ref], dims, top=top, examples=examples) for r in others
+            _compare_taxonomy_pair(
+                r, runs[ref], dims, top=top, examples=examples, tallies=tallies.get(id(r))
+            )
+            for r in others
         ]
+        if gold_index is not None:
+            specs = [(d.name, d.select) for d in dims]
+            gold_run = runs[gold_index]
+            for position, run in enumerate(runs):
+                if position == gold_index:
+                    continue
+                if id(run) in tallies:
+                    found = tallies[id(run)]
+                    paired = next(p.paired for p in comparisons if p.a == run.name)
+                else:
+                    found, paired = tally_pair(run.rows, gold_run.rows, len(dims))
+                calibrations.append(
+                    calibration_report(
+                        run.name, gold_run.name, specs, found, paired=paired, catch=catch
+                    )
+                )
         soft_comparisons: list[SoftPairReport] = []
         metrics = ["all_dimensions_exact", "mean_dimension_exact"]
         gold_reports: list[GoldReport] = []
@@ -1135,7 +1204,17 @@ def _compare_runs(
         metrics = ["hard_agreement"]
         gold_reports = []
         if gold is not None:
-            labels = load_gold(gold)
+            if Path(gold).is_dir():  # a soft-label output (a strong model's, say): its hard labels
+                gold_data = open_run(gold)
+                if gold_data.kind != "soft":
+                    raise UsageError(
+                        f"--gold {gold} holds taxonomy labels; these runs are soft-label runs",
+                        hint="give a soft-label output or a file of hard labels",
+                    )
+                loaded = _load_soft_run(gold_data, Path(gold).name, intern)
+                labels = {key: hard for key, (hard, _) in loaded.rows.items()}
+            else:
+                labels = load_gold(gold)
             gold_reports = [_against_gold(r, labels, Path(gold).name) for r in runs]
     return CompareResult(
         schema=SCHEMA,
@@ -1148,6 +1227,7 @@ def _compare_runs(
         matrices=_pairwise_matrices(runs, len(dims), metrics) if len(runs) >= 3 else [],
         alpha=_alpha(runs, dims),
         gold=gold_reports,
+        confidence_calibration=calibrations,
     )
 
 
