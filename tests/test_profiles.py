@@ -189,3 +189,18 @@ def test_endpoint_test_takes_a_profile(cli, llm_server, project: Path) -> None:
     assert result.exit_code == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["label_ready"]
     assert cli("test", "--profile", "nope").exit_code == 2
+
+
+def test_generate_takes_a_profile(cli, llm_server, project: Path) -> None:
+    """The gold tier writes the gold set: its model, endpoint and rate options."""
+    from .test_generate import scenario_file
+
+    _config(project, llm_server.base_url)
+    result = cli(
+        "generate", scenario_file(project, 2), "-o", project / "gold", "--profile", "gold"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert KEY not in result.stdout + result.stderr
+    manifest = json.loads((project / "gold" / "run.json").read_text("utf-8"))
+    assert manifest["options"]["model"] == "gold-model"
+    assert manifest["rate"]["concurrency"] == 3

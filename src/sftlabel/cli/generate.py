@@ -22,6 +22,7 @@ from sftlabel.cli._endpoint import (
     ModelOption,
     NoCacheOption,
     PricesOption,
+    ProfileOption,
     RpmOption,
     TimeoutOption,
     TpmOption,
@@ -151,6 +152,7 @@ def generate(
     tpm: TpmOption = None,
     prices: PricesOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Generate a gold set: one ShareGPT conversation per scenario, written by a strong model.
 
@@ -195,6 +197,7 @@ def generate(
         "tpm": tpm,
         "prices": prices,
         "config": config,
+        "profile": profile,
     }
     if dry_run:
         estimate = api.generate_dry_run(
