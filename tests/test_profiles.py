@@ -196,9 +196,7 @@ def test_generate_takes_a_profile(cli, llm_server, project: Path) -> None:
     from .test_generate import scenario_file
 
     _config(project, llm_server.base_url)
-    result = cli(
-        "generate", scenario_file(project, 2), "-o", project / "gold", "--profile", "gold"
-    )
+    result = cli("generate", scenario_file(project, 2), "-o", project / "gold", "--profile", "gold")
     assert result.exit_code == 0, result.stderr
     assert KEY not in result.stdout + result.stderr
     manifest = json.loads((project / "gold" / "run.json").read_text("utf-8"))
