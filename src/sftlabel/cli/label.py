@@ -24,6 +24,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._engine import EngineOption, RayAddressOption, ShardsOption, engine_options
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
@@ -196,6 +197,9 @@ def label(
         ),
     ] = None,
     no_dedup: NoDedupOption = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    shards: ShardsOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Label every sample on the taxonomy's 9 dimensions with two LLM calls each.
@@ -246,10 +250,12 @@ def label(
         "max_tokens": max_tokens,
         "dedup": False if no_dedup else None,
         "config": config,
+        **engine_options(engine, ray_address, shards),
     }
     if dry_run:
+        ignored = ("resume", "engine", "ray_address", "shards")
         estimate = api.label_estimate(
-            inputs or [], **{k: v for k, v in options.items() if k != "resume"}
+            inputs or [], **{k: v for k, v in options.items() if k not in ignored}
         )
         render_estimate(
             estimate, model=model, concurrency=concurrency, rpm=rpm, json_output=json_output
