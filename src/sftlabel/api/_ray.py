@@ -272,7 +272,9 @@ class ShardedRun:
         self._merge_caches(tag)
         status, message = _status(summaries, errors, self.control.reason)
         self._add(summaries)
-        if status == "completed" and all(finished(self.root, s) for s in range(self.shards)):
+        if self.control.reason is None:
+            # every task has ended: its records join the run (an unfinished shard resumes
+            # per sample from them); an interrupted session leaves the shards to its resume
             merge(self.root, self.shards)
         return Outcome(status=status, state=self.state, message=message)
 
