@@ -22,6 +22,7 @@ import sftlabel
 
 from .conftest import shared, write_jsonl
 from .llm_server import FakeLLMServer
+from .test_label_run import labeler_rules
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -247,3 +248,22 @@ def test_max_cost_holds_across_workers(cluster: str, server: FakeLLMServer, tmp_
     assert 0 < result.labeled < 400
     manifest = json.loads((tmp_path / "ray" / "run.json").read_text("utf-8"))
     assert manifest["sessions"][-1]["cost"] <= cap
+
+
+def test_arbitrate_on_ray_gives_the_local_arbitration(
+    cluster: str, llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    unsure = {**CALL1, "confidence": {**CALL1["confidence"], "difficulty": 0.4}}
+    llm_server.configure(rules=labeler_rules(call1=unsure))
+    source = data(tmp_path / "in.jsonl", 40)
+    labeled = run(llm_server, [source], tmp_path / "run", arbitration=False)
+    assert labeled.labeled == 40
+    common = {"base_url": llm_server.base_url, "cache": tmp_path / "cache.sqlite", "report": False}
+    local = sftlabel.arbitrate(tmp_path / "run", output=tmp_path / "local", **common)
+    sharded = sftlabel.arbitrate(
+        tmp_path / "run", output=tmp_path / "ray", engine="ray", shards=2, **common
+    )
+    assert sharded.status == local.status == "completed", sharded.message
+    assert records(tmp_path / "ray") == records(tmp_path / "local")
+    assert [r["labels"]["difficulty"] for r in records(tmp_path / "ray")] == ["advanced"] * 40
+    assert files(tmp_path / "ray") == files(tmp_path / "local")

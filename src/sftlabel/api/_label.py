@@ -296,6 +296,8 @@ async def _run(
             manifest.rate = plan.rate
             files.repair()
         sharded = sharding(plan.root, manifest, opts)
+        if sharded is not None and transport is not None:
+            raise UsageError("--engine ray sends over the network: it takes no transport")
         session_number = new_session(manifest)
         write_manifest(plan.root, manifest)
         make_task = partial(

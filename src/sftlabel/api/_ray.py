@@ -200,6 +200,7 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
 def _summary(outcome: Outcome) -> dict[str, Any]:
     state = outcome.state
     return {
+        "kind": state.kind,
         "status": outcome.status,
         "message": outcome.message,
         "succeeded": state.succeeded,
@@ -312,6 +313,7 @@ class ShardedRun:
         state = self.state
         stats: list[ClientStats] = [state.client]
         for summary in summaries:
+            state.kind = summary["kind"]
             state.succeeded += summary["succeeded"]
             state.failed += summary["failed"]
             state.skipped += summary["skipped"]
@@ -410,7 +412,6 @@ async def run_sharded(
     control: RunControl,
 ) -> Outcome:
     """One session of a run on Ray (the driver's side); stops the cluster it started."""
-    state.kind = "label"
     run = ShardedRun(
         cluster=sharded.cluster,
         root=root,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -37,6 +37,6 @@ ShardsOption = Annotated[
 ]
 
 
-def engine_options(engine: str, ray_address: str | None, shards: int | None) -> dict[str, object]:
+def engine_options(engine: str, ray_address: str | None, shards: int | None) -> dict[str, Any]:
     """The API keywords of the engine options."""
     return {"engine": engine, "ray_address": ray_address, "shards": shards}

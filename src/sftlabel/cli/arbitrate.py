@@ -25,6 +25,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._engine import EngineOption, RayAddressOption, ShardsOption, engine_options
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._progress import progress
 from sftlabel.cli._runs import JsonOption, finish
@@ -77,6 +78,9 @@ def arbitrate(
     rpm: RpmOption = None,
     tpm: TpmOption = None,
     prices: PricesOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    shards: ShardsOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Re-ask the low-confidence dimensions of an existing run, into a new run directory.
@@ -108,6 +112,7 @@ def arbitrate(
             tpm=tpm,
             prices=prices,
             config=config,
+            **engine_options(engine, ray_address, shards),
         )
     counters = result.counters
     changed = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("changed:")}

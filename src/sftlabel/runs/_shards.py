@@ -171,7 +171,8 @@ def merge(root: Path, shards: int) -> None:
                         with source.open("rb") as handle:
                             shutil.copyfileobj(handle, out)
     first = stores[0].path(PROBLEMS) if stores else None
-    if first is not None and first.exists():
+    if first is not None and first.exists() and first.stat().st_size:
+        # the session's input problems (shard 0 reads them); none: the run's stay
         shutil.copyfile(first, root / (PROBLEMS + PARTIAL))
     _merge_indexes(root / DEDUP_INDEX, [s.root / DEDUP_INDEX for s in stores])
     (work / MERGING).touch()
