@@ -141,13 +141,17 @@ def test_a_run_over_a_directory_keeps_its_parts(
 
 
 def shard_workers() -> list[int]:
-    import psutil
-
+    """The processes running a shard (Ray names them after the task; Linux /proc)."""
     found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if "ray::run_shard" in cmdline:
-            found.append(process.info["pid"])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ray::run_shard" in cmdline:
+            found.append(int(entry.name))
     return found
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -37,6 +39,7 @@ from sftlabel.runs import (
     Outcome,
     RateOptions,
     RunControl,
+    RunFiles,
     RunManifest,
     RunState,
     ShardTask,
@@ -47,6 +50,7 @@ from sftlabel.runs import (
     merge,
     prepare,
     recover,
+    shard_dir,
     sum_stats,
 )
 
@@ -126,6 +130,8 @@ class ShardJob:
     """With ``--max-cost``: USD leased at a time."""
     workers: int = 1
     run_tag: str = ""
+    progress: Any = None
+    """The run's :class:`Progress` actor: each attempt reports its figures there."""
 
 
 def cache_file(config: ClientConfig, tag: str, shard: int) -> Path | None:
@@ -174,6 +180,7 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
         )
         dedup = Dedup(ContentIndex(store.root / DEDUP_INDEX)) if job.dedup else None
         state = RunState()
+        attempt = f"{job.shard}:{uuid.uuid4().hex}"
         engine = Engine(
             task=task,
             store=store,
@@ -183,6 +190,7 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
             retry_failed=job.retry_failed,
             state=state,
             control=RunControl(),
+            on_progress=_reporter(job.progress, attempt),
         )
         store.open()
         outcome = await engine.run()
@@ -191,18 +199,50 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
             await client.aclose()
         if budget is not None:
             budget.close()
-    summary = _summary(outcome)
+    summary = {**_figures(outcome.state), "status": outcome.status, "message": outcome.message}
+    if job.progress is not None:
+        import_ray().get(job.progress.report.remote(attempt, summary))
     if outcome.status == "completed":
         mark_finished(job.root, job.shard, summary)
     return summary
 
 
-def _summary(outcome: Outcome) -> dict[str, Any]:
-    state = outcome.state
+class Progress:
+    """The figures of every attempt of every shard (a Ray actor): the driver shows their sum,
+    and an attempt whose worker died still counts what it had sent and spent."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, Any]] = {}
+
+    def report(self, attempt: str, figures: dict[str, Any]) -> None:
+        self.latest[attempt] = figures
+
+    def figures(self) -> list[dict[str, Any]]:
+        return list(self.latest.values())
+
+
+REPORT_EVERY = 1.0
+"""Seconds between two progress reports of a worker."""
+
+
+def _reporter(progress: Any, attempt: str) -> Callable[[RunState], None] | None:
+    if progress is None:
+        return None
+    last = [0.0]
+
+    def report(state: RunState) -> None:
+        now = time.monotonic()
+        if now - last[0] >= REPORT_EVERY:
+            last[0] = now
+            progress.report.remote(attempt, _figures(state))
+
+    return report
+
+
+def _figures(state: RunState) -> dict[str, Any]:
     return {
         "kind": state.kind,
-        "status": outcome.status,
-        "message": outcome.message,
+        "in_flight": state.in_flight,
         "succeeded": state.succeeded,
         "failed": state.failed,
         "skipped": state.skipped,
@@ -230,6 +270,8 @@ class ShardedRun:
     budget: Budget | None = None
     control: RunControl = field(default_factory=RunControl)
     state: RunState = field(default_factory=RunState)
+    on_progress: Callable[[RunState], None] | None = None
+    progress: Any = None
 
     async def run(self) -> Outcome:
         """Run every unfinished shard, then merge them into the run directory."""
@@ -240,6 +282,8 @@ class ShardedRun:
         tag = hashlib.blake2b(str(self.root.resolve()).encode(), digest_size=6).hexdigest()
         ray = self.cluster.ray
         remote = ray.remote(num_cpus=1, max_retries=3)(run_shard)
+        self.progress = ray.remote(num_cpus=0)(Progress).remote()
+        self.state.done_before = len(done_before(self.root, self.shards))
         ledger = None
         budget_slice = None
         rpm, tpm = self.config.rpm, self.config.tpm
@@ -265,6 +309,7 @@ class ShardedRun:
                     budget_slice=budget_slice,
                     workers=parallel,
                     run_tag=tag,
+                    progress=self.progress,
                 )
             ): shard
             for shard in todo
@@ -272,7 +317,7 @@ class ShardedRun:
         summaries, errors = await self._wait(refs)
         self._merge_caches(tag)
         status, message = _status(summaries, errors, self.control.reason)
-        self._add(summaries)
+        self._apply(await self._figures())
         if self.control.reason is None:
             # every task has ended: its records join the run (an unfinished shard resumes
             # per sample from them); an interrupted session leaves the shards to its resume
@@ -289,6 +334,9 @@ class ShardedRun:
             done, pending = await anyio.to_thread.run_sync(
                 partial(ray.wait, pending, num_returns=1, timeout=0.5)
             )
+            if self.on_progress is not None:
+                self._apply(await self._figures())
+                self.on_progress(self.state)
             for ref in done:
                 try:
                     summaries.append(ray.get(ref))
@@ -309,21 +357,39 @@ class ShardedRun:
             files = [cache_file(config, tag, s) for s in range(self.shards)]
             merge_cache(Path(config.cache_path), [f for f in files if f is not None])
 
-    def _add(self, summaries: list[dict[str, Any]]) -> None:
+    async def _figures(self) -> list[dict[str, Any]]:
+        ref = self.progress.figures.remote()
+        figures: list[dict[str, Any]] = await anyio.to_thread.run_sync(self.cluster.ray.get, ref)
+        return figures
+
+    def _apply(self, figures: list[dict[str, Any]]) -> None:
+        """The session's figures: the sum over every attempt of every shard."""
         state = self.state
-        stats: list[ClientStats] = [state.client]
-        for summary in summaries:
-            state.kind = summary["kind"]
-            state.succeeded += summary["succeeded"]
-            state.failed += summary["failed"]
-            state.skipped += summary["skipped"]
-            state.retried += summary["retried"]
-            state.problems += summary["problems"]
-            state.unreadable += summary["unreadable"]
-            for name, count in summary["counters"].items():
+        state.succeeded = state.failed = state.skipped = state.retried = 0
+        state.problems = state.unreadable = state.in_flight = 0
+        state.counters = {}
+        for each in figures:
+            state.kind = each["kind"] or state.kind
+            state.succeeded += each["succeeded"]
+            state.failed += each["failed"]
+            state.skipped += each["skipped"]
+            state.retried += each["retried"]
+            state.problems += each["problems"]
+            state.unreadable += each["unreadable"]
+            state.in_flight += each["in_flight"]
+            for name, count in each["counters"].items():
                 state.counters[name] = state.counters.get(name, 0) + count
-            stats.append(summary["client"])
-        state.client = sum_stats(stats)
+        state.client = sum_stats([each["client"] for each in figures] or [ClientStats()])
+
+
+def done_before(root: Path, shards: int) -> set[Hashable]:
+    """What earlier sessions did: the run's records and its unmerged shards'."""
+    labeled, failed = RunFiles(root).done()
+    done = labeled | failed
+    for shard in range(shards):
+        own_labeled, own_failed = RunFiles(shard_dir(root, shard)).done()
+        done |= own_labeled | own_failed
+    return done
 
 
 _RANK: dict[str, int] = {"completed": 0, "budget": 1, "interrupted": 2, "aborted": 3}
@@ -425,6 +491,7 @@ async def run_sharded(
         budget=budget,
         control=control,
         state=state,
+        on_progress=on_progress,
     )
     try:
         outcome = await with_signals(control, run.run)
