@@ -15,7 +15,7 @@ import msgspec
 
 from sftlabel.api._endpoint import check_keywords, run_client_config, settings_for
 from sftlabel.api._label import _result
-from sftlabel.api._ray import run_sharded, sharding
+from sftlabel.api._ray import check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -78,6 +78,7 @@ async def aarbitrate(
 ) -> RunResult:
     """The async form of :func:`arbitrate`."""
     opts = _check(options)
+    check_engine(opts)
     source = Path(run)
     source_manifest = read_manifest(source)
     output = opts.get("output")

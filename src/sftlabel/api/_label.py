@@ -22,7 +22,7 @@ from sftlabel.api._endpoint import (
     command_settings,
     run_client_config,
 )
-from sftlabel.api._ray import run_sharded, sharding
+from sftlabel.api._ray import check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -210,6 +210,7 @@ async def alabel(
     if not inputs and opts.get("resume") is None and opts.get("inputs"):
         inputs = list(opts["inputs"])  # [label] inputs = [...] of the config file
     plan = _plan(inputs, opts, settings.get("model"))
+    check_engine(opts)
     taxonomy = load_taxonomy(opts.get("taxonomy") or plan.taxonomy_path or settings.get("taxonomy"))
     recorded_taxonomy = plan.manifest.taxonomy if plan.manifest is not None else None
     if recorded_taxonomy is not None and recorded_taxonomy.hash != taxonomy_ref(taxonomy).hash:

@@ -430,18 +430,25 @@ class Sharding:
     shards: int
 
 
+def check_engine(opts: dict[str, Any]) -> None:
+    """Refuse a wrong engine option (or a missing Ray) before the run directory exists."""
+    engine = opts.get("engine") or "local"
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}", hint="use --engine local or --engine ray")
+    if engine == "local" and opts.get("shards") is not None:
+        raise UsageError("--shards needs --engine ray")
+    if engine == "ray":
+        import_ray()
+
+
 def sharding(root: Path, manifest: RunManifest, opts: dict[str, Any]) -> Sharding | None:
     """Whether this session runs on Ray (``engine="ray"``); records the shard count.
 
     A run whose shards were not merged (its driver died) is merged first when it resumes on
     the local engine: the shards' records are records of the run."""
-    engine = opts.get("engine") or "local"
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine {engine!r}", hint="use --engine local or --engine ray")
+    check_engine(opts)
     given = opts.get("shards")
-    if engine == "local":
-        if given is not None:
-            raise UsageError("--shards needs --engine ray")
+    if (opts.get("engine") or "local") == "local":
         if manifest.shards is not None:
             recover(root)
             merge(root, manifest.shards)
