@@ -8,7 +8,11 @@ Ray's daemons and its workers; the fake server excluded) and the ratio ray / loc
 Target (issue 18): >= 1.6 x the local samples/s on a 2-core machine.
 
     python bench/ray_throughput.py [--samples 8000] [--concurrency 400] [--latency 0.2]
-        [--shards N]
+        [--shards N] [--rpm 3000 --rpm-samples 1500]
+
+With --rpm: then a provider-style token bucket of RPM on the server (429 + Retry-After beyond
+it), `--engine ray --shards 2 --rpm RPM --concurrency 100`: samples/s as a share of the bound
+RPM / 2 / 60 and the share of requests answered 429 (targets: >= 0.9 and <= 2%).
 """
 
 from __future__ import annotations
@@ -103,7 +107,42 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=400)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--shards", type=int, default=None)
+    parser.add_argument("--rpm", type=int, default=None)
+    parser.add_argument("--rpm-samples", type=int, default=1500)
     args = parser.parse_args()
+    if args.samples:  # --samples 0: only the --rpm scenario
+        throughput(args)
+    if args.rpm:
+        rate_limited(args.rpm, args.rpm_samples)
+
+
+def rate_limited(rpm: int, samples: int) -> None:
+    with tempfile.TemporaryDirectory() as folder, FakeLLMServer(latency=0.2) as server:
+        tmp = Path(folder)
+        server.configure(rules=RULES, bucket_rpm=rpm)
+        data = make_data(tmp / "data.jsonl", samples)
+        command = [
+            sys.executable, "-m", "sftlabel", "label", str(data), "--model", "gpt-4o-mini",
+            "--base-url", server.base_url, "-o", str(tmp / "run"), "--no-cache",
+            "--no-arbitration", "--concurrency", "100", "--json", "--engine", "ray",
+            "--shards", "2", "--rpm", str(rpm),
+        ]  # fmt: skip
+        _, _, result = run(command)
+        stats = server.stats()
+    by_status = stats["by_status"]
+    requests = sum(by_status.values())
+    session = float(result["session"]["elapsed"])  # type: ignore[index]
+    rate = int(result["labeled"]) / session  # type: ignore[call-overload]
+    bound = rpm / 2 / 60
+    print(
+        f"--rpm {rpm}, 2 workers, {samples} samples: {rate:.1f} samples/s = "
+        f"{rate / bound:.2f} x the bound ({bound:.1f}/s, the session incl. its ramp-up); "
+        f"{by_status.get('429', 0)} of {requests} requests answered 429 "
+        f"({by_status.get('429', 0) / max(requests, 1):.1%})"
+    )
+
+
+def throughput(args: argparse.Namespace) -> None:
     figures: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as folder, FakeLLMServer(latency=args.latency) as server:
         tmp = Path(folder)
