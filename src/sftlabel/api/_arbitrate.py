@@ -60,7 +60,9 @@ def arbitrate(
 ) -> RunResult:
     """Re-ask every dimension of ``run`` whose confidence is below ``threshold`` (0.65) with
     ``model`` (the run's by default), into ``output`` (``<run>_arbitrated``); ``resume=True``
-    continues an interrupted arbitration. Counters say what changed (``changed:<dim>``)."""
+    continues an interrupted arbitration; ``engine="ray"`` (with ``ray_address``,
+    ``shards``) runs it in shards on a Ray cluster. Counters say what changed
+    (``changed:<dim>``)."""
     return run_sync(
         lambda: aarbitrate(
             run, transport=transport, on_progress=on_progress, control=control, **options

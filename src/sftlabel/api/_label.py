@@ -99,7 +99,8 @@ def label(
     ``json_mode``, ``max_tokens``, ``taxonomy``,
     ``cache``, ``no_cache``, ``prices``, ``headers``, ``azure_deployment``, ``api_version``,
     ``keyvault``, ``secret``, ``config``, ``retry_failed`` (False for ``--skip-failed``),
-    ``report`` (False: no dashboard). ``transport`` is an httpx transport for tests and
+    ``report`` (False: no dashboard), ``engine`` (``"ray"``: in shards on a Ray cluster,
+    docs/scaling.md), ``ray_address``, ``shards``. ``transport`` is an httpx transport for tests and
     embedding. Returns a :class:`RunResult`; raises :class:`~sftlabel.SftlabelError` (with an
     ``exit_code``) for configuration errors.
     """
