@@ -3,6 +3,7 @@
 nox                 lint + typing + tests + wheel
 nox -s tests -- -k slice      pass arguments to pytest
 nox -s latest       the tests with the newest release of every dependency, past our upper bounds
+nox -s ray          --engine ray on a real local Ray cluster (installs the ray extra)
 nox -s e2e          end to end against a real model (llama.cpp + SmolLM2-135M; slow)
 nox -s release      sdist + wheel into dist/, twine check, the wheel installed alone and run
 nox -s bench        throughput / memory benchmarks (slow, builds a large corpus)
@@ -53,7 +54,15 @@ def tests(session: nox.Session) -> None:
     """pytest against the installed wheel (not the source tree), so packaging is tested too.
     The Azure extra is installed so that remote-storage tests run against Azurite."""
     session.install(".[test,azure,xlsx,parquet]")
-    session.run("pytest", "-m", "not e2e", *session.posargs)
+    session.run("pytest", "-m", "not e2e and not ray", *session.posargs)
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """The --engine ray tests on a local Ray cluster the tests start (127.0.0.1, no usage
+    statistics sent): they need the ray extra, which the default sessions do not install."""
+    session.install(".[test,ray]")
+    session.run("pytest", "-m", "ray", *session.posargs, env={"RAY_USAGE_STATS_ENABLED": "0"})
 
 
 @nox.session

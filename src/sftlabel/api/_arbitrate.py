@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import msgspec
 
 from sftlabel.api._endpoint import check_keywords, command_settings, run_client_config
 from sftlabel.api._label import _result
+from sftlabel.api._ray import check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -41,11 +43,11 @@ from sftlabel.runs import (
     read_manifest,
     write_manifest,
 )
-from sftlabel.taxonomy import load_taxonomy
+from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
 PathLike = str | os.PathLike[str]
 _RATE = tuple(RateOptions.__struct_fields__)
-_KNOWN = {*_RATE, "threshold", "output", "resume", "report"}
+_KNOWN = {*_RATE, "threshold", "output", "resume", "report", "engine", "ray_address", "shards"}
 
 
 def arbitrate(
@@ -58,7 +60,9 @@ def arbitrate(
 ) -> RunResult:
     """Re-ask every dimension of ``run`` whose confidence is below ``threshold`` (0.65) with
     ``model`` (the run's by default), into ``output`` (``<run>_arbitrated``); ``resume=True``
-    continues an interrupted arbitration. Counters say what changed (``changed:<dim>``)."""
+    continues an interrupted arbitration; ``engine="ray"`` (with ``ray_address``,
+    ``shards``) runs it in shards on a Ray cluster. Counters say what changed
+    (``changed:<dim>``)."""
     return run_sync(
         lambda: aarbitrate(
             run, transport=transport, on_progress=on_progress, control=control, **options
@@ -76,6 +80,7 @@ async def aarbitrate(
 ) -> RunResult:
     """The async form of :func:`arbitrate`."""
     opts = _check(options)
+    check_engine(opts)
     source = Path(run)
     source_manifest = read_manifest(source)
     output = opts.get("output")
@@ -142,28 +147,47 @@ async def aarbitrate(
             copy_side_files(source, target)
         else:
             files.repair()
+        sharded = sharding(target, manifest, opts)
+        if sharded is not None and transport is not None:
+            raise UsageError("--engine ray sends over the network: it takes no transport")
         new_session(manifest)
         manifest.sessions[-1].message = f"arbitrate {source}"
         write_manifest(target, manifest)
-        labeler = Labeler(client, taxonomy, confidence_threshold=threshold)
-        task = ArbitrateTask(labeler, source)
+        make_task = partial(arbitrate_task, taxonomy=taxonomy, threshold=threshold, source=source)
         state = RunState(spent_before=manifest.spent)
         if on_progress is not None:
             state.total = sum(1 for _ in RunFiles(source).lines(LABELED))
-        engine = Engine(
-            task=task,
-            store=files,
-            clients=[client],
-            concurrency=rate.concurrency,
-            max_cost=rate.max_cost,
-            retry_failed=False,  # the source run's failures are copied, not arbitrated
-            on_progress=on_progress,
-            state=state,
-            control=control or RunControl(),
-        )
         started = time.monotonic()
-        files.open(truncate_problems=False)
-        outcome = await with_signals(engine.control, engine.run)
+        if sharded is not None:
+            await client.aclose()  # the workers make their own clients
+            outcome = await run_sharded(
+                sharded,
+                target,
+                make_task=make_task,
+                config=config,
+                arbiter_config=None,
+                rate=rate,
+                retry_failed=False,
+                dedup=False,
+                budget=budget,
+                on_progress=on_progress,
+                state=state,
+                control=control or RunControl(),
+            )
+        else:
+            engine = Engine(
+                task=make_task(client, None),
+                store=files,
+                clients=[client],
+                concurrency=rate.concurrency,
+                max_cost=rate.max_cost,
+                retry_failed=False,  # the source run's failures are copied, not arbitrated
+                on_progress=on_progress,
+                state=state,
+                control=control or RunControl(),
+            )
+            files.open(truncate_problems=False)
+            outcome = await with_signals(engine.control, engine.run)
     finally:
         await client.aclose()
     record_session(target, manifest, outcome, started, status="finalizing")
@@ -184,6 +208,18 @@ async def aarbitrate(
     if result.status != "completed":
         result.resume_hint = f"sftlabel arbitrate {source} -o {target} --resume"
     return result
+
+
+def arbitrate_task(
+    client: LLMClient,
+    _arbiter: LLMClient | None,
+    *,
+    taxonomy: Taxonomy,
+    threshold: float,
+    source: Path,
+) -> ArbitrateTask:
+    """The arbitration task of a run with its client (in this process, or in a Ray worker)."""
+    return ArbitrateTask(Labeler(client, taxonomy, confidence_threshold=threshold), source)
 
 
 def _check(options: Mapping[str, Any]) -> dict[str, Any]:

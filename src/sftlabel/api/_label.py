@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sftlabel.api._endpoint import (
     command_settings,
     run_client_config,
 )
+from sftlabel.api._ray import check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -98,7 +100,8 @@ def label(
     ``json_mode``, ``max_tokens``, ``taxonomy``,
     ``cache``, ``no_cache``, ``prices``, ``headers``, ``azure_deployment``, ``api_version``,
     ``keyvault``, ``secret``, ``config``, ``retry_failed`` (False for ``--skip-failed``),
-    ``report`` (False: no dashboard). ``transport`` is an httpx transport for tests and
+    ``report`` (False: no dashboard), ``engine`` (``"ray"``: in shards on a Ray cluster,
+    docs/scaling.md), ``ray_address``, ``shards``. ``transport`` is an httpx transport for tests and
     embedding. Returns a :class:`RunResult`; raises :class:`~sftlabel.SftlabelError` (with an
     ``exit_code``) for configuration errors.
     """
@@ -211,6 +214,7 @@ async def alabel(
     if not inputs and opts.get("resume") is None and opts.get("inputs"):
         inputs = list(opts["inputs"])  # [label] inputs = [...] of the config file
     plan = _plan(inputs, opts, settings.get("model"))
+    check_engine(opts)
     taxonomy = load_taxonomy(opts.get("taxonomy") or plan.taxonomy_path or settings.get("taxonomy"))
     recorded_taxonomy = plan.manifest.taxonomy if plan.manifest is not None else None
     if recorded_taxonomy is not None and recorded_taxonomy.hash != taxonomy_ref(taxonomy).hash:
@@ -296,38 +300,56 @@ async def _run(
             manifest = plan.manifest
             manifest.rate = plan.rate
             files.repair()
+        sharded = sharding(plan.root, manifest, opts)
+        if sharded is not None and transport is not None:
+            raise UsageError("--engine ray sends over the network: it takes no transport")
         session_number = new_session(manifest)
         write_manifest(plan.root, manifest)
-        labeler = Labeler(
-            client,
-            taxonomy,
-            confidence_threshold=options_.confidence_threshold,
-            arbitration=options_.arbitration,
-            arbitration_client=arbiter,
-            json_mode=options_.json_mode,
-            max_tokens=options_.max_tokens,
-            temperature=options_.temperature,
+        make_task = partial(
+            label_task,
+            taxonomy=taxonomy,
+            inputs=local_inputs,
+            options=options_,
+            session=session_number,
         )
-        task = LabelTask(labeler, local_inputs, options_, session=session_number)
         state = RunState(spent_before=manifest.spent)
         if on_progress is not None:
             state.total = sum(1 for _ in sample_stream(local_inputs, options_))
-        dedup = Dedup(ContentIndex(plan.root / DEDUP_INDEX)) if options_.dedup else None
-        engine = Engine(
-            task=task,
-            store=files,
-            dedup=dedup,
-            clients=[c for c in (client, arbiter) if c is not None],
-            concurrency=plan.rate.concurrency,
-            max_cost=plan.rate.max_cost,
-            retry_failed=bool(opts.get("retry_failed", True)),
-            on_progress=on_progress,
-            state=state,
-            control=control or RunControl(),
-        )
         started = time.monotonic()
-        files.open()
-        outcome = await with_signals(engine.control, engine.run)
+        if sharded is not None:
+            await client.aclose()  # the workers make their own clients
+            if arbiter is not None:
+                await arbiter.aclose()
+            outcome = await run_sharded(
+                sharded,
+                plan.root,
+                make_task=make_task,
+                config=config,
+                arbiter_config=arbiter.config if arbiter is not None else None,
+                rate=plan.rate,
+                retry_failed=bool(opts.get("retry_failed", True)),
+                dedup=options_.dedup,
+                budget=budget,
+                on_progress=on_progress,
+                state=state,
+                control=control or RunControl(),
+            )
+        else:
+            dedup = Dedup(ContentIndex(plan.root / DEDUP_INDEX)) if options_.dedup else None
+            engine = Engine(
+                task=make_task(client, arbiter),
+                store=files,
+                dedup=dedup,
+                clients=[c for c in (client, arbiter) if c is not None],
+                concurrency=plan.rate.concurrency,
+                max_cost=plan.rate.max_cost,
+                retry_failed=bool(opts.get("retry_failed", True)),
+                on_progress=on_progress,
+                state=state,
+                control=control or RunControl(),
+            )
+            files.open()
+            outcome = await with_signals(engine.control, engine.run)
     finally:
         await client.aclose()
         if arbiter is not None:
@@ -349,6 +371,29 @@ async def _run(
         state=state,
         started=started,
     )
+
+
+def label_task(
+    client: LLMClient,
+    arbiter: LLMClient | None,
+    *,
+    taxonomy: Taxonomy,
+    inputs: list[str],
+    options: LabelOptions,
+    session: int,
+) -> LabelTask:
+    """The label task of a run with its clients (in this process, or in each Ray worker)."""
+    labeler = Labeler(
+        client,
+        taxonomy,
+        confidence_threshold=options.confidence_threshold,
+        arbitration=options.arbitration,
+        arbitration_client=arbiter,
+        json_mode=options.json_mode,
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+    )
+    return LabelTask(labeler, inputs, options, session=session)
 
 
 def _nothing_new(manifest: RunManifest, state: RunState) -> bool:
@@ -421,6 +466,9 @@ _KNOWN = {
     "report",
     "inputs",
     "output_root",
+    "engine",
+    "ray_address",
+    "shards",
 }
 
 

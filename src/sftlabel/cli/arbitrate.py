@@ -26,6 +26,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._engine import EngineOption, RayAddressOption, ShardsOption, engine_options
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._progress import progress
 from sftlabel.cli._runs import JsonOption, finish
@@ -78,6 +79,9 @@ def arbitrate(
     rpm: RpmOption = None,
     tpm: TpmOption = None,
     prices: PricesOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    shards: ShardsOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
     profile: ProfileOption = None,
 ) -> None:
@@ -111,6 +115,7 @@ def arbitrate(
             prices=prices,
             config=config,
             profile=profile,
+            **engine_options(engine, ray_address, shards),
         )
     counters = result.counters
     changed = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("changed:")}

@@ -25,6 +25,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._engine import EngineOption, RayAddressOption, ShardsOption, engine_options
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
@@ -197,6 +198,9 @@ def label(
         ),
     ] = None,
     no_dedup: NoDedupOption = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    shards: ShardsOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
     profile: ProfileOption = None,
 ) -> None:
@@ -249,10 +253,12 @@ def label(
         "dedup": False if no_dedup else None,
         "config": config,
         "profile": profile,
+        **engine_options(engine, ray_address, shards),
     }
     if dry_run:
+        ignored = ("resume", "engine", "ray_address", "shards")
         estimate = api.label_estimate(
-            inputs or [], **{k: v for k, v in options.items() if k != "resume"}
+            inputs or [], **{k: v for k, v in options.items() if k not in ignored}
         )
         render_estimate(
             estimate, model=model, concurrency=concurrency, rpm=rpm, json_output=json_output

@@ -1,7 +1,7 @@
 """The shared OpenAI-compatible LLM client (used by label, softlabel, arbitrate and test)."""
 
-from sftlabel.llm._budget import Budget
-from sftlabel.llm._cache import ResponseCache, cache_key
+from sftlabel.llm._budget import Budget, Reservation
+from sftlabel.llm._cache import ResponseCache, ShardCache, cache_key, merge_cache
 from sftlabel.llm._client import LLMClient
 from sftlabel.llm._config import (
     ChatRequest,
@@ -49,13 +49,16 @@ __all__ = [
     "PriceTable",
     "RateLearner",
     "RequestRejectedError",
+    "Reservation",
     "ResponseCache",
     "RetriesExhaustedError",
     "Secret",
+    "ShardCache",
     "SystemClock",
     "TokenBucket",
     "cache_key",
     "estimate_tokens",
+    "merge_cache",
     "parse_duration",
     "redact_url",
     "resolve_label_tokens",

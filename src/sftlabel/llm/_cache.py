@@ -138,3 +138,73 @@ class ResponseCache:
             self._db.close()
         with self._read_lock:
             self._reader.close()
+
+
+class ShardCache(ResponseCache):
+    """A worker's own cache file in front of a shared one it only reads (``--engine ray``).
+
+    Each shard of a run writes the answers it gets to its own SQLite file (``own``): SQLite
+    must not be written by several machines over a network file system. It reads its own file
+    first, then ``base`` (the run's usual cache, opened read-only, if it exists). The run's
+    driver copies the shard files into ``base`` at the end (:func:`merge_cache`).
+    """
+
+    def __init__(self, own: Path, base: Path | None) -> None:
+        super().__init__(own)
+        self._base: sqlite3.Connection | None = None
+        if base is not None and base.exists() and base.resolve() != own.resolve():
+            try:
+                self._base = sqlite3.connect(
+                    f"{base.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=30.0,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error:
+                self._base = None  # an unreadable shared cache only costs requests
+
+    def get(self, key: str) -> bytes | None:
+        found = super().get(key)
+        if found is not None or self._base is None:
+            return found
+        with self._read_lock:
+            try:
+                row = self._base.execute(
+                    "SELECT body FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+            except sqlite3.Error:
+                row = None
+        if row is None:
+            return None
+        self.misses -= 1
+        self.hits += 1
+        return bytes(row[0])
+
+    def close(self) -> None:
+        super().close()
+        if self._base is not None:
+            with self._read_lock:
+                self._base.close()
+
+
+def merge_cache(base: Path, shards: list[Path]) -> None:
+    """Copy the answers of shard cache files into ``base`` (then remove the shard files)."""
+    found = [s for s in shards if s.exists()]
+    if not found:
+        return
+    target = ResponseCache(base)  # creates the table
+    target.close()
+    db = sqlite3.connect(base, timeout=60.0, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        for source in found:
+            db.execute("ATTACH DATABASE ? AS shard", (str(source),))
+            try:
+                db.execute("INSERT OR IGNORE INTO main.responses SELECT * FROM shard.responses")
+            finally:
+                db.execute("DETACH DATABASE shard")
+    finally:
+        db.close()
+    for source in found:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(source) + suffix).unlink(missing_ok=True)

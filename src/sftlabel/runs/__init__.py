@@ -21,6 +21,7 @@ from sftlabel.runs._engine import (
     Store,
     Task,
     Written,
+    sum_stats,
 )
 from sftlabel.runs._files import (
     DASHBOARD,
@@ -32,6 +33,7 @@ from sftlabel.runs._files import (
     PROBLEMS,
     STATS,
     SUMMARY_STATS,
+    WORK,
     RunFiles,
     last_newline,
     line_order,
@@ -69,6 +71,17 @@ from sftlabel.runs._manifest import (
     write_manifest,
 )
 from sftlabel.runs._paths import PartMap, bare, check_not_input, inside, safe_component
+from sftlabel.runs._shards import (
+    ShardStore,
+    ShardTask,
+    finished,
+    mark_finished,
+    merge,
+    prepare,
+    recover,
+    shard_dir,
+    shard_of,
+)
 from sftlabel.runs._softlabel import SoftLabelTask, build_metadata, turn_stream
 from sftlabel.runs._softstore import METADATA, PREFIX, SoftOutput, default_output, summarize
 from sftlabel.runs._stats import compute_stats, count_labeled
@@ -90,6 +103,7 @@ __all__ = [
     "STATS",
     "SUMMARY_STATS",
     "SYSTEMATIC_REJECTIONS",
+    "WORK",
     "ArbitrateTask",
     "BudgetReached",
     "ContentIndex",
@@ -112,6 +126,8 @@ __all__ = [
     "RunManifest",
     "RunState",
     "Session",
+    "ShardStore",
+    "ShardTask",
     "SoftLabelTask",
     "SoftOutput",
     "Status",
@@ -130,18 +146,26 @@ __all__ = [
     "estimate",
     "expected_cache",
     "finalize",
+    "finished",
     "first_seen",
     "generate_estimate",
     "has_manifest",
     "inside",
     "last_newline",
     "line_order",
+    "mark_finished",
+    "merge",
     "merge_options",
     "merge_rate",
     "now",
+    "prepare",
     "read_manifest",
+    "recover",
     "safe_component",
     "sample_stream",
+    "shard_dir",
+    "shard_of",
+    "sum_stats",
     "summarize",
     "taxonomy_ref",
     "turn_stream",

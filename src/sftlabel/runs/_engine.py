@@ -416,7 +416,7 @@ class _Runner(Generic[ItemT]):
 
     def _refresh(self) -> None:
         clients = self.engine.clients
-        self.state.client = _sum_stats([c.stats for c in clients])
+        self.state.client = sum_stats([c.stats for c in clients])
         since = [
             s for s in (getattr(c, "unavailable_since", None) for c in clients) if s is not None
         ]
@@ -482,7 +482,8 @@ def _aborts_run(exc: LLMError) -> bool:
     return isinstance(exc, AuthenticationError) or exc.exit_code == 3
 
 
-def _sum_stats(stats: list[ClientStats]) -> ClientStats:
+def sum_stats(stats: list[ClientStats]) -> ClientStats:
+    """The totals of several clients (or of the shards of a run)."""
     if len(stats) == 1:
         return stats[0]
     total = ClientStats()

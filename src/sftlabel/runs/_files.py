@@ -27,6 +27,8 @@ STATS = "stats.json"
 SUMMARY_STATS = "summary_stats.json"
 DASHBOARD = "dashboard.html"
 APPENDED = (LABELED, FAILURES, MONITOR)
+WORK = ".shards"
+"""A sharded run's work directory (``--engine ray``): never a part of the run."""
 
 
 class _Id(msgspec.Struct):
@@ -71,6 +73,8 @@ class RunFiles:
         for name in (self.RESULTS, FAILURES):
             for path in self.root.rglob(name):
                 relative = path.parent.relative_to(self.root).as_posix()
+                if relative.split("/", 1)[0].startswith(WORK):
+                    continue
                 found.add("" if relative == "." else relative)
         return sorted(found)
 

@@ -116,6 +116,8 @@ class RunManifest(msgspec.Struct, kw_only=True):
     prompt_version: str | None = None
     origin: str | None = None
     """The run an ``arbitrate`` run was made from."""
+    shards: int | None = None
+    """The shard count of a run made with ``--engine ray`` (a resume splits the same way)."""
     sessions: list[Session] = []
 
     @property

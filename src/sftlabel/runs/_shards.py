@@ -1,0 +1,227 @@
+"""One run in deterministic shards (``--engine ray``): the same engine on each part, one run dir.
+
+A shard is the set of items whose *shard key* hashes to it: the task's ``group`` (the slices of
+one conversation stay together, so their prefix-cache order holds) or else the item key, hashed
+with BLAKE2b. The split depends neither on the input order nor on how many workers run; the
+shard count is recorded in the manifest, so a resume splits the same way.
+
+Each shard runs the ordinary :class:`~sftlabel.runs.Engine` over its items (``ShardTask`` filters
+the task's stream; items keep their run-wide index) and writes its own files below the run's
+work directory (``<run>/.shards/NNNN/``, the layout of a run directory). What is done comes from
+the run directory and the shard's own files together (``ShardStore``), so a resumed shard, or a
+shard Ray retries after its worker died, skips every item it wrote and writes nothing twice.
+A finished shard writes ``done.json``; a resume skips it.
+
+When every shard is done, :func:`merge` appends the shards' records to the run directory's files
+(all new files are written aside first, then a ``merging`` marker, then they replace the old ones:
+a crash at any point leaves either the old files and the shards, or the marker and a merge a
+resume completes) and removes the work directory: the result is an ordinary run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from sftlabel.model import Problem
+from sftlabel.runs._dedup import INDEX as DEDUP_INDEX
+from sftlabel.runs._engine import Task, Written
+from sftlabel.runs._files import APPENDED, PROBLEMS, WORK, RunFiles
+
+ItemT = TypeVar("ItemT")
+
+DONE = "done.json"
+MERGING = "merging"
+PARTIAL = ".merge-partial"
+
+_encoder = msgspec.json.Encoder()
+
+
+def shard_of(key: Hashable, shards: int) -> int:
+    """The shard of a shard key: a stable hash (BLAKE2b of its JSON), modulo ``shards``."""
+    data = _encoder.encode(msgspec.to_builtins(key))
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") % shards
+
+
+def shard_key(task: Task[Any], item: Any) -> Hashable:
+    group = getattr(task, "group", None)
+    found = group(item) if group is not None else None
+    return found if found is not None else task.key(item)
+
+
+def shard_dir(root: Path, shard: int) -> Path:
+    return root / WORK / f"{shard:04d}"
+
+
+class ShardTask(Generic[ItemT]):
+    """A task restricted to one shard of its items (everything else is the task's).
+
+    Input problems are reported by shard 0 only (every shard reads the whole input)."""
+
+    def __init__(self, task: Task[ItemT], shard: int, shards: int) -> None:
+        self.inner = task
+        self.shard = shard
+        self.shards = shards
+        self.kind = task.kind
+        for name in ("noun", "group", "content", "duplicate"):
+            if hasattr(task, name):
+                setattr(self, name, getattr(task, name))
+
+    def items(self, on_problem: Callable[[Problem], None]) -> Iterator[ItemT]:
+        report = on_problem if self.shard == 0 else _ignore
+        for item in self.inner.items(report):
+            if shard_of(shard_key(self.inner, item), self.shards) == self.shard:
+                yield item
+
+    def key(self, item: ItemT) -> Hashable:
+        return self.inner.key(item)
+
+    async def process(self, item: ItemT) -> Written:
+        return await self.inner.process(item)
+
+    def failure(self, item: ItemT, exc: Any) -> Written:
+        return self.inner.failure(item, exc)
+
+
+def _ignore(_: Problem) -> None:
+    pass
+
+
+class ShardStore(RunFiles):
+    """A shard's own run files; what is done also counts what the run directory holds."""
+
+    def __init__(self, root: Path, shard: int) -> None:
+        super().__init__(shard_dir(root, shard))
+        self.run = RunFiles(root)
+
+    def done(self) -> tuple[set[Hashable], set[Hashable]]:
+        labeled, failed = super().done()
+        run_labeled, run_failed = self.run.done()
+        return labeled | run_labeled, failed | run_failed
+
+
+def prepare(root: Path, shard: int) -> ShardStore:
+    """The store of a shard about to run: a partial last line cut off (a worker killed while
+    writing), and the run's dedup index copied in (duplicates of earlier sessions' originals)."""
+    store = ShardStore(root, shard)
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.repair()
+    index = root / DEDUP_INDEX
+    own = store.root / DEDUP_INDEX
+    if index.exists() and not own.exists():
+        shutil.copyfile(index, own)
+    return store
+
+
+def finished(root: Path, shard: int) -> dict[str, Any] | None:
+    """A shard's completion record, or None if it has not finished."""
+    path = shard_dir(root, shard) / DONE
+    return msgspec.json.decode(path.read_bytes()) if path.exists() else None
+
+
+def mark_finished(root: Path, shard: int, summary: dict[str, Any]) -> None:
+    path = shard_dir(root, shard) / DONE
+    partial = path.with_name(DONE + ".partial")
+    partial.write_bytes(_encoder.encode(summary))
+    partial.replace(path)
+
+
+def recover(root: Path) -> None:
+    """Complete a merge a crash interrupted (its marker was written), or drop its leftovers."""
+    work = root / WORK
+    if not work.exists():
+        return
+    if (work / MERGING).exists():
+        _swap(root)
+        _remove(work)
+        return
+    for leftover in root.rglob("*" + PARTIAL):
+        leftover.unlink()
+
+
+def merge(root: Path, shards: int) -> None:
+    """Append every shard's records to the run directory, then remove the work directory."""
+    work = root / WORK
+    if not work.exists():
+        return
+    recover(root)  # leftovers of an earlier attempt
+    if not work.exists():
+        return
+    run = RunFiles(root)
+    parts: set[str] = set(run.parts())
+    stores = [RunFiles(shard_dir(root, s)) for s in range(shards)]
+    for store in stores:
+        parts.update(store.parts())
+    for part in sorted(parts):
+        for name in APPENDED:
+            sources = [run.path(name, part), *(s.path(name, part) for s in stores)]
+            if not any(p.exists() for p in sources[1:]):
+                continue
+            target = run.path(name, part)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.with_name(name + PARTIAL).open("wb") as out:
+                for source in sources:
+                    if source.exists():
+                        with source.open("rb") as handle:
+                            shutil.copyfileobj(handle, out)
+    first = stores[0].path(PROBLEMS) if stores else None
+    if first is not None and first.exists() and first.stat().st_size:
+        # the session's input problems (shard 0 reads them); none: the run's stay
+        shutil.copyfile(first, root / (PROBLEMS + PARTIAL))
+    _merge_indexes(root / DEDUP_INDEX, [s.root / DEDUP_INDEX for s in stores])
+    (work / MERGING).touch()
+    _swap(root)
+    _remove(work)
+
+
+def _swap(root: Path) -> None:
+    for partial in sorted(root.rglob("*" + PARTIAL)):
+        if WORK in partial.relative_to(root).parts:
+            continue
+        partial.replace(partial.with_name(partial.name[: -len(PARTIAL)]))
+
+
+def _remove(work: Path) -> None:
+    """Remove the work directory in one step a crash cannot leave half-done."""
+    gone = work.with_name(work.name + ".removed")
+    if gone.exists():
+        shutil.rmtree(gone)
+    work.replace(gone)
+    shutil.rmtree(gone)
+
+
+def _merge_indexes(target: Path, sources: list[Path]) -> None:
+    """Copy the rows of SQLite files into ``target`` (written aside, swapped with the rest)."""
+    found = [s for s in sources if s.exists()]
+    if not found:
+        return
+    aside = target.with_name(target.name + PARTIAL)
+    if target.exists():
+        shutil.copyfile(target, aside)
+    elif found:
+        shutil.copyfile(found[0], aside)
+    merge_sqlite(aside, found)
+
+
+def merge_sqlite(target: Path, sources: list[Path]) -> None:
+    """``INSERT OR IGNORE`` every row of the dedup indexes ``sources`` into ``target``."""
+    db = sqlite3.connect(target, isolation_level=None)
+    try:
+        for source in sources:
+            if source.resolve() == target.resolve():
+                continue
+            db.execute("ATTACH DATABASE ? AS shard", (str(source),))
+            try:
+                db.execute("INSERT OR IGNORE INTO main.content SELECT * FROM shard.content")
+            finally:
+                db.execute("DETACH DATABASE shard")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        db.close()
