@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from sftlabel.api import _batch
 from sftlabel.api._endpoint import (
     check_keywords,
     client_config,
@@ -270,7 +271,26 @@ async def _run(
             budget=budget,  # one cap for both clients
         )
     files = RunFiles(plan.root)
+    batching = _batch.BatchSettings({**opts, "batch": plan.rate.batch or opts.get("batch")})
+    if batching.enabled and plan.rate.poll_interval:
+        batching.poll_interval = plan.rate.poll_interval
+    transports: list[Any] = []
     try:
+        if batching.enabled or opts.get("cancel"):
+            plan.root.mkdir(parents=True, exist_ok=True)
+            transports = _batch.attach([client, arbiter], plan.root, batching, budget)
+        if opts.get("cancel"):
+            if plan.manifest is None:
+                raise UsageError("--cancel needs --resume RUN (the run whose batches to cancel)")
+            cancelled = await _batch.cancel(transports)
+            return _result(
+                plan.root,
+                manifest=plan.manifest,
+                status="cancelled",
+                message=f"cancelled {cancelled} running batch(es)",
+                state=RunState(),
+                started=time.monotonic(),
+            )
         if plan.manifest is None:
             plan.root.mkdir(parents=True, exist_ok=True)
             manifest = RunManifest(
@@ -315,7 +335,7 @@ async def _run(
             store=files,
             dedup=dedup,
             clients=[c for c in (client, arbiter) if c is not None],
-            concurrency=plan.rate.concurrency,
+            concurrency=_batch.BATCH_WINDOW if transports else plan.rate.concurrency,
             max_cost=plan.rate.max_cost,
             retry_failed=bool(opts.get("retry_failed", True)),
             on_progress=on_progress,
@@ -324,8 +344,14 @@ async def _run(
         )
         started = time.monotonic()
         files.open()
-        outcome = await with_signals(engine.control, engine.run)
+        outcome = await with_signals(
+            engine.control, lambda: _batch.run_with(transports, engine.run)
+        )
+        running = _batch.still_running(transports, plan.root, "label")
+        if running and outcome.status != "completed":
+            outcome.message = f"{outcome.message or outcome.status}; {running}"
     finally:
+        await _batch.close(transports)
         await client.aclose()
         if arbiter is not None:
             await arbiter.aclose()
@@ -418,6 +444,10 @@ _KNOWN = {
     "report",
     "inputs",
     "output_root",
+    "cancel",
+    "batch_settle",
+    "batch_max_requests",
+    "on_batch_event",
 }
 
 

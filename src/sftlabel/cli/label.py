@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from sftlabel import api
+from sftlabel.cli._batch import BatchOption, CancelOption, PollIntervalOption
 from sftlabel.cli._endpoint import (
     RATE,
     ApiKeyOption,
@@ -196,6 +197,9 @@ def label(
         ),
     ] = None,
     no_dedup: NoDedupOption = False,
+    batch: BatchOption = None,
+    poll_interval: PollIntervalOption = None,
+    cancel: CancelOption = False,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Label every sample on the taxonomy's 9 dimensions with two LLM calls each.
@@ -245,6 +249,9 @@ def label(
         "json_mode": json_mode,
         "max_tokens": max_tokens,
         "dedup": False if no_dedup else None,
+        "batch": batch,
+        "poll_interval": poll_interval,
+        "cancel": cancel,
         "config": config,
     }
     if dry_run:

@@ -1,5 +1,7 @@
 """The shared OpenAI-compatible LLM client (used by label, softlabel, arbitrate and test)."""
 
+from sftlabel.llm._batch import BatchOptions, BatchTransport, RequestTag, request_tag
+from sftlabel.llm._batchapi import BatchAPI, BatchAPIError
 from sftlabel.llm._budget import Budget
 from sftlabel.llm._cache import ResponseCache, cache_key
 from sftlabel.llm._client import LLMClient
@@ -34,6 +36,10 @@ from sftlabel.llm._tokens import LabelTokens, resolve_label_tokens
 __all__ = [
     "AdaptiveLimiter",
     "AuthenticationError",
+    "BatchAPI",
+    "BatchAPIError",
+    "BatchOptions",
+    "BatchTransport",
     "Budget",
     "BudgetExceededError",
     "ChatRequest",
@@ -49,6 +55,7 @@ __all__ = [
     "PriceTable",
     "RateLearner",
     "RequestRejectedError",
+    "RequestTag",
     "ResponseCache",
     "RetriesExhaustedError",
     "Secret",
@@ -58,6 +65,7 @@ __all__ = [
     "estimate_tokens",
     "parse_duration",
     "redact_url",
+    "request_tag",
     "resolve_label_tokens",
     "text_tokens",
 ]

@@ -42,6 +42,8 @@ from sftlabel.llm import (
     ClientStats,
     LLMClient,
     LLMError,
+    RequestTag,
+    request_tag,
 )
 from sftlabel.model import Problem
 from sftlabel.runs._dedup import Dedup, digest
@@ -329,6 +331,8 @@ class _Runner(Generic[ItemT]):
     async def handle(self, item: ItemT) -> None:
         state = self.state
         state.in_flight += 1
+        # the item's key names its requests (a batch line's custom_id: "<key>#<call>")
+        request_tag.set(RequestTag(_tag(self.task.key(item))))
         try:
             written = await self._process(item)
         except ItemFailed as exc:
@@ -468,6 +472,12 @@ class _Runner(Generic[ItemT]):
         if self.engine.on_progress is not None:
             self.engine.on_progress(self.state)
         return self.outcome
+
+
+def _tag(key: Hashable) -> str:
+    if isinstance(key, tuple):
+        return ":".join(str(part) for part in key)
+    return str(key)
 
 
 def _is_budget(exc: SftlabelError) -> bool:

@@ -1,0 +1,38 @@
+"""Options of batch runs (``--batch``), shared by label and softlabel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+BATCH = "Batch API"
+
+BatchOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--batch",
+        help="Send the requests as batch files through the provider's Batch API (OpenAI, Azure "
+        "OpenAI, LiteLLM /batches): half the price, no online rate limits, answers within 24 h. "
+        "A resume keeps it; Ctrl-C leaves the batches running (see docs/batch.md).",
+        rich_help_panel=BATCH,
+        show_default=False,
+    ),
+]
+PollIntervalOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.01,
+        help="Seconds between polls of a running batch [default: 30].",
+        rich_help_panel=BATCH,
+        show_default=False,
+    ),
+]
+CancelOption = Annotated[
+    bool,
+    typer.Option(
+        "--cancel",
+        help="With --resume: cancel the run's batches still running at the provider.",
+        rich_help_panel=BATCH,
+    ),
+]
