@@ -36,8 +36,6 @@ now: its remaining durations become 0), ``GET /_admin/batches`` (every batch wit
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import re
 import time
@@ -221,14 +219,7 @@ class Batches:
         content_type = headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
             raise BatchError(400, "expected multipart/form-data")
-        parser = email.parser.BytesParser(policy=email.policy.HTTP)
-        message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-        fields: dict[str, tuple[str | None, bytes]] = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True)
-            data = payload if isinstance(payload, bytes) else b""
-            fields[str(name)] = (part.get_filename(), data)
+        fields = _multipart(content_type, body)
         purpose = fields.get("purpose", (None, b""))[1].decode()
         if purpose != "batch":
             raise BatchError(400, f"purpose must be 'batch', not {purpose!r}")
@@ -377,6 +368,28 @@ class Batches:
 class _Content(Exception):
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+DISPOSITION = re.compile(rb'name="(?P<name>[^"]*)"(?:; *filename="(?P<filename>[^"]*)")?')
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a multipart/form-data body: name -> (filename, bytes). (The stdlib's
+    email parser takes seconds for a few MB.)"""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if match is None:
+        raise BatchError(400, "multipart/form-data without a boundary")
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in body.split(b"--" + match[1].encode())[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, data = part.partition(b"\r\n\r\n")
+        found = DISPOSITION.search(head)
+        if found is None:
+            continue
+        filename = found["filename"].decode() if found["filename"] is not None else None
+        fields[found["name"].decode()] = (filename, data.removesuffix(b"\r\n"))
+    return fields
 
 
 def _json(body: bytes) -> Any:

@@ -73,3 +73,170 @@ def test_a_batch_run_labels_every_sample_in_two_rounds_and_fills_the_cache(
     )
     assert online.exit_code == 0, online.stderr
     assert llm_server.stats()["chat_requests"] == 0
+
+
+def resume_args(server: FakeLLMServer, run: Path, *extra: str | Path) -> list[str | Path]:
+    return [
+        "label",
+        "--resume",
+        run,
+        "--base-url",
+        server.base_url,
+        "--cache",
+        run.parent / "cache.sqlite",
+        *FAST,
+        *extra,
+    ]
+
+
+def test_2000_samples_are_labeled_once_at_the_batch_price_and_an_online_rerun_sends_nothing(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    data = records(2000, tmp_path)
+    run = tmp_path / "run"
+    result = cli(*batch_args(llm_server, run, data, "--batch-max-requests", "1500"))
+    assert result.exit_code == 0, result.stderr
+    labeled = labeled_ids(run)
+    assert len(labeled) == 2000 and len(set(labeled)) == 2000
+    batches = llm_server.batches()
+    assert batches["lines_answered"] == 4000
+    sizes = sorted(len(b["custom_ids"]) for b in batches["batches"])
+    assert max(sizes) <= 1500 and sum(sizes) == 4000  # split to the file limit
+    assert llm_server.stats()["chat_requests"] == 0
+    manifest = json.loads((run / "run.json").read_text())
+    spent = manifest["sessions"][-1]["cost"]
+    prompt = manifest["sessions"][-1]["prompt_tokens"]
+    completion = manifest["sessions"][-1]["completion_tokens"]
+    # gpt-4o-mini: $0.15 / $0.60 per million online, half in batch
+    assert abs(spent - (prompt * 0.075 + completion * 0.30) / 1e6) < 1e-6
+    online = cli(
+        "label",
+        "--model",
+        "gpt-4o-mini",
+        "--base-url",
+        llm_server.base_url,
+        "-o",
+        tmp_path / "online",
+        "--cache",
+        tmp_path / "cache.sqlite",
+        "--no-arbitration",
+        data,
+    )
+    assert online.exit_code == 0, online.stderr
+    assert llm_server.stats()["chat_requests"] == 0
+    assert len(labeled_ids(tmp_path / "online")) == 2000
+
+
+def test_an_expired_batch_resubmits_only_the_lines_without_an_answer(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    llm_server.batch_plans({"outcome": "expired", "done_fraction": 0.3, "in_progress": 0.05})
+    data = records(20, tmp_path)
+    run = tmp_path / "run"
+    result = cli(*batch_args(llm_server, run, data))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(labeled_ids(run)) == sorted(f"r{i}" for i in range(20))
+    first, *later = llm_server.batches()["batches"]
+    assert first["status"] == "expired" and first["request_counts"]["completed"] == 6
+    again = [c for b in later for c in b["custom_ids"] if c.endswith("#1")]
+    assert sorted(again) == sorted(first["custom_ids"][6:])  # only the 70% without an answer
+    assert llm_server.stats()["batch_lines"] == 6 + 14 + 20
+
+
+def test_lines_with_error_null_and_status_400_are_failures_with_the_reason(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    rejected = {
+        "match": "do? (3)",
+        "response": {"status": 400, "content": "Invalid prompt: blocked", "code": "invalid_prompt"},
+    }
+    llm_server.configure(rules=[rejected, *labeler_rules()])
+    llm_server.batch_plans(
+        {
+            "error_lines": [
+                {
+                    "match": "do? (5)",
+                    "code": "content_filter",
+                    "message": "flagged by the content filter",
+                }
+            ]
+        }
+    )
+    data = records(8, tmp_path)
+    run = tmp_path / "run"
+    result = cli(*batch_args(llm_server, run, data))
+    assert result.exit_code == 1, result.stderr
+    assert sorted(labeled_ids(run)) == sorted(f"r{i}" for i in range(8) if i not in (3, 5))
+    failures = {f["id"]: f for f in jsonl((run / "failures.jsonl").read_text())}
+    assert set(failures) == {"r3", "r5"}
+    assert "400" in failures["r3"]["error"] and "blocked" in failures["r3"]["error"]
+    assert "content filter" in failures["r5"]["error"]
+    assert failures["r3"]["reason"] == "rejected"
+
+
+def test_a_failed_batch_is_submitted_again(cli, llm_server, tmp_path: Path) -> None:
+    llm_server.configure(rules=labeler_rules())
+    llm_server.batch_plans(
+        {"outcome": "failed", "errors": [{"code": "server_error", "message": "try later"}]}
+    )
+    data = records(5, tmp_path)
+    run = tmp_path / "run"
+    result = cli(*batch_args(llm_server, run, data))
+    assert result.exit_code == 0, result.stderr
+    assert len(labeled_ids(run)) == 5
+    states = [b["status"] for b in llm_server.batches()["batches"]]
+    assert states == ["failed", "completed", "completed"]
+
+
+def test_azure_batches_use_the_azure_paths_and_the_deployment_as_model(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    data = records(4, tmp_path)
+    run = tmp_path / "run"
+    result = cli(
+        "label",
+        "--model",
+        "gpt-4o-mini",
+        "--azure-deployment",
+        "global-batch-mini",
+        "--base-url",
+        llm_server.url,
+        "--api-key",
+        "azure-key-1234567890",
+        "-o",
+        run,
+        "--cache",
+        tmp_path / "cache.sqlite",
+        "--no-arbitration",
+        "--batch",
+        *FAST,
+        data,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert len(labeled_ids(run)) == 4
+    paths = llm_server.stats()["by_path"]
+    assert paths.get("/openai/files", 0) >= 2 and paths.get("/openai/batches", 0) == 2
+    content = (run / "batches" / "b00001.jsonl").read_text().splitlines()
+    line = json.loads(content[0])
+    assert line["url"] == "/chat/completions" and line["body"]["model"] == "global-batch-mini"
+
+
+def test_max_cost_below_the_whole_input_keeps_the_submitted_batches_within_the_cap(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    data = records(30, tmp_path)
+    run = tmp_path / "run"
+    cap = 0.01  # a worst case of ~$0.0004 a request: some 25 of the 60 requests fit
+    result = cli(*batch_args(llm_server, run, data, "--max-cost", str(cap)))
+    assert result.exit_code == 3, result.stderr
+    # each batch reserved its worst case before it was submitted, within what was left
+    reserved = [e["reserved"] for e in journal(run) if e["event"] == "prepared"]
+    assert reserved and all(0 < r <= cap for r in reserved)
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["sessions"][-1]["cost"] <= cap
+    assert "--max-cost" in result.stderr
+    assert 0 < len(labeled_ids(run)) < 30

@@ -36,3 +36,13 @@ CancelOption = Annotated[
         rich_help_panel=BATCH,
     ),
 ]
+BatchMaxRequestsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Requests per batch file [default: the provider's limit: 50,000 OpenAI, 100,000 "
+        "Azure; files stay under 200 MB].",
+        rich_help_panel=BATCH,
+        show_default=False,
+    ),
+]

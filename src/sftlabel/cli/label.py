@@ -8,7 +8,12 @@ from typing import Annotated, Any, Literal
 import typer
 
 from sftlabel import api
-from sftlabel.cli._batch import BatchOption, CancelOption, PollIntervalOption
+from sftlabel.cli._batch import (
+    BatchMaxRequestsOption,
+    BatchOption,
+    CancelOption,
+    PollIntervalOption,
+)
 from sftlabel.cli._endpoint import (
     RATE,
     ApiKeyOption,
@@ -200,6 +205,7 @@ def label(
     batch: BatchOption = None,
     poll_interval: PollIntervalOption = None,
     cancel: CancelOption = False,
+    batch_max_requests: BatchMaxRequestsOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Label every sample on the taxonomy's 9 dimensions with two LLM calls each.
@@ -252,6 +258,7 @@ def label(
         "batch": batch,
         "poll_interval": poll_interval,
         "cancel": cancel,
+        "batch_max_requests": batch_max_requests,
         "config": config,
     }
     if dry_run:
