@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +245,94 @@ def test_max_cost_below_the_whole_input_keeps_the_submitted_batches_within_the_c
     assert manifest["sessions"][-1]["cost"] <= cap
     assert "--max-cost" in result.stderr
     assert 0 < len(labeled_ids(run)) < 30
+
+
+def _start(
+    server: FakeLLMServer, run: Path, data: Path, *, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "sftlabel", *map(str, batch_args(server, run, data))]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def _wait_for_submit(run: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        path = run / "batches" / "journal.jsonl"
+        if path.exists() and any("batch_id" in e for e in journal(run)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("no batch was submitted")
+
+
+def test_kill_9_right_after_submit_then_resume_finds_the_batch_and_submits_nothing_new(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    llm_server.batch_plans({"in_progress": 3600})  # held until released
+    data = records(10, tmp_path)
+    run = tmp_path / "run"
+    process = _start(llm_server, run, data)
+    _wait_for_submit(run, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert llm_server.batches()["created"] == 1
+    llm_server.release_batches()
+    result = cli(*resume_args(llm_server, run))
+    assert result.exit_code == 0, result.stderr
+    batches = llm_server.batches()
+    assert batches["created"] == 2  # the call-2 round only: the first batch was collected
+    assert batches["lines_answered"] == 20
+    assert sorted(labeled_ids(run)) == sorted(f"r{i}" for i in range(10))
+
+
+def test_a_kill_between_create_and_journal_finds_the_batch_by_its_metadata(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    llm_server.batch_plans({"in_progress": 3600})
+    data = records(6, tmp_path)
+    run = tmp_path / "run"
+    process = _start(llm_server, run, data)
+    _wait_for_submit(run, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    path = run / "batches" / "journal.jsonl"  # as if killed before the id was written
+    kept = [line for line in path.read_text().splitlines() if "batch_id" not in line]
+    path.write_text("\n".join(kept) + "\n")
+    llm_server.release_batches()
+    result = cli(*resume_args(llm_server, run))
+    assert result.exit_code == 0, result.stderr
+    assert llm_server.batches()["created"] == 2
+    assert llm_server.batches()["lines_answered"] == 12
+    assert len(labeled_ids(run)) == 6
+
+
+def test_ctrl_c_leaves_the_batches_running_and_cancel_cancels_them(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    llm_server.configure(rules=labeler_rules())
+    llm_server.batch_plans({"in_progress": 3600, "validating": 0.01})
+    data = records(4, tmp_path)
+    run = tmp_path / "run"
+    process = _start(llm_server, run, data, stderr=subprocess.PIPE)
+    _wait_for_submit(run, process)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    text = stderr.decode()
+    assert process.returncode == 3, text
+    assert "still running" in text and "--cancel" in text and f"--resume {run}" in text
+    (batch,) = llm_server.batches()["batches"]
+    assert batch["status"] == "in_progress"
+    cancelled = cli(*resume_args(llm_server, run, "--cancel"))
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert "cancelled 1 running batch" in cancelled.stderr
+    assert llm_server.batches()["batches"][0]["status"] == "cancelled"
+    finished = cli(*resume_args(llm_server, run))
+    assert finished.exit_code == 0, finished.stderr
+    assert len(labeled_ids(run)) == 4
+    assert [b["status"] for b in llm_server.batches()["batches"]] == [
+        "cancelled",
+        "completed",
+        "completed",
+    ]

@@ -96,7 +96,7 @@ def still_running(transports: list[BatchTransport], root: Path, command: str) ->
         return None
     return (
         f"{count} batch(es) still running at the provider: collect them with "
-        f"`sftlabel {command} --resume {root} --batch`, or cancel them with "
+        f"`sftlabel {command} --resume {root}`, or cancel them with "
         f"`sftlabel {command} --resume {root} --cancel`"
     )
 

@@ -283,14 +283,17 @@ async def _run(
             if plan.manifest is None:
                 raise UsageError("--cancel needs --resume RUN (the run whose batches to cancel)")
             cancelled = await _batch.cancel(transports)
-            return _result(
+            result = _result(
                 plan.root,
                 manifest=plan.manifest,
                 status="cancelled",
-                message=f"cancelled {cancelled} running batch(es)",
+                message=f"cancelled {cancelled} running batch(es); `sftlabel label --resume "
+                f"{plan.root}` submits what they had not answered again",
                 state=RunState(),
                 started=time.monotonic(),
             )
+            result.exit_code, result.resume_hint = 0, None
+            return result
         if plan.manifest is None:
             plan.root.mkdir(parents=True, exist_ok=True)
             manifest = RunManifest(

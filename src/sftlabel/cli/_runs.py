@@ -91,8 +91,8 @@ def finish(result: RunResult, *, json_output: bool, what: str = "sample") -> Non
         stderr.print(f"aborted: {result.message}", style="bold red", markup=False)
     elif result.status == "budget":
         stderr.print(f"stopped: {result.message}", style="yellow", markup=False)
-    elif result.status == "interrupted":
-        stderr.print(f"{result.message or 'interrupted'}", style="yellow", markup=False)
+    elif result.status in ("interrupted", "cancelled"):
+        stderr.print(f"{result.message or result.status}", style="yellow", markup=False)
     if result.resume_hint:
         stderr.print(f"continue with `{result.resume_hint}`", markup=False)
     stderr.print(f"outputs in {result.path}/", markup=False)

@@ -161,7 +161,7 @@ class BatchTransport:
             self.last_enqueued = anyio.current_time()
             self.wake.set()
         elif pending.request is None:  # adopted from the journal: the request is known now
-            pending.request = request
+            pending.request, pending.body = request, body
         pending.waiters.append(waiter)
         await waiter.done.wait()
         if waiter.error is not None:
