@@ -336,3 +336,25 @@ def test_ctrl_c_leaves_the_batches_running_and_cancel_cancels_them(
         "completed",
         "completed",
     ]
+
+
+def test_the_dry_run_shows_online_and_batch_cost_side_by_side(cli, tmp_path: Path) -> None:
+    data = records(50, tmp_path)
+    result = cli("label", data, "--model", "gpt-4o-mini", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    estimate = json.loads(result.stdout)
+    assert estimate["batch_cost"] > 0
+    assert abs(estimate["batch_cost"] - estimate["cost"] / 2) < 1e-9
+    table = cli("label", data, "--model", "gpt-4o-mini", "--dry-run")
+    assert "cost with --batch" in table.stdout
+
+
+def test_a_price_file_sets_batch_prices(cli, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    price = {"input": 1.0, "cached_input": 0.5, "output": 2.0}
+    batch = {"batch_input": 0.1, "batch_cached_input": 0.05, "batch_output": 0.2}
+    prices.write_text(json.dumps({"gpt-4o-mini": {**price, **batch}}))
+    data = records(5, tmp_path)
+    args = ("label", data, "--model", "gpt-4o-mini", "--dry-run", "--json", "--prices", prices)
+    estimate = json.loads(cli(*args).stdout)
+    assert abs(estimate["batch_cost"] - estimate["cost"] / 10) < 1e-9

@@ -359,6 +359,7 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
         unreadable=unreadable,
         cached_tokens=cached,
         cost_without_cache=prices.cost(model, prompt, completion) if model else None,
+        batch_cost=prices.cost(model, prompt, completion, cached, batch=True) if model else None,
         cache_assumption=assumption,
     )
 

@@ -145,6 +145,8 @@ def render_estimate(
     )
     if result.cost_without_cache is not None and result.cost_without_cache != result.cost:
         table.add_row("cost without any cache hit", f"${result.cost_without_cache:,.2f}")
+    if result.batch_cost is not None:
+        table.add_row("cost with --batch (batch prices, within 24 h)", f"${result.batch_cost:,.2f}")
     table.add_row(
         f"time at {in_flight} in flight, ~{per_call:g} s a call", f"{seconds / 60:,.1f} min"
     )
