@@ -358,3 +358,22 @@ def test_a_price_file_sets_batch_prices(cli, tmp_path: Path) -> None:
     args = ("label", data, "--model", "gpt-4o-mini", "--dry-run", "--json", "--prices", prices)
     estimate = json.loads(cli(*args).stdout)
     assert abs(estimate["batch_cost"] - estimate["cost"] / 10) < 1e-9
+
+
+def test_progress_shows_each_batch_state_counts_time_in_state_and_next_poll() -> None:
+    from sftlabel.cli._progress import figures
+    from sftlabel.runs import RunState
+
+    state = RunState(total=10)
+    state.batches = [
+        {
+            "batch": "batch-1",
+            "status": "finalizing",
+            "requests": 2000,
+            "counts": {"total": 2000, "completed": 1990, "failed": 10},
+            "in_state": 125.0,
+            "next_poll": 28.0,
+        }
+    ]
+    line = figures(state)
+    assert "batch-1 finalizing 2,000/2,000 (10 failed) for 2m, poll in 28s" in line

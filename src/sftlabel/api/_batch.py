@@ -16,7 +16,7 @@ import anyio
 
 from sftlabel.errors import UsageError
 from sftlabel.llm import BatchOptions, BatchTransport, Budget, LLMClient
-from sftlabel.runs import Outcome
+from sftlabel.runs import Outcome, RunState
 
 BATCH_WINDOW = 50_000
 """Items in flight in a batch run (a round holds at most this many items' requests)."""
@@ -103,6 +103,21 @@ def still_running(transports: list[BatchTransport], root: Path, command: str) ->
 
 def snapshot(transports: list[BatchTransport]) -> list[dict[str, Any]]:
     return [row for t in transports for row in t.snapshot()]
+
+
+def with_batches(
+    on_progress: Callable[[RunState], None] | None, transports: list[BatchTransport]
+) -> Callable[[RunState], None] | None:
+    """``on_progress`` with the state of every running batch put into the snapshot."""
+    if on_progress is None or not transports:
+        return on_progress
+    callback = on_progress
+
+    def update(state: RunState) -> None:
+        state.batches = snapshot(transports)
+        callback(state)
+
+    return update
 
 
 async def cancel(transports: list[BatchTransport]) -> int:

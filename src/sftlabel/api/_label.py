@@ -341,7 +341,7 @@ async def _run(
             concurrency=_batch.BATCH_WINDOW if transports else plan.rate.concurrency,
             max_cost=plan.rate.max_cost,
             retry_failed=bool(opts.get("retry_failed", True)),
-            on_progress=on_progress,
+            on_progress=_batch.with_batches(on_progress, transports),
             state=state,
             control=control or RunControl(),
         )

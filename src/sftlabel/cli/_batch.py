@@ -46,3 +46,10 @@ BatchMaxRequestsOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def print_event(text: str) -> None:
+    """A batch submitted, changing state or collected: one line on stderr."""
+    from sftlabel.cli._common import stderr
+
+    stderr.print(text, markup=False, soft_wrap=True)

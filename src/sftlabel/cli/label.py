@@ -13,6 +13,7 @@ from sftlabel.cli._batch import (
     BatchOption,
     CancelOption,
     PollIntervalOption,
+    print_event,
 )
 from sftlabel.cli._endpoint import (
     RATE,
@@ -259,6 +260,7 @@ def label(
         "poll_interval": poll_interval,
         "cancel": cancel,
         "batch_max_requests": batch_max_requests,
+        "on_batch_event": print_event,
         "config": config,
     }
     if dry_run:

@@ -193,6 +193,9 @@ class RunState:
     counters: dict[str, int] = field(default_factory=dict)
     client: ClientStats = field(default_factory=ClientStats)
     unavailable_since: float | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    """Batch runs: every batch not collected yet (``batch``, ``status``, ``requests``,
+    ``counts``, ``in_state`` and ``next_poll`` seconds), set before each progress snapshot."""
 
     @property
     def done(self) -> int:
