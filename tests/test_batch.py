@@ -42,7 +42,7 @@ def labeled_ids(run: Path) -> list[str]:
 
 
 def journal(run: Path) -> list[dict[str, Any]]:
-    path = run / "batches" / "journal.jsonl"
+    path = run / "batches" / "journal.ndjson"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -224,7 +224,7 @@ def test_azure_batches_use_the_azure_paths_and_the_deployment_as_model(
     assert len(labeled_ids(run)) == 4
     paths = llm_server.stats()["by_path"]
     assert paths.get("/openai/files", 0) >= 2 and paths.get("/openai/batches", 0) == 2
-    content = (run / "batches" / "b00001.jsonl").read_text().splitlines()
+    content = (run / "batches" / "b00001.requests.ndjson").read_text().splitlines()
     line = json.loads(content[0])
     assert line["url"] == "/chat/completions" and line["body"]["model"] == "global-batch-mini"
 
@@ -257,7 +257,7 @@ def _start(
 def _wait_for_submit(run: Path, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        path = run / "batches" / "journal.jsonl"
+        path = run / "batches" / "journal.ndjson"
         if path.exists() and any("batch_id" in e for e in journal(run)):
             return
         time.sleep(0.02)
@@ -296,7 +296,7 @@ def test_a_kill_between_create_and_journal_finds_the_batch_by_its_metadata(
     _wait_for_submit(run, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    path = run / "batches" / "journal.jsonl"  # as if killed before the id was written
+    path = run / "batches" / "journal.ndjson"  # as if killed before the id was written
     kept = [line for line in path.read_text().splitlines() if "batch_id" not in line]
     path.write_text("\n".join(kept) + "\n")
     llm_server.release_batches()
@@ -377,3 +377,44 @@ def test_progress_shows_each_batch_state_counts_time_in_state_and_next_poll() ->
     ]
     line = figures(state)
     assert "batch-1 finalizing 2,000/2,000 (10 failed) for 2m, poll in 28s" in line
+
+
+def test_softlabel_batch_passes_logprobs_through_and_a_line_without_them_fails_its_turn(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    from .conftest import write_jsonl
+
+    data = write_jsonl(
+        tmp_path / "chat.jsonl",
+        [
+            {"id": f"c{i}", "messages": [{"role": "user", "content": f"question {i}"}]}
+            for i in range(5)
+        ],
+    )
+    llm_server.configure(rules=[{"match": "question 2", "response": {"content": "1"}}])
+    out = tmp_path / "soft"
+    result = cli(
+        "softlabel",
+        data,
+        "--model",
+        "smol",
+        "--base-url",
+        llm_server.base_url,
+        "-o",
+        out,
+        "--cache",
+        tmp_path / "cache.sqlite",
+        "--no-rationales",
+        "--batch",
+        *FAST,
+    )
+    assert result.exit_code == 1, result.stderr
+    rows = {r["conversationId"]: r for r in jsonl((out / "chat.jsonl").read_text())}
+    assert len(rows) == 5
+    assert rows["c2"]["reason"] == "rejected" and "without the logprobs" in rows["c2"]["error"]
+    assert "soft_label" not in rows["c2"]  # never a silent 0.5
+    assert all(rows[f"c{i}"]["hard_label"] == 1 for i in (0, 1, 3, 4))
+    line = json.loads((out / "batches" / "b00001.requests.ndjson").read_text().splitlines()[0])
+    body = line["body"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 5 and body["logit_bias"]
+    assert llm_server.stats()["chat_requests"] == 0

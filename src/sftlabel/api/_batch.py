@@ -89,15 +89,15 @@ async def close(transports: list[BatchTransport]) -> None:
         await transport.aclose()
 
 
-def still_running(transports: list[BatchTransport], root: Path, command: str) -> str | None:
-    """The message for batches left running at the provider (Ctrl-C, a spent budget)."""
+def still_running(transports: list[BatchTransport], resume: str) -> str | None:
+    """The message for batches left running at the provider (Ctrl-C, a spent budget);
+    ``resume``: the command that resumes the run."""
     count = sum(t.waiting for t in transports)
     if not count:
         return None
     return (
-        f"{count} batch(es) still running at the provider: collect them with "
-        f"`sftlabel {command} --resume {root}`, or cancel them with "
-        f"`sftlabel {command} --resume {root} --cancel`"
+        f"{count} batch(es) still running at the provider: collect them with `{resume}`, "
+        f"or cancel them with `{resume} --cancel`"
     )
 
 

@@ -350,7 +350,7 @@ async def _run(
         outcome = await with_signals(
             engine.control, lambda: _batch.run_with(transports, engine.run)
         )
-        running = _batch.still_running(transports, plan.root, "label")
+        running = _batch.still_running(transports, f"sftlabel label --resume {plan.root}")
         if running and outcome.status != "completed":
             outcome.message = f"{outcome.message or outcome.status}; {running}"
     finally:

@@ -8,6 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from sftlabel import api
+from sftlabel.cli._batch import (
+    BatchMaxRequestsOption,
+    BatchOption,
+    CancelOption,
+    PollIntervalOption,
+    print_event,
+)
 from sftlabel.cli._endpoint import (
     RATE,
     ApiKeyOption,
@@ -159,6 +166,10 @@ def softlabel(
     tpm: TpmOption = None,
     prices: PricesOption = None,
     no_dedup: NoDedupOption = False,
+    batch: BatchOption = None,
+    poll_interval: PollIntervalOption = None,
+    cancel: CancelOption = False,
+    batch_max_requests: BatchMaxRequestsOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Soft-label every user turn with P(the message does NOT require reasoning).
@@ -202,6 +213,11 @@ def softlabel(
         "rpm": rpm,
         "tpm": tpm,
         "prices": prices,
+        "batch": batch,
+        "poll_interval": poll_interval,
+        "cancel": cancel,
+        "batch_max_requests": batch_max_requests,
+        "on_batch_event": print_event,
         "config": config,
     }
     if dry_run:

@@ -51,6 +51,11 @@ from sftlabel.llm._http import cut, error_detail, parse_completion, rejection_ca
 if TYPE_CHECKING:
     from sftlabel.llm._client import LLMClient
 
+REQUESTS = ".requests.ndjson"
+"""A batch's input file in the run directory (not ``.jsonl``: softlabel outputs are every
+``*.jsonl`` of their directory); uploaded as ``<local>.jsonl``."""
+KEYS = ".keys.ndjson"
+"""``[custom_id, cache key, model, logprobs]`` per line of a batch."""
 RETRY_LINE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 REQUEUE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit"})
 
@@ -236,7 +241,7 @@ class BatchTransport:
 
     def _adopt(self, record: BatchRecord) -> None:
         """A batch of an earlier session: its keys wait for it (nothing is sent again)."""
-        for custom_id, key, _model in self._keys(record):
+        for custom_id, key, _model, _logprobs in self._keys(record):
             pending = _Pending(None, b"", custom_id)
             self.live[key] = pending
             self.owner[key] = record.local
@@ -307,10 +312,18 @@ class BatchTransport:
     async def _prepare(self, chunk: list[tuple[str, _Pending, bytes]], reserved: float) -> None:
         journal = self.journal
         local = journal.next_local(self.options.prefix)
-        name = f"{local}.jsonl"
+        name = f"{local}{REQUESTS}"
         data = b"".join(line for _, _, line in chunk)
         keys = b"".join(
-            msgspec.json.encode([p.custom_id, key, p.request.model if p.request else ""]) + b"\n"
+            msgspec.json.encode(
+                [
+                    p.custom_id,
+                    key,
+                    p.request.model if p.request else "",
+                    bool(p.request and p.request.logprobs),
+                ]
+            )
+            + b"\n"
             for key, p, _ in chunk
         )
         await anyio.to_thread.run_sync(_write_files, journal.directory, name, data, keys)
@@ -343,7 +356,7 @@ class BatchTransport:
                 return
         else:
             data = (self.journal.directory / record.file).read_bytes()
-            file_id = await self.api.upload(record.file, data)
+            file_id = await self.api.upload(f"{record.local}.jsonl", data)
             self.journal.record(record.local, file_id=file_id)
         assert record.file_id is not None
         answer = await self.api.create(record.file_id, metadata)
@@ -383,7 +396,7 @@ class BatchTransport:
             self.next_poll[record.local] = anyio.current_time() + self.options.poll_interval
 
     async def _collect(self, record: BatchRecord, answer: dict[str, Any]) -> None:
-        keys = {custom_id: (key, model) for custom_id, key, model in self._keys(record)}
+        keys = {row[0]: row[1:] for row in self._keys(record)}
         seen: set[str] = set()
         answered = failed = 0
         cache = self.client.cache
@@ -399,8 +412,8 @@ class BatchTransport:
                 if parsed is None or parsed[0] not in keys:
                     continue
                 custom_id, status, raw, error = parsed
-                key, model = keys[custom_id]
-                outcome = self._outcome(model, status, raw, error)
+                key, model, logprobs = keys[custom_id]
+                outcome = self._outcome(model, status, raw, error, logprobs=logprobs)
                 if outcome is None:
                     continue  # to be sent again
                 seen.add(key)
@@ -422,7 +435,7 @@ class BatchTransport:
         for key, outcome, raw in outcomes:
             self._resolve(key, outcome, raw)
         retry: list[tuple[str, _Pending]] = []
-        for key, _ in keys.values():
+        for key, *_ in keys.values():
             if key in seen or self.owner.get(key) != record.local:
                 continue
             pending = self.live.pop(key, None)
@@ -453,7 +466,7 @@ class BatchTransport:
                 self.last_enqueued = anyio.current_time()
 
     def _outcome(
-        self, model: str, status: int | None, raw: bytes, error: Any
+        self, model: str, status: int | None, raw: bytes, error: Any, *, logprobs: bool = False
     ) -> ChatResult | LLMError | None:
         """An answer, the request's failure, or None (send it again)."""
         if status is None:  # an error-file line
@@ -470,6 +483,12 @@ class BatchTransport:
                 result = parse_completion(raw, model, self.client.config.prices)
             except LLMError:
                 return None  # a 2xx that is not a completion: not an answer
+            if logprobs and not result.logprobs:  # never read as a silent 0.5
+                return RequestRejectedError(
+                    f"batch line {status} answered without the logprobs it asked for",
+                    status=status,
+                    cause="content",
+                )
             result.cost = self.client.config.prices.cost(
                 model,
                 result.prompt_tokens,
@@ -515,12 +534,13 @@ class BatchTransport:
             waiter.done.set()
         self.client.stats.failed += len(pending.waiters)
 
-    def _keys(self, record: BatchRecord) -> list[tuple[str, str, str]]:
-        path = self.journal.directory / (record.file.removesuffix(".jsonl") + ".keys")
-        rows: list[tuple[str, str, str]] = []
+    def _keys(self, record: BatchRecord) -> list[tuple[str, str, str, bool]]:
+        """``(custom_id, cache key, model, asks for logprobs)`` of every line of a batch."""
+        path = self.journal.directory / (record.file.removesuffix(REQUESTS) + KEYS)
+        rows: list[tuple[str, str, str, bool]] = []
         for line in path.read_bytes().splitlines():
-            custom_id, key, model = msgspec.json.decode(line)
-            rows.append((str(custom_id), str(key), str(model)))
+            custom_id, key, model, logprobs = msgspec.json.decode(line)
+            rows.append((str(custom_id), str(key), str(model), bool(logprobs)))
         return rows
 
 
@@ -566,7 +586,7 @@ def _accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) ->
 def _write_files(directory: Path, name: str, data: bytes, keys: bytes) -> None:
     import os
 
-    for target, content in ((name, data), (name.removesuffix(".jsonl") + ".keys", keys)):
+    for target, content in ((name, data), (name.removesuffix(REQUESTS) + KEYS, keys)):
         path = directory / target
         with path.open("wb") as out:
             out.write(content)

@@ -24,7 +24,7 @@ from sftlabel.llm._config import ClientConfig
 from sftlabel.llm._errors import AuthenticationError, LLMError
 from sftlabel.llm._http import cut, describe_transport, error_detail
 
-JOURNAL = "journal.jsonl"
+JOURNAL = "journal.ndjson"
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 OPENAI_MAX_REQUESTS = 50_000
 AZURE_MAX_REQUESTS = 100_000
