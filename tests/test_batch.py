@@ -418,3 +418,59 @@ def test_softlabel_batch_passes_logprobs_through_and_a_line_without_them_fails_i
     body = line["body"]
     assert body["logprobs"] is True and body["top_logprobs"] == 5 and body["logit_bias"]
     assert llm_server.stats()["chat_requests"] == 0
+
+
+def _run_batch_like_vllm(server: FakeLLMServer, requests: Path, reject: str = "") -> Path:
+    """What `vllm run-batch -i requests -o output` does, against the fake server's chat
+    endpoint (a line whose body holds ``reject`` gets status 400 with ``"error": null``)."""
+    import httpx
+
+    output = requests.with_name(requests.name.removesuffix(".jsonl") + ".output.jsonl")
+    lines = []
+    with httpx.Client() as client:
+        for number, raw in enumerate(requests.read_text().splitlines()):
+            line = json.loads(raw)
+            if reject and reject in json.dumps(line["body"]):
+                status, body = (
+                    400,
+                    {"error": {"message": "This model's maximum context length is 4096 tokens"}},
+                )
+            else:
+                answer = client.post(server.base_url + "/chat/completions", json=line["body"])
+                status, body = answer.status_code, answer.json()
+            lines.append(
+                {
+                    "id": f"vllm-{number}",
+                    "custom_id": line["custom_id"],
+                    "response": {"status_code": status, "request_id": f"r{number}", "body": body},
+                    "error": None,
+                }
+            )
+    output.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return output
+
+
+def test_batch_export_and_import_for_a_self_hosted_fleet(cli, llm_server, tmp_path: Path) -> None:
+    llm_server.configure(rules=labeler_rules())
+    data = records(6, tmp_path)
+    run = tmp_path / "run"
+    exports = tmp_path / "exports"
+    args = batch_args(llm_server, run, data, "--batch-export", exports)
+    args.remove("--batch")
+    first = cli(*args)
+    assert first.exit_code == 3, first.stderr
+    requests = exports / "b00001.jsonl"
+    assert "vllm run-batch -i" in first.stderr and str(requests) in first.stderr
+    assert len(requests.read_text().splitlines()) == 6
+    output = _run_batch_like_vllm(llm_server, requests, reject="do? (4)")
+    second = cli(*resume_args(llm_server, run, "--batch-import", output))
+    assert second.exit_code == 3, second.stderr
+    round2 = exports / "b00002.jsonl"
+    assert len(round2.read_text().splitlines()) == 5  # call 2 of the 5 answered samples
+    output2 = _run_batch_like_vllm(llm_server, round2)
+    third = cli(*resume_args(llm_server, run, "--batch-import", output2, "--skip-failed"))
+    assert third.exit_code == 1, third.stderr
+    assert sorted(labeled_ids(run)) == sorted(f"r{i}" for i in range(6) if i != 4)
+    (failure,) = jsonl((run / "failures.jsonl").read_text())
+    assert failure["id"] == "r4" and "context length" in failure["error"]
+    assert llm_server.batches()["created"] == 0

@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 
 from sftlabel.errors import UsageError
-from sftlabel.llm import BatchOptions, BatchTransport, Budget, LLMClient
-from sftlabel.runs import Outcome, RunState
+from sftlabel.llm import BatchOptions, BatchTransport, Budget, ExportAPI, LLMClient
+from sftlabel.runs import Outcome, RunControl, RunState
 
 BATCH_WINDOW = 50_000
 """Items in flight in a batch run (a round holds at most this many items' requests)."""
@@ -34,6 +34,14 @@ class BatchSettings:
         self.settle = float(opts.get("batch_settle") or min(2.0, max(self.poll_interval, 0.2)))
         self.max_requests = opts.get("batch_max_requests")
         self.on_event: Callable[[str], None] | None = opts.get("on_batch_event")
+        self.export: str | None = opts.get("batch_export")
+        imports = opts.get("batch_import") or []
+        if isinstance(imports, str | Path):
+            imports = [imports]
+        self.imports = [Path(p) for p in imports]
+        if self.export:
+            self.enabled = True
+        self.on_waiting: Callable[[str], None] | None = None
 
 
 def attach(
@@ -61,8 +69,12 @@ def attach(
                 max_requests=int(settings.max_requests) if settings.max_requests else None,
                 prefix="a" if name.endswith("arbiter") else "b",
                 on_event=settings.on_event,
+                on_waiting=settings.on_waiting if settings.export else None,
             ),
             budget=budget,
+            api=ExportAPI(Path(settings.export), imports=settings.imports)
+            if settings.export
+            else None,
         )
         client.batch = transport
         transports.append(transport)
@@ -118,6 +130,35 @@ def with_batches(
         callback(state)
 
     return update
+
+
+def settings_for(
+    opts: dict[str, Any], rate: Any, control: RunControl, model: str, resume: str
+) -> BatchSettings:
+    """The batch settings of a session: what the run recorded (``rate``) and what was given;
+    in export mode, a round waiting for its output stops the session with what to run."""
+    settings = BatchSettings(
+        {
+            **opts,
+            "batch": rate.batch or opts.get("batch"),
+            "batch_export": rate.batch_export or opts.get("batch_export"),
+        }
+    )
+    if rate.poll_interval:
+        settings.poll_interval = rate.poll_interval
+
+    def waiting(message: str) -> None:
+        files = message.removeprefix("waiting for the output of ").split(", ")
+        outputs = [f"{f.removesuffix('.jsonl')}.output.jsonl" for f in files]
+        commands = "; ".join(
+            f"`vllm run-batch -i {f} -o {o} --model {model}`"
+            for f, o in zip(files, outputs, strict=True)
+        )
+        imports = " ".join(f"--batch-import {o}" for o in outputs)
+        control.interrupt(f"{message}: run {commands}, then `{resume} {imports}`")
+
+    settings.on_waiting = waiting
+    return settings
 
 
 async def cancel(transports: list[BatchTransport]) -> int:

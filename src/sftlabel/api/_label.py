@@ -271,9 +271,10 @@ async def _run(
             budget=budget,  # one cap for both clients
         )
     files = RunFiles(plan.root)
-    batching = _batch.BatchSettings({**opts, "batch": plan.rate.batch or opts.get("batch")})
-    if batching.enabled and plan.rate.poll_interval:
-        batching.poll_interval = plan.rate.poll_interval
+    control = control or RunControl()
+    batching = _batch.settings_for(
+        opts, plan.rate, control, options_.model, f"sftlabel label --resume {plan.root}"
+    )
     transports: list[Any] = []
     try:
         if batching.enabled or opts.get("cancel"):
@@ -343,7 +344,7 @@ async def _run(
             retry_failed=bool(opts.get("retry_failed", True)),
             on_progress=_batch.with_batches(on_progress, transports),
             state=state,
-            control=control or RunControl(),
+            control=control,
         )
         started = time.monotonic()
         files.open()
@@ -451,6 +452,7 @@ _KNOWN = {
     "batch_settle",
     "batch_max_requests",
     "on_batch_event",
+    "batch_import",
 }
 
 

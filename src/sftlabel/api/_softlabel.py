@@ -118,6 +118,7 @@ _KNOWN = {
     "batch_settle",
     "batch_max_requests",
     "on_batch_event",
+    "batch_import",
 }
 
 
@@ -234,9 +235,10 @@ async def asoftlabel(
             if not manifest.given_inputs:
                 manifest.given_inputs = sources
             out.root.mkdir(parents=True, exist_ok=True)
-            batching = _batch.BatchSettings({**opts, "batch": rate.batch or opts.get("batch")})
-            if rate.poll_interval:
-                batching.poll_interval = rate.poll_interval
+            control = control or RunControl()
+            batching = _batch.settings_for(
+                opts, rate, control, soft.model, "the same softlabel command with --resume"
+            )
             if batching.enabled or opts.get("cancel"):
                 transports = _batch.attach([client], out.root, batching, budget)
             if opts.get("cancel"):
@@ -283,7 +285,7 @@ async def asoftlabel(
                 retry_failed=bool(opts.get("retry_failed", True)),
                 on_progress=_batch.with_batches(on_progress, transports),
                 state=state,
-                control=control or RunControl(),
+                control=control,
             )
             started = time.monotonic()
             out.open()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -53,3 +54,24 @@ def print_event(text: str) -> None:
     from sftlabel.cli._common import stderr
 
     stderr.print(text, markup=False, soft_wrap=True)
+
+
+BatchExportOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Self-hosted batches: write each round's request JSONL into DIR (for `vllm "
+        "run-batch` or any tool of the OpenAI batch format) and stop; a resume with "
+        "--batch-import reads the outputs back.",
+        rich_help_panel=BATCH,
+        show_default=False,
+    ),
+]
+BatchImportOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="With --resume of a --batch-export run: an output JSONL of `vllm run-batch` to "
+        "read back (repeatable); answered only where status_code is 2xx and the body parses.",
+        rich_help_panel=BATCH,
+        show_default=False,
+    ),
+]

@@ -9,6 +9,8 @@ import typer
 
 from sftlabel import api
 from sftlabel.cli._batch import (
+    BatchExportOption,
+    BatchImportOption,
     BatchMaxRequestsOption,
     BatchOption,
     CancelOption,
@@ -207,6 +209,8 @@ def label(
     poll_interval: PollIntervalOption = None,
     cancel: CancelOption = False,
     batch_max_requests: BatchMaxRequestsOption = None,
+    batch_export: BatchExportOption = None,
+    batch_import: BatchImportOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Label every sample on the taxonomy's 9 dimensions with two LLM calls each.
@@ -260,6 +264,8 @@ def label(
         "poll_interval": poll_interval,
         "cancel": cancel,
         "batch_max_requests": batch_max_requests,
+        "batch_export": str(batch_export.resolve()) if batch_export else None,
+        "batch_import": batch_import,
         "on_batch_event": print_event,
         "config": config,
     }

@@ -9,6 +9,8 @@ import typer
 
 from sftlabel import api
 from sftlabel.cli._batch import (
+    BatchExportOption,
+    BatchImportOption,
     BatchMaxRequestsOption,
     BatchOption,
     CancelOption,
@@ -170,6 +172,8 @@ def softlabel(
     poll_interval: PollIntervalOption = None,
     cancel: CancelOption = False,
     batch_max_requests: BatchMaxRequestsOption = None,
+    batch_export: BatchExportOption = None,
+    batch_import: BatchImportOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
 ) -> None:
     """Soft-label every user turn with P(the message does NOT require reasoning).
@@ -217,6 +221,8 @@ def softlabel(
         "poll_interval": poll_interval,
         "cancel": cancel,
         "batch_max_requests": batch_max_requests,
+        "batch_export": str(batch_export.resolve()) if batch_export else None,
+        "batch_import": batch_import,
         "on_batch_event": print_event,
         "config": config,
     }

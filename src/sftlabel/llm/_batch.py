@@ -34,6 +34,7 @@ from sftlabel.llm._batchapi import (
     TERMINAL,
     BatchAPI,
     BatchRecord,
+    ExportAPI,
     Journal,
     now,
 )
@@ -92,6 +93,9 @@ class BatchOptions:
     max_bytes: int = MAX_FILE_BYTES
     prefix: str = "b"
     on_event: Callable[[str], None] | None = None
+    on_waiting: Callable[[str], None] | None = None
+    """Self-hosted export: called once every request waits for an output file to import (the
+    run then stops; ``--batch-import`` continues it)."""
 
 
 @dataclass
@@ -123,7 +127,7 @@ class BatchTransport:
         options: BatchOptions,
         *,
         budget: Budget | None = None,
-        api: BatchAPI | None = None,
+        api: BatchAPI | ExportAPI | None = None,
     ) -> None:
         if client.cache is None:
             raise LLMError("batch runs need the response cache (drop --no-cache)")
@@ -203,6 +207,20 @@ class BatchTransport:
             for local in list(self.next_poll):
                 if self.next_poll.get(local, math.inf) <= anyio.current_time():
                     await self._poll(self.journal.records[local])
+            self._check_waiting()
+
+    def _check_waiting(self) -> None:
+        """Export mode: every request waits for an import; say which files to run."""
+        callback = self.options.on_waiting
+        if callback is None or self.queue or not self.live:
+            return
+        if anyio.current_time() - self.last_enqueued < self.options.settle:
+            return
+        records = self.journal.live()
+        if not records or any(r.status != "exported" for r in records):
+            return
+        self.options.on_waiting = None  # once
+        callback("waiting for the output of " + ", ".join(str(r.file_id) for r in records))
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every batch not collected yet: state, counts, seconds in the state, next poll."""
@@ -221,7 +239,9 @@ class BatchTransport:
 
     @property
     def waiting(self) -> int:
-        """Batches of this run still running at the provider."""
+        """Batches of this run still running at the provider (none for exported files)."""
+        if getattr(self.api, "offline", False):
+            return 0
         return sum(1 for r in self.journal.live() if r.batch_id is not None)
 
     async def cancel_all(self) -> int:

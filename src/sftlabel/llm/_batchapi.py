@@ -234,3 +234,62 @@ def _what(path: str) -> str:
 
 def now() -> float:
     return time.time()
+
+
+class ExportAPI:
+    """Batches for a self-hosted fleet (``vllm run-batch`` or any tool that reads and writes
+    the OpenAI batch JSONL): "uploading" writes the request file into ``directory``, and a
+    batch is completed once an output file holding its ``custom_id``s is imported."""
+
+    offline = True
+
+    def __init__(self, directory: Path, *, imports: list[Path] | None = None) -> None:
+        self.directory = directory
+        self.imports = list(imports or [])
+        self.azure = False
+        self.endpoint = "/v1/chat/completions"
+        self.max_requests = OPENAI_MAX_REQUESTS
+        self._ids: dict[Path, set[str]] = {}
+        self._files: dict[str, Path] = {}  # batch id -> its request file
+
+    async def aclose(self) -> None:
+        return None
+
+    def _custom_ids(self, path: Path) -> set[str]:
+        if path not in self._ids:
+            found: set[str] = set()
+            for line in path.read_bytes().splitlines():
+                try:
+                    data = msgspec.json.decode(line)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(data, dict) and data.get("custom_id") is not None:
+                    found.add(str(data["custom_id"]))
+            self._ids[path] = found
+        return self._ids[path]
+
+    async def upload(self, name: str, data: bytes) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / name
+        target.write_bytes(data)
+        return str(target.resolve())
+
+    async def create(self, file_id: str, metadata: dict[str, str]) -> dict[str, Any]:
+        return {"id": f"export:{file_id}", "status": "exported"}
+
+    async def find(self, metadata: dict[str, str]) -> dict[str, Any] | None:
+        return None
+
+    async def get(self, batch_id: str) -> dict[str, Any]:
+        requests = Path(batch_id.removeprefix("export:"))
+        wanted = self._custom_ids(requests) if requests.exists() else set()
+        for output in self.imports:
+            if wanted & self._custom_ids(output):
+                return {"id": batch_id, "status": "completed", "output_file_id": str(output)}
+        return {"id": batch_id, "status": "exported"}
+
+    async def cancel(self, batch_id: str) -> dict[str, Any]:
+        return {"id": batch_id, "status": "cancelled"}
+
+    async def content(self, file_id: str) -> bytes:
+        return Path(file_id).read_bytes()
