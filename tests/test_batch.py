@@ -474,3 +474,36 @@ def test_batch_export_and_import_for_a_self_hosted_fleet(cli, llm_server, tmp_pa
     (failure,) = jsonl((run / "failures.jsonl").read_text())
     assert failure["id"] == "r4" and "context length" in failure["error"]
     assert llm_server.batches()["created"] == 0
+
+
+def test_the_slices_of_a_conversation_go_in_the_same_rounds(
+    cli, llm_server, tmp_path: Path
+) -> None:
+    from .conftest import write_jsonl
+
+    turns = []
+    for t in range(3):
+        turns += [
+            {"from": "human", "value": f"step {t}: what does list.append do?"},
+            {"from": "gpt", "value": f"It adds one item to the end ({t})."},
+        ]
+    data = write_jsonl(
+        tmp_path / "multi.jsonl",
+        [
+            {
+                "id": f"m{i}",
+                "conversations": [
+                    *turns,
+                    {"from": "human", "value": f"({i})"},
+                    {"from": "gpt", "value": "ok"},
+                ],
+            }
+            for i in range(4)
+        ],
+    )
+    llm_server.configure(rules=labeler_rules())
+    run = tmp_path / "run"
+    result = cli(*batch_args(llm_server, run, data))
+    assert result.exit_code == 0, result.stderr
+    assert len(labeled_ids(run)) == 16  # 4 conversations x 4 replies
+    assert llm_server.batches()["created"] == 2  # call 1 and call 2 of every slice together

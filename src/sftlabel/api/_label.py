@@ -98,7 +98,11 @@ def label(
     ``json_mode``, ``max_tokens``, ``taxonomy``,
     ``cache``, ``no_cache``, ``prices``, ``headers``, ``azure_deployment``, ``api_version``,
     ``keyvault``, ``secret``, ``config``, ``retry_failed`` (False for ``--skip-failed``),
-    ``report`` (False: no dashboard). ``transport`` is an httpx transport for tests and
+    ``report`` (False: no dashboard), ``batch`` (the provider's Batch API: see docs/batch.md),
+    ``poll_interval``, ``batch_max_requests``, ``cancel`` (with ``resume``: cancel the run's
+    running batches), ``batch_export`` (a directory) / ``batch_import`` (output files) for
+    ``vllm run-batch``, ``on_batch_event`` (a callback for one line per batch event).
+    ``transport`` is an httpx transport for tests and
     embedding. Returns a :class:`RunResult`; raises :class:`~sftlabel.SftlabelError` (with an
     ``exit_code``) for configuration errors.
     """
@@ -340,6 +344,7 @@ async def _run(
             dedup=dedup,
             clients=[c for c in (client, arbiter) if c is not None],
             concurrency=_batch.BATCH_WINDOW if transports else plan.rate.concurrency,
+            grouped=not transports,
             max_cost=plan.rate.max_cost,
             retry_failed=bool(opts.get("retry_failed", True)),
             on_progress=_batch.with_batches(on_progress, transports),

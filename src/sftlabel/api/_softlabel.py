@@ -136,7 +136,8 @@ def softlabel(
     ``base_url``, ``output``, ``resume=True``, ``overwrite``, ``strategy``, ``context_turns``,
     ``rationales``, ``top_logprobs``, ``logit_bias``, ``label_token_ids``, ``resolve_missing``,
     ``limit``, ``dedup`` (False for ``--no-dedup``), ``concurrency``, ``rpm``, ``tpm``,
-    ``max_cost``, ...).
+    ``max_cost``, ``batch``, ``poll_interval``, ``cancel``, ``batch_export``,
+    ``batch_import``, ...: see docs/batch.md).
     """
     return run_sync(
         lambda: asoftlabel(
@@ -281,6 +282,7 @@ async def asoftlabel(
                 store=out,
                 clients=[client],
                 concurrency=_batch.BATCH_WINDOW if transports else rate.concurrency,
+                grouped=not transports,
                 max_cost=rate.max_cost,
                 retry_failed=bool(opts.get("retry_failed", True)),
                 on_progress=_batch.with_batches(on_progress, transports),

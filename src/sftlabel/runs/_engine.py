@@ -248,6 +248,9 @@ class Engine(Generic[ItemT]):
     control: RunControl = field(default_factory=RunControl)
     dedup: Dedup | None = None
     """Duplicates labeled once (for tasks with ``content``/``duplicate``); closed by the run."""
+    grouped: bool = True
+    """Order a task's prefix groups (see ``Task.group``); off for batch runs, where every
+    item of a round is sent together and holding a group's followers back only adds rounds."""
 
     async def run(self) -> Outcome:
         state = self.state
@@ -451,7 +454,7 @@ class _Runner(Generic[ItemT]):
                         self.pending(),
                         self.handle,
                         concurrency=self.engine.concurrency,
-                        group=getattr(self.task, "group", None),
+                        group=getattr(self.task, "group", None) if self.engine.grouped else None,
                         stop=self.stop,
                     )
                     group.cancel_scope.cancel()
