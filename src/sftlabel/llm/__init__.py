@@ -1,7 +1,8 @@
 """The shared OpenAI-compatible LLM client (used by label, softlabel, arbitrate and test)."""
 
-from sftlabel.llm._batch import BatchOptions, BatchTransport, RequestTag, request_tag
+from sftlabel.llm._batch import BatchOptions, BatchTransport
 from sftlabel.llm._batchapi import BatchAPI, BatchAPIError, ExportAPI
+from sftlabel.llm._batchfiles import RequestTag, request_tag
 from sftlabel.llm._budget import Budget
 from sftlabel.llm._cache import ResponseCache, cache_key
 from sftlabel.llm._client import LLMClient

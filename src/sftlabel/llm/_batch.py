@@ -18,7 +18,6 @@ the journal that was not collected yet waits for that batch instead of being sub
 
 from __future__ import annotations
 
-import contextvars
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,15 @@ from sftlabel.llm._batchapi import (
     Journal,
     now,
 )
+from sftlabel.llm._batchfiles import (
+    KEYS,
+    REQUESTS,
+    accepts,
+    parse_line,
+    put_all,
+    request_tag,
+    write_files,
+)
 from sftlabel.llm._budget import Budget, Reservation
 from sftlabel.llm._config import ChatRequest, ChatResult
 from sftlabel.llm._errors import (
@@ -52,33 +60,8 @@ from sftlabel.llm._http import cut, error_detail, parse_completion, rejection_ca
 if TYPE_CHECKING:
     from sftlabel.llm._client import LLMClient
 
-REQUESTS = ".requests.ndjson"
-"""A batch's input file in the run directory (not ``.jsonl``: softlabel outputs are every
-``*.jsonl`` of their directory); uploaded as ``<local>.jsonl``."""
-KEYS = ".keys.ndjson"
-"""``[custom_id, cache key, model, logprobs]`` per line of a batch."""
 RETRY_LINE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 REQUEUE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit"})
-
-
-class RequestTag:
-    """The stable key of the item whose requests run in this context, and a call counter:
-    ``custom_id`` = ``<key>#<n>`` (call 1, call 2, arbitration ... in the order they are made)."""
-
-    __slots__ = ("calls", "key")
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.calls = 0
-
-    def next_id(self) -> str:
-        self.calls += 1
-        return f"{self.key}#{self.calls}"
-
-
-request_tag: contextvars.ContextVar[RequestTag | None] = contextvars.ContextVar(
-    "sftlabel_request_tag", default=None
-)
 
 
 @dataclass
@@ -346,7 +329,7 @@ class BatchTransport:
             + b"\n"
             for key, p, _ in chunk
         )
-        await anyio.to_thread.run_sync(_write_files, journal.directory, name, data, keys)
+        await anyio.to_thread.run_sync(write_files, journal.directory, name, data, keys)
         if self.budget is not None and reserved:
             self.reservations[local] = self.budget.commit(reserved)
         journal.record(
@@ -428,7 +411,7 @@ class BatchTransport:
             if not file_id:
                 continue
             for line in (await self.api.content(str(file_id))).splitlines():
-                parsed = _parse_line(line)
+                parsed = parse_line(line)
                 if parsed is None or parsed[0] not in keys:
                     continue
                 custom_id, status, raw, error = parsed
@@ -448,7 +431,7 @@ class BatchTransport:
                     failed += 1
                 outcomes.append((key, outcome, raw))
         # durable first: every paid answer is in the cache before the batch counts collected
-        await anyio.to_thread.run_sync(_put_all, cache, puts)
+        await anyio.to_thread.run_sync(put_all, cache, puts)
         reservation = self.reservations.pop(record.local, None)
         if reservation is not None and self.budget is not None:
             self.budget.release(reservation)
@@ -546,7 +529,7 @@ class BatchTransport:
         answer nobody waits for yet (a batch of an earlier session) is cached: it is paid."""
         pending = self.live.get(key)
         waiters = pending.waiters if pending is not None else []
-        return not waiters or any(_accepts(w.accept, result) for w in waiters)
+        return not waiters or any(accepts(w.accept, result) for w in waiters)
 
     def _fail(self, pending: _Pending, error: LLMError) -> None:
         for waiter in pending.waiters:
@@ -562,59 +545,3 @@ class BatchTransport:
             custom_id, key, model, logprobs = msgspec.json.decode(line)
             rows.append((str(custom_id), str(key), str(model), bool(logprobs)))
         return rows
-
-
-class _Line(msgspec.Struct):
-    custom_id: str | None = None
-    response: _Response | None = None
-    error: Any = None
-
-
-class _Response(msgspec.Struct):
-    status_code: int | None = None
-    body: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_line_decoder = msgspec.json.Decoder(_Line)
-
-
-def _parse_line(line: bytes) -> tuple[str, int | None, bytes, Any] | None:
-    """``(custom_id, status_code or None for an error line, body, error)`` of an output line."""
-    if not line.strip():
-        return None
-    try:
-        parsed = _line_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if parsed.custom_id is None:
-        return None
-    response = parsed.response
-    if response is None or response.status_code is None:
-        return parsed.custom_id, None, b"", parsed.error or {"message": "no response"}
-    return parsed.custom_id, response.status_code, bytes(response.body), parsed.error
-
-
-def _accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) -> bool:
-    if accept is None:
-        return True
-    try:
-        return bool(accept(result))
-    except Exception:
-        return False
-
-
-def _write_files(directory: Path, name: str, data: bytes, keys: bytes) -> None:
-    import os
-
-    for target, content in ((name, data), (name.removesuffix(REQUESTS) + KEYS, keys)):
-        path = directory / target
-        with path.open("wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-
-
-def _put_all(cache: Any, puts: list[tuple[str, str, bytes]]) -> None:
-    cache.flush()
-    for key, model, raw in puts:
-        cache.put(key, model, raw)
