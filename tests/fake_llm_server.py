@@ -104,6 +104,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+try:  # run as a script (tests/ is on sys.path) or imported as tests.fake_llm_server
+    from fake_batches import Batches
+except ImportError:  # pragma: no cover
+    from tests.fake_batches import Batches
+
 HOST = "127.0.0.1"
 WINDOW = 60.0  # seconds of the rpm / tpm sliding windows
 RECENT = 100  # requests kept in stats["recent"]
@@ -593,6 +598,7 @@ class Stats:
     storm_429: int = 0  # 429s of a storm
     outage_503: int = 0  # 503s of an outage (mode 503)
     hung: int = 0  # requests drawn by hang_rate
+    batch_lines: int = 0  # batch input lines answered (by the chat logic)
     prompt_chars: int = 0  # serialized prompt characters of answered chat requests
     cached_chars: int = 0  # the part of them served by the prefix cache
     recent: deque[JSONObject] = field(default_factory=lambda: deque(maxlen=RECENT))
@@ -614,6 +620,7 @@ class Stats:
             "storm_429": self.storm_429,
             "outage_503": self.outage_503,
             "hung": self.hung,
+            "batch_lines": self.batch_lines,
             "prompt_chars": self.prompt_chars,
             "cached_chars": self.cached_chars,
             "script_remaining": script_remaining,
@@ -646,6 +653,7 @@ class FakeLLM:
         self.outage_from = 0.0
         self.listener: Listener | None = None  # set by serve(): closes the port for outages
         self.prefix_cache = PrefixCache()
+        self.batches = Batches(self._batch_answer)
 
     # connections ------------------------------------------------------------------------
 
@@ -839,6 +847,11 @@ class FakeLLM:
             return Reply.json({"object": "list", "data": [model]})
         if path == "/health" and method == "GET":
             return Reply.json({"status": "ok"})
+        if path.startswith(("/v1/files", "/v1/batches", "/openai/files", "/openai/batches")):
+            self._check_api_key(request, self.config)
+            answer = self.batches.handle(method, path, request.query, request.headers, request.body)
+            if answer is not None:
+                return Reply(status=answer[0], body=answer[1])
         raise HttpError(404, f"no route for {method} {path}", code="not_found")
 
     def _admin(self, request: Request) -> Reply:
@@ -896,6 +909,16 @@ class FakeLLM:
             case "POST", "/_admin/reset":
                 self.reset()
                 return Reply.json({"ok": True})
+            case "POST", "/_admin/batch_plans":
+                payload = request.json()
+                plans = payload.get("plans") if isinstance(payload, dict) else None
+                if not isinstance(plans, list) or not all(isinstance(p, dict) for p in plans):
+                    raise HttpError(400, 'expected {"plans": [{...}, ...]}')
+                return Reply.json({"queued": self.batches.add_plans(plans)})
+            case "POST", "/_admin/batches/release":
+                return Reply.json({"released": self.batches.release()})
+            case "GET", "/_admin/batches":
+                return Reply.json(self.batches.overview())
             case "GET", "/_admin/stats":
                 return Reply.json(self.stats.to_json(len(self.script)))
         raise HttpError(404, f"no admin route for {request.method} {request.path}")
@@ -912,13 +935,28 @@ class FakeLLM:
         self.bodies_in_flight = Counter({k: v for k, v in self.bodies_in_flight.items() if v})
         self.outage_until = 0.0
         self.prefix_cache = PrefixCache()
+        self.batches.reset()
 
     # chat completions -------------------------------------------------------------------
 
-    def _chat(self, request: Request, deployment: str | None) -> Reply:
-        self.stats.chat_requests += 1
+    def _batch_answer(self, payload: JSONObject, deployment: str | None) -> tuple[int, bytes]:
+        """A batch line answered as the chat endpoint would (no rate limits, no delay)."""
+        self.stats.batch_lines += 1
+        body = json.dumps(payload).encode()
+        request = Request("POST", CHAT_PATH, CHAT_PATH, {}, "HTTP/1.1", {}, body)
+        try:
+            reply = self._chat(request, deployment, batch=True)
+        except HttpError as exc:
+            return exc.status, error_json(exc.status, exc.message, exc.code)
+        if reply.close:
+            return 500, error_json(500, "the server closed the connection", "server_error")
+        return reply.status, reply.body
+
+    def _chat(self, request: Request, deployment: str | None, *, batch: bool = False) -> Reply:
         config = self.config
-        self._check_api_key(request, config)
+        if not batch:
+            self.stats.chat_requests += 1
+            self._check_api_key(request, config)
         payload = request.json()
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
             raise HttpError(400, "the body must be a JSON object with a 'messages' list")
@@ -928,9 +966,12 @@ class FakeLLM:
         prompt_tokens = estimate_tokens(prompt_chars)
         max_tokens = payload.get("max_tokens", payload.get("max_completion_tokens"))
         budget = prompt_tokens + (max_tokens if isinstance(max_tokens, int) else 0)
-        self._disturbances(config)
-        limit_headers = {**self._admit(budget, config), **self._bucket(config)}
-        if config.hang_rate and self.random.random() < config.hang_rate:
+        if batch:  # batch lines do not count against the online limits
+            limit_headers: dict[str, str] = {}
+        else:
+            self._disturbances(config)
+            limit_headers = {**self._admit(budget, config), **self._bucket(config)}
+        if not batch and config.hang_rate and self.random.random() < config.hang_rate:
             self.stats.hung += 1
             return Reply(delay=3600.0)
 

@@ -197,6 +197,21 @@ class FakeLLMServer:
         the last 100 requests, secrets replaced by their length."""
         return self._admin("GET", "/_admin/stats")
 
+    def batch_plans(self, *plans: Mapping[str, Any]) -> int:
+        """Queue plans for the next batches created (FIFO; see fake_batches.py): durations of
+        ``validating``/``in_progress``/``finalizing``, ``outcome``, ``done_fraction``,
+        ``error_lines``, ``errors``."""
+        return int(self._admin("POST", "/_admin/batch_plans", {"plans": list(plans)})["queued"])
+
+    def release_batches(self) -> int:
+        """Every batch still held in a state moves on now."""
+        return int(self._admin("POST", "/_admin/batches/release", {})["released"])
+
+    def batches(self) -> dict[str, Any]:
+        """``created`` (batches created), ``lines_answered`` and every batch (with its
+        ``custom_ids``), states brought up to date."""
+        return self._admin("GET", "/_admin/batches")
+
     def _admin(self, method: str, path: str, payload: object = None) -> dict[str, Any]:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from sftlabel.api import _batch
 from sftlabel.api._endpoint import (
     check_keywords,
     client_config,
@@ -101,7 +102,11 @@ def label(
     ``cache``, ``no_cache``, ``prices``, ``headers``, ``azure_deployment``, ``api_version``,
     ``keyvault``, ``secret``, ``config``, ``retry_failed`` (False for ``--skip-failed``),
     ``report`` (False: no dashboard), ``engine`` (``"ray"``: in shards on a Ray cluster,
-    docs/scaling.md), ``ray_address``, ``shards``. ``transport`` is an httpx transport for tests and
+    docs/scaling.md), ``ray_address``, ``shards``, ``batch`` (the provider's Batch API: see
+    docs/batch.md), ``poll_interval``, ``batch_max_requests``, ``cancel`` (with ``resume``:
+    cancel the run's running batches), ``batch_export`` (a directory) / ``batch_import`` (output
+    files) for ``vllm run-batch``, ``on_batch_event`` (a callback for one line per batch event).
+    ``transport`` is an httpx transport for tests and
     embedding. Returns a :class:`RunResult`; raises :class:`~sftlabel.SftlabelError` (with an
     ``exit_code``) for configuration errors.
     """
@@ -277,7 +282,30 @@ async def _run(
             budget=budget,  # one cap for both clients
         )
     files = RunFiles(plan.root)
+    control = control or RunControl()
+    batching = _batch.settings_for(
+        opts, plan.rate, control, options_.model, f"sftlabel label --resume {plan.root}"
+    )
+    transports: list[Any] = []
     try:
+        if batching.enabled or opts.get("cancel"):
+            plan.root.mkdir(parents=True, exist_ok=True)
+            transports = _batch.attach([client, arbiter], plan.root, batching, budget)
+        if opts.get("cancel"):
+            if plan.manifest is None:
+                raise UsageError("--cancel needs --resume RUN (the run whose batches to cancel)")
+            cancelled = await _batch.cancel(transports)
+            result = _result(
+                plan.root,
+                manifest=plan.manifest,
+                status="cancelled",
+                message=f"cancelled {cancelled} running batch(es); `sftlabel label --resume "
+                f"{plan.root}` submits what they had not answered again",
+                state=RunState(),
+                started=time.monotonic(),
+            )
+            result.exit_code, result.resume_hint = 0, None
+            return result
         if plan.manifest is None:
             plan.root.mkdir(parents=True, exist_ok=True)
             manifest = RunManifest(
@@ -303,6 +331,11 @@ async def _run(
         sharded = sharding(plan.root, manifest, opts)
         if sharded is not None and transport is not None:
             raise UsageError("--engine ray sends over the network: it takes no transport")
+        if sharded is not None and transports:
+            raise UsageError(
+                "--batch and --engine ray do not go together",
+                hint="a batch run needs no workers: the provider does the work",
+            )
         session_number = new_session(manifest)
         write_manifest(plan.root, manifest)
         make_task = partial(
@@ -332,7 +365,7 @@ async def _run(
                 budget=budget,
                 on_progress=on_progress,
                 state=state,
-                control=control or RunControl(),
+                control=control,
             )
         else:
             dedup = Dedup(ContentIndex(plan.root / DEDUP_INDEX)) if options_.dedup else None
@@ -341,16 +374,23 @@ async def _run(
                 store=files,
                 dedup=dedup,
                 clients=[c for c in (client, arbiter) if c is not None],
-                concurrency=plan.rate.concurrency,
+                concurrency=_batch.BATCH_WINDOW if transports else plan.rate.concurrency,
+                grouped=not transports,
                 max_cost=plan.rate.max_cost,
                 retry_failed=bool(opts.get("retry_failed", True)),
-                on_progress=on_progress,
+                on_progress=_batch.with_batches(on_progress, transports),
                 state=state,
-                control=control or RunControl(),
+                control=control,
             )
             files.open()
-            outcome = await with_signals(engine.control, engine.run)
+            outcome = await with_signals(
+                engine.control, lambda: _batch.run_with(transports, engine.run)
+            )
+            running = _batch.still_running(transports, f"sftlabel label --resume {plan.root}")
+            if running and outcome.status != "completed":
+                outcome.message = f"{outcome.message or outcome.status}; {running}"
     finally:
+        await _batch.close(transports)
         await client.aclose()
         if arbiter is not None:
             await arbiter.aclose()
@@ -469,6 +509,11 @@ _KNOWN = {
     "engine",
     "ray_address",
     "shards",
+    "cancel",
+    "batch_settle",
+    "batch_max_requests",
+    "on_batch_event",
+    "batch_import",
 }
 
 

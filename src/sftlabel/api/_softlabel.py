@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from sftlabel.api import _batch
 from sftlabel.api._endpoint import (
     check_keywords,
     client_config,
@@ -113,6 +114,11 @@ _KNOWN = {
     "overwrite",
     "retry_failed",
     "input",
+    "cancel",
+    "batch_settle",
+    "batch_max_requests",
+    "on_batch_event",
+    "batch_import",
 }
 
 
@@ -130,7 +136,8 @@ def softlabel(
     ``base_url``, ``output``, ``resume=True``, ``overwrite``, ``strategy``, ``context_turns``,
     ``rationales``, ``top_logprobs``, ``logit_bias``, ``label_token_ids``, ``resolve_missing``,
     ``limit``, ``dedup`` (False for ``--no-dedup``), ``concurrency``, ``rpm``, ``tpm``,
-    ``max_cost``, ...).
+    ``max_cost``, ``batch``, ``poll_interval``, ``cancel``, ``batch_export``,
+    ``batch_import``, ...: see docs/batch.md).
     """
     return run_sync(
         lambda: asoftlabel(
@@ -210,6 +217,7 @@ async def asoftlabel(
             else None
         )
         client = LLMClient(config, transport=transport, budget=budget)
+        transports: list[Any] = []
         try:
             tokens = await resolve_label_tokens(client, soft.label_token_ids)
             manifest = recorded or RunManifest(
@@ -228,6 +236,24 @@ async def asoftlabel(
             if not manifest.given_inputs:
                 manifest.given_inputs = sources
             out.root.mkdir(parents=True, exist_ok=True)
+            control = control or RunControl()
+            batching = _batch.settings_for(
+                opts, rate, control, soft.model, "the same softlabel command with --resume"
+            )
+            if batching.enabled or opts.get("cancel"):
+                transports = _batch.attach([client], out.root, batching, budget)
+            if opts.get("cancel"):
+                if recorded is None:
+                    raise UsageError("--cancel needs --resume (the run whose batches to cancel)")
+                cancelled = await _batch.cancel(transports)
+                return RunResult(
+                    kind="softlabel",
+                    path=staged.display_output,
+                    status="cancelled",
+                    exit_code=0,
+                    message=f"cancelled {cancelled} running batch(es); the same command with "
+                    "--resume submits what they had not answered again",
+                )
             out.repair()
             new_session(manifest)
             write_manifest(out.root, manifest)
@@ -255,17 +281,24 @@ async def asoftlabel(
                 dedup=dedup,
                 store=out,
                 clients=[client],
-                concurrency=rate.concurrency,
+                concurrency=_batch.BATCH_WINDOW if transports else rate.concurrency,
+                grouped=not transports,
                 max_cost=rate.max_cost,
                 retry_failed=bool(opts.get("retry_failed", True)),
-                on_progress=on_progress,
+                on_progress=_batch.with_batches(on_progress, transports),
                 state=state,
-                control=control or RunControl(),
+                control=control,
             )
             started = time.monotonic()
             out.open()
-            outcome = await with_signals(engine.control, engine.run)
+            outcome = await with_signals(
+                engine.control, lambda: _batch.run_with(transports, engine.run)
+            )
+            running = _batch.still_running(transports, "the same softlabel command with --resume")
+            if running and outcome.status != "completed":
+                outcome.message = f"{outcome.message or outcome.status}; {running}"
         finally:
+            await _batch.close(transports)
             await client.aclose()
         record_session(out.root, manifest, outcome, started, status="finalizing")
         if outcome.status == "completed":
@@ -359,6 +392,7 @@ def softlabel_estimate(inputs: Sequence[PathLike] | None = None, **options: Any)
         unreadable=unreadable,
         cached_tokens=cached,
         cost_without_cache=prices.cost(model, prompt, completion) if model else None,
+        batch_cost=prices.cost(model, prompt, completion, cached, batch=True) if model else None,
         cache_assumption=assumption,
     )
 

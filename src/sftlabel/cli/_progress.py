@@ -46,7 +46,31 @@ def figures(state: RunState, *, verb: str = "done") -> str:
     if state.unavailable_since is not None:
         since = dt.datetime.fromtimestamp(state.unavailable_since).strftime("%H:%M:%S")
         parts.append(f"endpoint unavailable since {since}")
+    parts += batch_figures(state)
     return " · ".join(parts)
+
+
+SHOWN_BATCHES = 3
+
+
+def batch_figures(state: RunState) -> list[str]:
+    """``batch-1 in_progress 340/2,000 for 2m, poll in 28s`` per running batch (the first
+    few): the provider's own state and counts, never a guess."""
+    parts = []
+    for row in state.batches[:SHOWN_BATCHES]:
+        counts = row.get("counts") or {}
+        done = counts.get("completed", 0) + counts.get("failed", 0)
+        total = counts.get("total") or row.get("requests", 0)
+        text = f"{row['batch']} {row['status']} {done:,}/{total:,}"
+        if counts.get("failed"):
+            text += f" ({counts['failed']:,} failed)"
+        text += f" for {_duration(row.get('in_state', 0))}"
+        if row.get("status") not in ("prepared", "completed", "expired", "failed", "cancelled"):
+            text += f", poll in {_duration(row.get('next_poll', 0))}"
+        parts.append(text)
+    if len(state.batches) > SHOWN_BATCHES:
+        parts.append(f"+{len(state.batches) - SHOWN_BATCHES} batches")
+    return parts
 
 
 def _duration(seconds: float) -> str:

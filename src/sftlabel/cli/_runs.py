@@ -93,8 +93,8 @@ def finish(
         stderr.print(f"aborted: {result.message}", style="bold red", markup=False)
     elif result.status == "budget":
         stderr.print(f"stopped: {result.message}", style="yellow", markup=False)
-    elif result.status == "interrupted":
-        stderr.print(f"{result.message or 'interrupted'}", style="yellow", markup=False)
+    elif result.status in ("interrupted", "cancelled"):
+        stderr.print(f"{result.message or result.status}", style="yellow", markup=False)
     if result.resume_hint:
         stderr.print(f"continue with `{result.resume_hint}`", markup=False)
     stderr.print(f"outputs in {result.path}/", markup=False)
@@ -147,6 +147,8 @@ def render_estimate(
     )
     if result.cost_without_cache is not None and result.cost_without_cache != result.cost:
         table.add_row("cost without any cache hit", f"${result.cost_without_cache:,.2f}")
+    if result.batch_cost is not None:
+        table.add_row("cost with --batch (batch prices, within 24 h)", f"${result.batch_cost:,.2f}")
     table.add_row(
         f"time at {in_flight} in flight, ~{per_call:g} s a call", f"{seconds / 60:,.1f} min"
     )

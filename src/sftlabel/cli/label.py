@@ -8,6 +8,15 @@ from typing import Annotated, Any, Literal
 import typer
 
 from sftlabel import api
+from sftlabel.cli._batch import (
+    BatchExportOption,
+    BatchImportOption,
+    BatchMaxRequestsOption,
+    BatchOption,
+    CancelOption,
+    PollIntervalOption,
+    print_event,
+)
 from sftlabel.cli._endpoint import (
     RATE,
     ApiKeyOption,
@@ -201,6 +210,12 @@ def label(
     engine: EngineOption = "local",
     ray_address: RayAddressOption = None,
     shards: ShardsOption = None,
+    batch: BatchOption = None,
+    poll_interval: PollIntervalOption = None,
+    cancel: CancelOption = False,
+    batch_max_requests: BatchMaxRequestsOption = None,
+    batch_export: BatchExportOption = None,
+    batch_import: BatchImportOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
     profile: ProfileOption = None,
 ) -> None:
@@ -251,6 +266,13 @@ def label(
         "json_mode": json_mode,
         "max_tokens": max_tokens,
         "dedup": False if no_dedup else None,
+        "batch": batch,
+        "poll_interval": poll_interval,
+        "cancel": cancel,
+        "batch_max_requests": batch_max_requests,
+        "batch_export": str(batch_export.resolve()) if batch_export else None,
+        "batch_import": batch_import,
+        "on_batch_event": print_event,
         "config": config,
         "profile": profile,
         **engine_options(engine, ray_address, shards),

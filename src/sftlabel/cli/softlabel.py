@@ -8,6 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from sftlabel import api
+from sftlabel.cli._batch import (
+    BatchExportOption,
+    BatchImportOption,
+    BatchMaxRequestsOption,
+    BatchOption,
+    CancelOption,
+    PollIntervalOption,
+    print_event,
+)
 from sftlabel.cli._endpoint import (
     RATE,
     ApiKeyOption,
@@ -160,6 +169,12 @@ def softlabel(
     tpm: TpmOption = None,
     prices: PricesOption = None,
     no_dedup: NoDedupOption = False,
+    batch: BatchOption = None,
+    poll_interval: PollIntervalOption = None,
+    cancel: CancelOption = False,
+    batch_max_requests: BatchMaxRequestsOption = None,
+    batch_export: BatchExportOption = None,
+    batch_import: BatchImportOption = None,
     config: Annotated[Path | None, typer.Option(help="Config file (env SFTLABEL_CONFIG).")] = None,
     profile: ProfileOption = None,
 ) -> None:
@@ -204,6 +219,13 @@ def softlabel(
         "rpm": rpm,
         "tpm": tpm,
         "prices": prices,
+        "batch": batch,
+        "poll_interval": poll_interval,
+        "cancel": cancel,
+        "batch_max_requests": batch_max_requests,
+        "batch_export": str(batch_export.resolve()) if batch_export else None,
+        "batch_import": batch_import,
+        "on_batch_event": print_event,
         "config": config,
         "profile": profile,
     }

@@ -1,5 +1,8 @@
 """The shared OpenAI-compatible LLM client (used by label, softlabel, arbitrate and test)."""
 
+from sftlabel.llm._batch import BatchOptions, BatchTransport
+from sftlabel.llm._batchapi import BatchAPI, BatchAPIError, ExportAPI
+from sftlabel.llm._batchfiles import RequestTag, request_tag
 from sftlabel.llm._budget import Budget, Reservation
 from sftlabel.llm._cache import ResponseCache, ShardCache, cache_key, merge_cache
 from sftlabel.llm._client import LLMClient
@@ -34,6 +37,10 @@ from sftlabel.llm._tokens import LabelTokens, resolve_label_tokens
 __all__ = [
     "AdaptiveLimiter",
     "AuthenticationError",
+    "BatchAPI",
+    "BatchAPIError",
+    "BatchOptions",
+    "BatchTransport",
     "Budget",
     "BudgetExceededError",
     "ChatRequest",
@@ -42,6 +49,7 @@ __all__ = [
     "ClientStats",
     "Clock",
     "EndpointUnavailableError",
+    "ExportAPI",
     "LLMClient",
     "LLMError",
     "LabelTokens",
@@ -49,6 +57,7 @@ __all__ = [
     "PriceTable",
     "RateLearner",
     "RequestRejectedError",
+    "RequestTag",
     "Reservation",
     "ResponseCache",
     "RetriesExhaustedError",
@@ -61,6 +70,7 @@ __all__ = [
     "merge_cache",
     "parse_duration",
     "redact_url",
+    "request_tag",
     "resolve_label_tokens",
     "text_tokens",
 ]

@@ -47,6 +47,18 @@ class Budget:
             self.reserved += amount
             return Reservation(amount)
 
+    def charge(self, cost: float) -> None:
+        """Count ``cost`` as spent (an answer of a batch whose reservation is held apart)."""
+        with self._lock:
+            self.spent += cost
+
+    def commit(self, amount: float) -> Reservation:
+        """Reserve ``amount`` even past the cap: spend already committed (a batch submitted by
+        an earlier session counts against the cap whatever it holds)."""
+        with self._lock:
+            self.reserved += amount
+            return Reservation(amount)
+
     def settle(self, reservation: Reservation, cost: float) -> None:
         """Replace the reservation by what the answer actually cost."""
         with self._lock:

@@ -3,6 +3,8 @@
 USD per million tokens: (input, cached input, output). Matched on the longest prefix of the
 model name (lowercase, without a ``provider/`` prefix). Prices change: override them with a
 JSON or TOML file mapping model prefixes to ``{"input": .., "cached_input": .., "output": ..}``.
+Batch APIs (OpenAI, Azure, Anthropic) bill half the online price: ``batch_input`` /
+``batch_output`` / ``batch_cached_input`` in a price file set other batch prices.
 """
 
 from __future__ import annotations
@@ -19,12 +21,32 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
     input: float
     output: float
     cached_input: float | None = None
+    batch_input: float | None = None
+    """Batch-API prices (None: ``BATCH_SHARE`` of the online ones)."""
+    batch_output: float | None = None
+    batch_cached_input: float | None = None
+
+    def batch(self) -> Price:
+        """The prices of the batch API."""
+        cached = self.cached_input if self.cached_input is not None else self.input
+
+        def share(given: float | None, online: float) -> float:
+            return given if given is not None else online * BATCH_SHARE
+
+        return Price(
+            input=share(self.batch_input, self.input),
+            output=share(self.batch_output, self.output),
+            cached_input=share(self.batch_cached_input, cached),
+        )
 
     def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
         cached_rate = self.cached_input if self.cached_input is not None else self.input
         fresh = max(prompt - cached, 0)
         return (fresh * self.input + cached * cached_rate + completion * self.output) / 1e6
 
+
+BATCH_SHARE = 0.5
+"""Batch-API prices as a share of the online ones (OpenAI, Azure OpenAI, Anthropic: half)."""
 
 PRICES: dict[str, Price] = {
     "gpt-4o-mini": Price(input=0.15, cached_input=0.075, output=0.60),
@@ -89,9 +111,14 @@ class PriceTable:
                 price = msgspec.structs.replace(price, cached_input=price.input * share)
         return price
 
-    def cost(self, model: str, prompt: int, completion: int, cached: int = 0) -> float | None:
+    def cost(
+        self, model: str, prompt: int, completion: int, cached: int = 0, *, batch: bool = False
+    ) -> float | None:
+        """USD for the tokens (``batch``: at the batch-API prices); None for an unknown model."""
         price = self.lookup(model)
-        return price.cost(prompt, completion, cached) if price is not None else None
+        if price is None:
+            return None
+        return (price.batch() if batch else price).cost(prompt, completion, cached)
 
 
 def load_prices(path: Path) -> dict[str, Price]:

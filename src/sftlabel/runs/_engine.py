@@ -42,6 +42,8 @@ from sftlabel.llm import (
     ClientStats,
     LLMClient,
     LLMError,
+    RequestTag,
+    request_tag,
 )
 from sftlabel.model import Problem
 from sftlabel.runs._dedup import Dedup, digest
@@ -191,6 +193,9 @@ class RunState:
     counters: dict[str, int] = field(default_factory=dict)
     client: ClientStats = field(default_factory=ClientStats)
     unavailable_since: float | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    """Batch runs: every batch not collected yet (``batch``, ``status``, ``requests``,
+    ``counts``, ``in_state`` and ``next_poll`` seconds), set before each progress snapshot."""
 
     @property
     def done(self) -> int:
@@ -243,6 +248,9 @@ class Engine(Generic[ItemT]):
     control: RunControl = field(default_factory=RunControl)
     dedup: Dedup | None = None
     """Duplicates labeled once (for tasks with ``content``/``duplicate``); closed by the run."""
+    grouped: bool = True
+    """Order a task's prefix groups (see ``Task.group``); off for batch runs, where every
+    item of a round is sent together and holding a group's followers back only adds rounds."""
 
     async def run(self) -> Outcome:
         state = self.state
@@ -329,6 +337,8 @@ class _Runner(Generic[ItemT]):
     async def handle(self, item: ItemT) -> None:
         state = self.state
         state.in_flight += 1
+        # the item's key names its requests (a batch line's custom_id: "<key>#<call>")
+        request_tag.set(RequestTag(_tag(self.task.key(item))))
         try:
             written = await self._process(item)
         except ItemFailed as exc:
@@ -444,7 +454,7 @@ class _Runner(Generic[ItemT]):
                         self.pending(),
                         self.handle,
                         concurrency=self.engine.concurrency,
-                        group=getattr(self.task, "group", None),
+                        group=getattr(self.task, "group", None) if self.engine.grouped else None,
                         stop=self.stop,
                     )
                     group.cancel_scope.cancel()
@@ -468,6 +478,12 @@ class _Runner(Generic[ItemT]):
         if self.engine.on_progress is not None:
             self.engine.on_progress(self.state)
         return self.outcome
+
+
+def _tag(key: Hashable) -> str:
+    if isinstance(key, tuple):
+        return ":".join(str(part) for part in key)
+    return str(key)
 
 
 def _is_budget(exc: SftlabelError) -> bool:

@@ -246,6 +246,8 @@ class Estimate(msgspec.Struct, kw_only=True):
     cached_tokens: int = 0
     """Prompt tokens expected from the provider's prefix cache (see ``cache_assumption``)."""
     cost_without_cache: float | None = None
+    batch_cost: float | None = None
+    """The same requests through the Batch API (``--batch``: batch prices, within 24 h)."""
     cache_assumption: str = ""
 
 
@@ -309,5 +311,6 @@ def estimate(
         unreadable=unreadable,
         cached_tokens=cached,
         cost_without_cache=prices.cost(options.model, prompt, completion),
+        batch_cost=prices.cost(options.model, prompt, completion, cached, batch=True),
         cache_assumption=assumption,
     )

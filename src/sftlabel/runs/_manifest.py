@@ -59,6 +59,13 @@ class RateOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
     tpm: float | None = None
     timeout: float = 120.0
     max_cost: float | None = None
+    batch: bool = False
+    """Requests go through the provider's Batch API (``--batch``); a resume keeps it."""
+    poll_interval: float | None = None
+    """Seconds between polls of a running batch (default 30)."""
+    batch_export: str | None = None
+    """Self-hosted batches: the directory the request files are written to
+    (``--batch-export``; ``--batch-import`` reads the outputs back)."""
 
 
 class TaxonomyRef(msgspec.Struct, kw_only=True):
