@@ -271,3 +271,14 @@ def test_arbitrate_on_ray_gives_the_local_arbitration(
     assert records(tmp_path / "ray") == records(tmp_path / "local")
     assert [r["labels"]["difficulty"] for r in records(tmp_path / "ray")] == ["advanced"] * 40
     assert files(tmp_path / "ray") == files(tmp_path / "local")
+
+
+def test_batch_and_ray_refuse_each_other(cluster: str, server: FakeLLMServer, tmp_path: Path) -> None:
+    """A batch run needs no workers; nothing is submitted or labeled."""
+    from sftlabel.errors import UsageError
+
+    source = data(tmp_path / "in.jsonl", 3)
+    with pytest.raises(UsageError, match="--batch and --engine ray"):
+        run(server, [source], tmp_path / "both", engine="ray", shards=2, batch=True)
+    assert server.batches()["created"] == 0
+    assert not (tmp_path / "both").exists()

@@ -288,6 +288,11 @@ async def _run(
     )
     transports: list[Any] = []
     try:
+        if batching.enabled and (opts.get("engine") or "local") != "local":
+            raise UsageError(
+                "--batch and --engine ray do not go together",
+                hint="a batch run needs no workers: the provider does the work",
+            )
         if batching.enabled or opts.get("cancel"):
             plan.root.mkdir(parents=True, exist_ok=True)
             transports = _batch.attach([client, arbiter], plan.root, batching, budget)
@@ -331,11 +336,7 @@ async def _run(
         sharded = sharding(plan.root, manifest, opts)
         if sharded is not None and transport is not None:
             raise UsageError("--engine ray sends over the network: it takes no transport")
-        if sharded is not None and transports:
-            raise UsageError(
-                "--batch and --engine ray do not go together",
-                hint="a batch run needs no workers: the provider does the work",
-            )
+
         session_number = new_session(manifest)
         write_manifest(plan.root, manifest)
         make_task = partial(
