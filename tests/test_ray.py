@@ -273,7 +273,9 @@ def test_arbitrate_on_ray_gives_the_local_arbitration(
     assert files(tmp_path / "ray") == files(tmp_path / "local")
 
 
-def test_batch_and_ray_refuse_each_other(cluster: str, server: FakeLLMServer, tmp_path: Path) -> None:
+def test_batch_and_ray_refuse_each_other(
+    cluster: str, server: FakeLLMServer, tmp_path: Path
+) -> None:
     """A batch run needs no workers; nothing is submitted or labeled."""
     from sftlabel.errors import UsageError
 
