@@ -8,6 +8,7 @@ injected httpx ``transport`` (tests, embedding), a progress callback and a
 from sftlabel.api._arbitrate import aarbitrate, arbitrate
 from sftlabel.api._endpoint import client_config, settings_for
 from sftlabel.api._label import alabel, label, label_estimate
+from sftlabel.api._select import SelectQuery, SelectSummary, select
 from sftlabel.api._session import RunResult, SessionFigures
 from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
 from sftlabel.api._status import RunStatus, status
@@ -16,6 +17,8 @@ from sftlabel.api._views import apply_review, compare, open_run, report, review
 __all__ = [
     "RunResult",
     "RunStatus",
+    "SelectQuery",
+    "SelectSummary",
     "SessionFigures",
     "SoftOptions",
     "aarbitrate",
@@ -30,6 +33,7 @@ __all__ = [
     "open_run",
     "report",
     "review",
+    "select",
     "settings_for",
     "softlabel",
     "softlabel_estimate",
