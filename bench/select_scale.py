@@ -2,11 +2,13 @@
 
 Builds bench/data/labeled_<N>.jsonl once (the records of bench/report_scale.py: messages,
 labels drawn from the taxonomy, confidences, unmapped values, monitors), then runs three
-queries in fresh subprocesses and prints wall time, records read per second and the peak RSS
-of each, with the ratio to the memory target (which must not depend on N):
+queries in fresh subprocesses and prints wall time, records read per second (of wall and of
+CPU time: the CPU figure holds on a shared machine) and the peak RSS of each, with the ratio to the memory target (which must not depend on N):
 
-* ``filter``: two --where conditions, every match written (one pass + one pass writing);
-* ``balance``: the same filter, 1,000 per intent, seeded (candidates in SQLite, two passes);
+* ``filter``: two --where conditions, every match written as Sample JSONL (one pass counting,
+  one pass writing);
+* ``balance``: the same filter, 1,000 per intent, seeded (candidates in SQLite, two passes),
+  in the source format (the synthetic samples have no raw input: rebuilt from their messages);
 * ``dry-run``: counts only (one pass).
 
     python bench/select_scale.py                   # 10^6 samples
@@ -31,8 +33,8 @@ TARGET_RSS_MB = 120
 _MEASURE = (
     "import resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[1:]).returncode\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(peak, file=sys.stderr)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
@@ -49,12 +51,15 @@ def run(name: str, args: list[str], records: int) -> dict[str, object]:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr}")
-    peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+    peak_kb, cpu = done.stderr.strip().splitlines()[-1].split()
+    peak_mb = int(peak_kb) / 1024
     return {
         "scenario": name,
         "records": records,
         "wall_s": round(wall, 1),
         "records_per_s": round(records / wall),
+        "cpu_s": round(float(cpu), 1),
+        "records_per_cpu_s": round(records / float(cpu)),
         "peak_rss_mb": round(peak_mb, 1),
         "rss_ratio_to_target": round(peak_mb / TARGET_RSS_MB, 2),
     }
@@ -77,7 +82,7 @@ def main() -> None:
         run("dry-run", [str(data), *where, "--dry-run", "--json"], args.samples),
         run(
             "filter",
-            [str(data), *where, "-o", str(args.out / "filter.jsonl"), "--force"],
+            [str(data), *where, "-o", str(args.out / "f.jsonl"), "--format", "samples", "--force"],
             args.samples,
         ),
         run(

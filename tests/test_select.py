@@ -396,3 +396,58 @@ def test_soft_label_ranges(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a soft-label field") as error:
         select(tmp_path / "LABELED_demo", None, SelectQuery(where=["soft_labl>0.5"]), dry_run=True)
     assert "'soft_label'" in str(error.value.hint)
+
+
+def test_a_multi_part_run_comes_back_as_its_raw_records(
+    cli, llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "data"
+    inputs.mkdir()
+    write_jsonl(inputs / "pangu.jsonl", [PANGU])
+    chats = [
+        {
+            "id": f"c{i}",
+            "conversations": [
+                {"from": "human", "value": f"q{i}"},
+                {"from": "gpt", "value": f"a{i}"},
+            ],
+        }
+        for i in range(2)
+    ]
+    (inputs / "chats.json").write_text(json.dumps(chats), "utf-8")
+    llm_server.configure(
+        rules=[
+            {"match": "first labeling pass", "response": {"content": json.dumps(CALL2)}},
+            {"match": "Label the last assistant reply", "response": _call1("learn")},
+        ]
+    )
+    run = tmp_path / "run"
+    labeled = cli(
+        "label",
+        inputs,
+        "--model",
+        "gpt-4o-mini",
+        "--base-url",
+        llm_server.base_url,
+        "-o",
+        run,
+        "--cache",
+        tmp_path / "cache.sqlite",
+    )
+    assert labeled.exit_code == 0, labeled.stderr
+    out = tmp_path / "all.json"
+    summary = select(run, out, SelectQuery())
+    assert summary.chosen == 6 and summary.rebuilt == 0
+    written = json.loads(out.read_text("utf-8"))  # a .json name: one array
+    assert chats[0] in written and chats[1] in written
+    cuts = sorted((r for r in written if "data" in r), key=lambda r: len(r["data"]))
+    assert [len(r["data"]) for r in cuts] == [2, 4, 6, 8]
+    assert cuts[-1] == {**PANGU, "id": "pyr-1_t4"}
+
+
+def test_an_unreadable_line_is_counted_not_chosen(tmp_path: Path) -> None:
+    run = _small_run(tmp_path)
+    with (run / "labeled.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write('{"id": "cut-by-kill", "labels": {"int\n')
+    summary = select(run, tmp_path / "o.jsonl", SelectQuery())
+    assert (summary.records, summary.unreadable, summary.chosen) == (4, 1, 4)

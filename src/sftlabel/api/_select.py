@@ -10,6 +10,7 @@ samples whatever the order of the files or lines. See docs/select.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -83,6 +84,8 @@ class SelectSummary:
     query: dict[str, Any]
     records: int = 0
     skipped_failed: int = 0
+    unreadable: int = 0
+    """Lines of the run that are not JSON (none is ever chosen)."""
     matched: int = 0
     chosen: int = 0
     per_expression: dict[str, int] = field(default_factory=dict)
@@ -106,6 +109,7 @@ class SelectSummary:
             "counts": {
                 "records": self.records,
                 "skipped_failed": self.skipped_failed,
+                "unreadable": self.unreadable,
                 "matched": self.matched,
                 "chosen": self.chosen,
                 "rebuilt": self.rebuilt,
@@ -115,11 +119,10 @@ class SelectSummary:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     seq: int
     part: str
-    key: str
     fields: _Light
     payload: bytes | dict[str, Any]
 
@@ -222,13 +225,7 @@ class _Plan:
                 return 1 - s if isinstance(s, int | float) else None
             return getattr(fields, name, None)
         labels = fields.labels if isinstance(fields.labels, dict) else {}
-        if name.startswith("confidence."):
-            confidence = labels.get("confidence")
-            return confidence.get(name[11:]) if isinstance(confidence, dict) else None
-        if name == "unmapped":
-            items = labels.get("unmapped") or []
-            return [u.get("dimension") for u in items if isinstance(u, dict)]
-        return labels.get(name)
+        return _label(labels, name)
 
     def confident(self, fields: _Light) -> bool:
         if self.overall is None and not self.per_dimension:
@@ -258,6 +255,16 @@ class _Plan:
         return int.from_bytes(digest, "big") >> 1
 
 
+def _label(labels: dict[str, Any], name: str) -> Any:
+    if name == "unmapped":
+        return [u.get("dimension") for u in labels.get("unmapped") or [] if isinstance(u, dict)]
+    value = labels.get(name)
+    if value is None and name.startswith("confidence."):
+        confidence = labels.get("confidence")
+        return confidence.get(name[11:]) if isinstance(confidence, dict) else None
+    return value
+
+
 def _mix_file(mix: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
     if isinstance(mix, dict):
         return mix
@@ -273,7 +280,7 @@ def _mix_file(mix: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _stream(run: RunData) -> Iterator[_Item]:
+def _stream(run: RunData, unreadable: list[int] | None = None) -> Iterator[_Item]:
     """Every record of the run, in file order, with its labels decoded (payload: the line's
     bytes for a .jsonl file, the decoded record for a .json array)."""
     from sftlabel.reports._runs import _records
@@ -284,20 +291,22 @@ def _stream(run: RunData) -> Iterator[_Item]:
             with path.open("rb") as handle:
                 for number, raw in enumerate(handle, 1):
                     line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
-                    if not line.strip():
+                    if not line or line.isspace():
                         continue
                     try:
                         fields = _light.decode(line)
-                    except msgspec.DecodeError:
+                    except msgspec.DecodeError:  # not JSON (a line cut by kill -9): counted
+                        if unreadable is not None:
+                            unreadable.append(number)
                         continue
-                    yield _Item(seq, part, _key(part, fields, seq), fields, line)
+                    yield _Item(seq, part, fields, line)
                     seq += 1
             continue
         for record in _records(path):
             if not isinstance(record, dict):
                 continue
             fields = msgspec.convert({k: record.get(k) for k in _Light.__struct_fields__}, _Light)
-            yield _Item(seq, part, _key(part, fields, seq), fields, record)
+            yield _Item(seq, part, fields, record)
             seq += 1
 
 
@@ -324,6 +333,7 @@ def select(
     the format they came in; ``samples``: Sample JSONL; ``parquet``: labels as columns), with a
     manifest beside it. ``output`` ``"-"`` is stdout (no manifest unless one is named)."""
     data = run if isinstance(run, RunData) else open_run(Path(run))
+    query = dataclasses.replace(query)  # a mix's total may fill in the limit
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}", hint="use " + ", ".join(FORMATS))
     tax = None if data.kind == "soft" else run_taxonomy(data, _tax_arg(taxonomy))
@@ -420,7 +430,8 @@ def _candidates(
     per_expression = Counter[str]()
     matched = {d: Counter[str]() for d in plan.dimensions}
     batch: list[tuple[int, int, str]] = []
-    for item in _stream(run):
+    unreadable: list[int] = []
+    for item in _stream(run, unreadable):
         summary.records += 1
         fields = item.fields
         if _failed(fields, plan):
@@ -430,16 +441,27 @@ def _candidates(
         if not passed:
             continue
         summary.matched += 1
-        for dim in plan.dimensions:
-            for value in _values(plan.value(fields, dim)):
-                matched[dim][value] += 1
+        if plan.soft:
+            for dim in plan.dimensions:
+                for value in _values(plan.value(fields, dim)):
+                    matched[dim][value] += 1
+        else:
+            labels = fields.labels
+            for dim in plan.dimensions:
+                value = labels.get(dim)
+                if type(value) is str and value:
+                    matched[dim][value] += 1
+                else:
+                    matched[dim].update(_values(value))
         if db is not None:
-            batch.append((item.seq, plan.priority(item.key), plan.group(fields)))
+            key = _key(item.part, fields, item.seq)
+            batch.append((item.seq, plan.priority(key), plan.group(fields)))
             if len(batch) >= 10_000:
                 db.executemany("INSERT INTO cand VALUES (?, ?, ?)", batch)
                 batch.clear()
     if db is not None and batch:
         db.executemany("INSERT INTO cand VALUES (?, ?, ?)", batch)
+    summary.unreadable = len(unreadable)
     summary.per_expression = {c.text: per_expression[c.text] for c in plan.conditions}
     if plan.overall is not None or plan.per_dimension:
         summary.per_expression["min-confidence"] = per_expression["min-confidence"]
@@ -458,11 +480,19 @@ def _failed(fields: _Light, plan: _Plan) -> bool:
 
 def _evaluate(plan: _Plan, fields: _Light, counts: Counter[str]) -> bool:
     passed = True
-    for condition in plan.conditions:
-        if condition.test(plan.value(fields, condition.field)):
-            counts[condition.text] += 1
-        else:
-            passed = False
+    if plan.soft:
+        for condition in plan.conditions:
+            if condition.test(plan.value(fields, condition.field)):
+                counts[condition.text] += 1
+            else:
+                passed = False
+    else:
+        labels = fields.labels
+        for condition in plan.conditions:
+            if condition.test(_label(labels, condition.field)):
+                counts[condition.text] += 1
+            else:
+                passed = False
     if plan.overall is not None or plan.per_dimension:
         if plan.confident(fields):
             counts["min-confidence"] += 1

@@ -47,18 +47,26 @@ class Condition:
     values: tuple[str, ...] = ()
     number: float | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_set", frozenset(self.values))
+        object.__setattr__(self, "_negated", self.op in ("!=", "not in", "lacks"))
+
     def test(self, value: Any) -> bool:
         """Whether the field's value (a tag, a list of tags, a number or None) passes."""
         if self.number is not None:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 return False
             return _compare(float(value), self.op, self.number)
-        held = _held(value)
-        if self.field == "unmapped":
-            hit = bool(held) if "any" in self.values else any(v in held for v in self.values)
-            return hit if self.op == "has" else not hit
-        hit = any(v in held for v in self.values) or (NONE in self.values and not held)
-        return not hit if self.op in ("!=", "not in", "lacks") else hit
+        wanted: frozenset[str] = self._set  # type: ignore[attr-defined]
+        if type(value) is str and value:  # the common case: a single-select tag
+            hit = value in wanted
+        else:
+            held = _held(value)
+            if self.field == "unmapped":
+                hit = bool(held) if "any" in wanted else not wanted.isdisjoint(held)
+                return hit if self.op == "has" else not hit
+            hit = not wanted.isdisjoint(held) or (NONE in wanted and not held)
+        return not hit if self._negated else hit  # type: ignore[attr-defined]
 
 
 def _held(value: Any) -> set[str]:

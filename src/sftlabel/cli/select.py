@@ -15,6 +15,7 @@ from sftlabel.api import select as run_select
 from sftlabel.cli._common import stderr, stdout
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._safe import printable
+from sftlabel.errors import UsageError
 
 
 def select(
@@ -118,6 +119,8 @@ def select(
     reply, read back from the raw input), Sample JSONL or parquet, and a manifest of the query
     and the counts beside it. The run and its inputs are only read.
     """
+    if json_output and output == "-" and not dry_run:
+        raise UsageError("--json and -o - both write to stdout", hint="give -o a file name")
     query = SelectQuery(
         where=list(where or []),
         min_confidence=list(min_confidence or []),
@@ -176,6 +179,8 @@ def _summary(summary: SelectSummary) -> None:
         f"({summary.records:,} records read) from {summary.run} → {where}"
     )
     stderr.print(Text(printable(line)))
+    if summary.unreadable:
+        stderr.print(Text(f"  {summary.unreadable:,} unreadable lines skipped", style="yellow"))
     if summary.skipped_failed:
         stderr.print(Text(f"  {summary.skipped_failed:,} failed records skipped"))
     if summary.rebuilt:
