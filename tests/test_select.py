@@ -451,3 +451,43 @@ def test_an_unreadable_line_is_counted_not_chosen(tmp_path: Path) -> None:
         handle.write('{"id": "cut-by-kill", "labels": {"int\n')
     summary = select(run, tmp_path / "o.jsonl", SelectQuery())
     assert (summary.records, summary.unreadable, summary.chosen) == (4, 1, 4)
+
+
+def test_copilot_slices_come_back_as_cut_turn_records(
+    cli, llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    source = shared("copilot_raw/vscodedata_demo_20260101/test/short_3_to_5_turns.json")
+    data = tmp_path / "test" / source.name
+    data.parent.mkdir()
+    data.write_bytes(source.read_bytes())
+    llm_server.configure(
+        rules=[
+            {"match": "first labeling pass", "response": {"content": json.dumps(CALL2)}},
+            {"match": "Label the last assistant reply", "response": _call1("learn")},
+        ]
+    )
+    run = tmp_path / "run"
+    labeled = cli(
+        "label",
+        data,
+        "--model",
+        "gpt-4o-mini",
+        "--base-url",
+        llm_server.base_url,
+        "-o",
+        run,
+        "--cache",
+        tmp_path / "cache.sqlite",
+    )
+    assert labeled.exit_code == 0, labeled.stderr
+    summary = select(run, tmp_path / "c.jsonl", SelectQuery(limit=5, seed=3))
+    assert summary.chosen == 5 and summary.rebuilt == 0
+    raw = {r["conversationId"]: r for r in json.loads(source.read_text("utf-8"))}
+    for record in jsonl((tmp_path / "c.jsonl").read_text("utf-8")):
+        conversation, _, turn = record["conversationId"].rpartition("_t")
+        original = raw[conversation]
+        assert record == {
+            **original,
+            "conversationId": record["conversationId"],
+            "turnsArray": original["turnsArray"][: int(turn)],
+        }

@@ -8,7 +8,7 @@ after its ``turn_index``-th reply, so everything the reader normalized (Pangu ma
 reading it again (same number of replies, same last reply). When the input is gone or changed,
 the sample is rebuilt from its normalized messages instead (counted as ``rebuilt``; Pangu
 reasoning goes back between ``[unused16]``/``[unused17]``, inline tool-call markers and
-``/no_think`` cannot be restored). Copilot turn records are rebuilt as OpenAI messages.
+``/no_think`` cannot be restored; a Copilot turn record is rebuilt as OpenAI messages).
 """
 
 from __future__ import annotations
@@ -74,8 +74,11 @@ def cut(raw: dict[str, Any], sample: dict[str, Any], path: Path) -> dict[str, An
     out = copy.copy(raw)
     out[key] = items[:low]
     total = int(sample.get("total_turns") or 0)
-    if "id" in out and isinstance(sample.get("id"), str) and total > 1:
-        out["id"] = sample["id"]
+    if isinstance(sample.get("id"), str) and total > 1:
+        for name in ("id", "conversationId"):  # the key the record's id came from
+            if name in out:
+                out[name] = sample["id"]
+                break
     return out
 
 
