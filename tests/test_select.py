@@ -319,6 +319,7 @@ def test_refuses_to_overwrite_without_force_and_never_writes_the_run(cli, tmp_pa
     clobber = cli("select", run, "-o", run / "labeled.jsonl", "--force")
     assert clobber.exit_code == 2 and "file of the run" in clobber.stderr
     assert sorted(p.name for p in run.iterdir()) == ["labeled.jsonl"]
+    assert not list(tmp_path.glob(".sftlabel-select-*"))  # the scratch folder is gone
 
 
 def test_dry_run_counts_on_stdout_and_json(cli, tmp_path: Path) -> None:

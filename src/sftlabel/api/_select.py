@@ -39,6 +39,7 @@ from sftlabel.taxonomy import Taxonomy
 
 SelectFormat = Literal["source", "samples", "parquet"]
 FORMATS = ("source", "samples", "parquet")
+_STDOUT = Path("/dev/stdout")
 
 
 class _Light(msgspec.Struct):
@@ -343,14 +344,17 @@ def select(
     )
     summary.dry_run = dry_run
     target, manifest_path = _targets(data, output, manifest, fmt, force=force, dry_run=dry_run)
-    with tempfile.TemporaryDirectory(prefix="sftlabel-select-") as tmp:
+    scratch = target.parent if target is not None and target != _STDOUT else None
+    with tempfile.TemporaryDirectory(prefix=".sftlabel-select-", dir=scratch) as tmp:
         db = _candidates(data, plan, summary, Path(tmp) / "select.sqlite")
         try:
             chosen = _choose(db, plan, summary)
             if not dry_run and target is not None:
                 summary.output = str(target)
                 roots = [data.root, data.root.parent, Path.cwd()]
-                with open_writer(target, fmt, data.kind, tax, roots) as writer:
+                with open_writer(
+                    target, fmt, data.kind, tax, roots=roots, scratch=Path(tmp)
+                ) as writer:
                     for item in _chosen_items(data, plan, chosen):
                         writer.write(item.fields, item.payload, item.part)
                     summary.rebuilt = writer.finish()

@@ -316,7 +316,13 @@ class ParquetWriter:
 
 @contextlib.contextmanager
 def open_writer(
-    target: Path, fmt: str, kind: str, taxonomy: Taxonomy | None, roots: list[Path] | None = None
+    target: Path,
+    fmt: str,
+    kind: str,
+    taxonomy: Taxonomy | None,
+    *,
+    roots: list[Path] | None = None,
+    scratch: Path | None = None,
 ) -> Iterator[Any]:
     """A writer with ``write(fields, payload, part)`` and ``finish() -> rebuilt``."""
     if fmt == "parquet":
@@ -326,7 +332,7 @@ def open_writer(
         finally:
             parquet.writer.close()
         return
-    with tempfile.TemporaryDirectory(prefix="sftlabel-select-out-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="out-", dir=scratch) as tmp:
         stdout = str(target) == "/dev/stdout"
         handle: IO[bytes]
         with contextlib.ExitStack() as stack:
