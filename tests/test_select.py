@@ -304,6 +304,10 @@ def test_mix_file_shares_and_limit(tmp_path: Path) -> None:
     assert (chosen["debug"], chosen["build"], chosen["learn"], chosen["review"]) == (20, 12, 8, 0)
     limited = select(run, tmp_path / "l.jsonl", SelectQuery(limit=25, seed=1))
     assert limited.chosen == 25 and len(_ids(tmp_path / "l.jsonl")) == 25
+    # --balance with --limit alone: ceil(12 / 5) = 3 per intent, then the 12 of lowest priority
+    capped = select(run, tmp_path / "c.jsonl", SelectQuery(balance="intent", limit=12))
+    assert capped.chosen == 12 == len(_ids(tmp_path / "c.jsonl"))
+    assert all(c["quota"] == 3 and c["chosen"] <= 3 for c in capped.per_value["intent"].values())
 
 
 # -- output safety ---------------------------------------------------------------------------
@@ -492,3 +496,13 @@ def test_copilot_slices_come_back_as_cut_turn_records(
             "conversationId": record["conversationId"],
             "turnsArray": original["turnsArray"][: int(turn)],
         }
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(UsageError, match="needs pyarrow") as error:
+        select(_small_run(tmp_path), tmp_path / "o.parquet", SelectQuery(), fmt="parquet")
+    assert "sftlabel[parquet]" in str(error.value.hint)

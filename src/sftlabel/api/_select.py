@@ -430,6 +430,7 @@ def _candidates(
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         db.execute("PRAGMA cache_size=-16384")
+        db.execute("PRAGMA temp_store=FILE")
         db.execute("CREATE TABLE cand (seq INTEGER PRIMARY KEY, prio INTEGER, grp TEXT)")
     per_expression = Counter[str]()
     matched = {d: Counter[str]() for d in plan.dimensions}
@@ -548,27 +549,30 @@ def _choose(
             for counts in entries.values():
                 counts["chosen"] = counts["matched"]
         return None
+    # Every step reads an index in order (no sort in memory, no IN-set): memory stays flat.
     db.execute("CREATE TABLE chosen (seq INTEGER PRIMARY KEY, grp TEXT, prio INTEGER)")
     if quotas is None:
+        db.execute("CREATE INDEX cand_prio ON cand (prio, seq)")
         db.execute(
             "INSERT INTO chosen SELECT seq, grp, prio FROM cand ORDER BY prio, seq LIMIT ?",
             (plan.limit,),
         )
     else:
-        db.execute("CREATE TABLE quota (grp TEXT PRIMARY KEY, n INTEGER)")
-        db.executemany("INSERT INTO quota VALUES (?, ?)", list(quotas.items()))
-        db.execute(
-            "INSERT INTO chosen SELECT seq, grp, prio FROM ("
-            " SELECT c.seq, c.grp, c.prio, q.n,"
-            " ROW_NUMBER() OVER (PARTITION BY c.grp ORDER BY c.prio, c.seq) AS rn"
-            " FROM cand c JOIN quota q ON q.grp = c.grp) WHERE rn <= n"
-        )
-        if plan.limit is not None:
+        db.execute("CREATE INDEX cand_grp ON cand (grp, prio, seq)")
+        for value, count in sorted(quotas.items()):
             db.execute(
-                "DELETE FROM chosen WHERE seq NOT IN"
-                " (SELECT seq FROM chosen ORDER BY prio, seq LIMIT ?)",
-                (plan.limit,),
+                "INSERT INTO chosen SELECT seq, grp, prio FROM cand WHERE grp = ?"
+                " ORDER BY prio, seq LIMIT ?",
+                (value, count),
             )
+        if plan.limit is not None:
+            db.execute("CREATE INDEX chosen_prio ON chosen (prio, seq)")
+            cut = db.execute(
+                "SELECT prio, seq FROM chosen ORDER BY prio, seq LIMIT 1 OFFSET ?",
+                (plan.limit,),
+            ).fetchone()
+            if cut is not None:  # more than --limit: drop from the first one past it
+                db.execute("DELETE FROM chosen WHERE (prio, seq) >= (?, ?)", cut)
     summary.chosen = db.execute("SELECT COUNT(*) FROM chosen").fetchone()[0]
     if plan.balance is not None:
         rows = db.execute("SELECT grp, COUNT(*) FROM chosen GROUP BY grp").fetchall()

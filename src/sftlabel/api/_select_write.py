@@ -90,6 +90,8 @@ class SourceWriter:
         if self._db is None:
             self._db = sqlite3.connect(self._tmp / "native.sqlite")
             self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA cache_size=-16384")
+            self._db.execute("PRAGMA temp_store=FILE")
             self._db.execute(
                 "CREATE TABLE deferred (n INTEGER PRIMARY KEY, path TEXT, pos INTEGER, data BLOB)"
             )
@@ -106,6 +108,7 @@ class SourceWriter:
         db = self._db
         if db is None:
             return 0
+        db.execute("CREATE INDEX deferred_at ON deferred (path, pos, n)")
         paths = [p for (p,) in db.execute("SELECT DISTINCT path FROM deferred ORDER BY path")]
         for path in paths:
             rows = db.execute(
@@ -210,7 +213,7 @@ class ParquetWriter:
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
-        except ImportError:  # pragma: no cover - depends on the install
+        except ImportError:
             raise UsageError(
                 "--format parquet needs pyarrow", hint="pip install 'sftlabel[parquet]'"
             ) from None
