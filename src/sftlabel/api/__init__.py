@@ -8,7 +8,8 @@ injected httpx ``transport`` (tests, embedding), a progress callback and a
 from sftlabel.api._arbitrate import aarbitrate, arbitrate
 from sftlabel.api._endpoint import client_config, settings_for
 from sftlabel.api._label import alabel, label, label_estimate
-from sftlabel.api._select import SelectQuery, SelectSummary, select
+from sftlabel.api._select import SelectSummary, select
+from sftlabel.api._select_plan import SelectQuery
 from sftlabel.api._session import RunResult, SessionFigures
 from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
 from sftlabel.api._status import RunStatus, status

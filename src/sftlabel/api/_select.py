@@ -11,7 +11,6 @@ samples whatever the order of the files or lines. See docs/select.md.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import sqlite3
@@ -20,60 +19,29 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import yaml
 
-from sftlabel.api._select_query import (
-    NONE,
-    SOFT_TEXTS,
-    parse_min_confidence,
-    parse_where,
+from sftlabel.api._select_plan import (
+    Light,
+    Plan,
+    SelectQuery,
+    evaluate,
+    failed,
+    light_decoder,
+    values_of,
 )
 from sftlabel.api._select_write import open_writer
 from sftlabel.errors import UsageError
-from sftlabel.reports._report import run_taxonomy
-from sftlabel.reports._runs import RunData, open_run
 from sftlabel.taxonomy import Taxonomy
+
+if TYPE_CHECKING:  # the reports (and plotly) are imported when select runs
+    from sftlabel.reports._runs import RunData
 
 SelectFormat = Literal["source", "samples", "parquet"]
 FORMATS = ("source", "samples", "parquet")
 _STDOUT = Path("/dev/stdout")
-
-
-class _Light(msgspec.Struct):
-    """The fields of a labeled record that selection needs (messages left undecoded)."""
-
-    id: Any = None
-    labels: Any = None
-    conversationId: Any = None
-    messageId: Any = None
-    soft_label: Any = None
-    hard_label: Any = None
-    p0: Any = None
-    p1: Any = None
-    method: Any = None
-    split: Any = None
-    bucket: Any = None
-    strategy: Any = None
-    error: Any = None
-
-
-_light = msgspec.json.Decoder(_Light)
-
-
-@dataclass
-class SelectQuery:
-    """What to choose (the options of ``sftlabel select``)."""
-
-    where: list[str] = field(default_factory=list)
-    min_confidence: list[str] = field(default_factory=list)
-    balance: str | None = None
-    per_value: int | None = None
-    mix: str | os.PathLike[str] | dict[str, Any] | None = None
-    limit: int | None = None
-    seed: int = 0
 
 
 @dataclass
@@ -124,161 +92,8 @@ class SelectSummary:
 class _Item:
     seq: int
     part: str
-    fields: _Light
+    fields: Light
     payload: bytes | dict[str, Any]
-
-
-class _Plan:
-    """The parsed query: conditions, the value a record is balanced on, the quotas."""
-
-    def __init__(self, query: SelectQuery, run: RunData, taxonomy: Taxonomy | None) -> None:
-        self.soft = run.kind == "soft"
-        self.taxonomy = taxonomy
-        self.conditions = [parse_where(w, taxonomy, soft=self.soft) for w in query.where]
-        self.overall: float | None = None
-        self.per_dimension: dict[str, float] = {}
-        if query.min_confidence:
-            if self.soft or taxonomy is None:
-                raise UsageError(
-                    "--min-confidence needs taxonomy labels",
-                    hint='soft labels: use a range such as --where "p_no_reasoning>=0.8"',
-                )
-            self.overall, self.per_dimension = parse_min_confidence(query.min_confidence, taxonomy)
-        self.dimensions = self._dimensions()
-        self.balance = self._balance(query)
-        self.shares = self._shares(query)
-        self.per_value = query.per_value
-        self.limit = query.limit
-        self.seed = query.seed
-        if self.per_value is not None and self.balance is None:
-            raise UsageError("--per-value goes with --balance DIM")
-        unbounded = self.per_value is None and self.limit is None and self.shares is None
-        if self.balance is not None and unbounded:
-            raise UsageError("--balance needs --per-value N or --limit N")
-        if self.shares is not None and self.limit is None:
-            raise UsageError("--mix needs a total: --limit N or `total` in the mix file")
-
-    def _dimensions(self) -> list[str]:
-        if self.soft:
-            return ["hard_label", "method", "bucket"]
-        assert self.taxonomy is not None
-        return self.taxonomy.dimensions()
-
-    def _balance(self, query: SelectQuery) -> str | None:
-        name = query.balance
-        if isinstance(query.mix, dict | str | os.PathLike):
-            mix = _mix_file(query.mix)
-            name = str(mix.get("dimension") or name or "")
-            total = mix.get("total")
-            if query.limit is None and isinstance(total, int):
-                query.limit = total
-        if not name:
-            return None
-        if self.soft:
-            allowed = ["hard_label", *SOFT_TEXTS]
-            if name not in allowed:
-                raise UsageError(f"cannot balance on {name!r}", hint="use " + ", ".join(allowed))
-            return name
-        assert self.taxonomy is not None
-        if name not in self.taxonomy.dimensions():
-            dims = self.taxonomy.dimensions()
-            raise UsageError(f"--balance: unknown dimension {name!r}", hint=", ".join(dims))
-        if self.taxonomy.category(name).select != "single":
-            raise UsageError(
-                f"--balance {name}: a multi-select dimension has no single value per sample",
-                hint="balance on intent, difficulty or context; filter the others with --where",
-            )
-        return name
-
-    def _shares(self, query: SelectQuery) -> dict[str, float] | None:
-        if query.mix is None:
-            return None
-        mix = _mix_file(query.mix)
-        raw = mix.get("shares")
-        if not isinstance(raw, dict) or not raw:
-            raise UsageError("the mix file needs `shares`: {value: share, ...}")
-        shares: dict[str, float] = {}
-        for value, share in raw.items():
-            tag = str(value)
-            if self.taxonomy is not None and not self.soft and self.balance and tag != NONE:
-                resolved = self.taxonomy.resolve(self.balance, tag)
-                if resolved is None:
-                    ids = self.taxonomy.category(self.balance).ids
-                    raise UsageError(
-                        f"mix: {tag!r} is not a tag of {self.balance}", hint=", ".join(ids)
-                    )
-                tag = resolved
-            if not isinstance(share, int | float) or share < 0:
-                raise UsageError(f"mix: the share of {tag!r} must be a number >= 0")
-            shares[tag] = float(share)
-        if sum(shares.values()) <= 0:
-            raise UsageError("mix: the shares add up to 0")
-        return shares
-
-    # -- per record ------------------------------------------------------------------------
-
-    def value(self, fields: _Light, name: str) -> Any:
-        if self.soft:
-            if name in ("soft_label", "p_no_reasoning"):
-                return fields.soft_label
-            if name == "p_reasoning":
-                s = fields.soft_label
-                return 1 - s if isinstance(s, int | float) else None
-            return getattr(fields, name, None)
-        labels = fields.labels if isinstance(fields.labels, dict) else {}
-        return _label(labels, name)
-
-    def confident(self, fields: _Light) -> bool:
-        if self.overall is None and not self.per_dimension:
-            return True
-        labels = fields.labels if isinstance(fields.labels, dict) else {}
-        confidence = labels.get("confidence")
-        if not isinstance(confidence, dict):
-            return False
-        for dim, bound in self.per_dimension.items():
-            value = confidence.get(dim)
-            if not isinstance(value, int | float) or value < bound:
-                return False
-        if self.overall is not None:
-            values = [v for d, v in confidence.items() if isinstance(v, int | float)]
-            if not values or min(values) < self.overall:
-                return False
-        return True
-
-    def group(self, fields: _Light) -> str:
-        value = self.value(fields, self.balance) if self.balance else None
-        if value is None or value == "":
-            return NONE
-        return str(value)
-
-    def priority(self, key: str) -> int:
-        digest = hashlib.blake2b(f"{self.seed}\0{key}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") >> 1
-
-
-def _label(labels: dict[str, Any], name: str) -> Any:
-    if name == "unmapped":
-        return [u.get("dimension") for u in labels.get("unmapped") or [] if isinstance(u, dict)]
-    value = labels.get(name)
-    if value is None and name.startswith("confidence."):
-        confidence = labels.get("confidence")
-        return confidence.get(name[11:]) if isinstance(confidence, dict) else None
-    return value
-
-
-def _mix_file(mix: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(mix, dict):
-        return mix
-    path = Path(mix)
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))  # YAML is a superset of JSON
-    except OSError as exc:
-        raise UsageError(f"--mix {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--mix {path}: not YAML/JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--mix {path}: expected a mapping with `dimension` and `shares`")
-    return data
 
 
 def _stream(run: RunData, unreadable: list[int] | None = None) -> Iterator[_Item]:
@@ -295,7 +110,7 @@ def _stream(run: RunData, unreadable: list[int] | None = None) -> Iterator[_Item
                     if not line or line.isspace():
                         continue
                     try:
-                        fields = _light.decode(line)
+                        fields = light_decoder.decode(line)
                     except msgspec.DecodeError:  # not JSON (a line cut by kill -9): counted
                         if unreadable is not None:
                             unreadable.append(number)
@@ -306,12 +121,12 @@ def _stream(run: RunData, unreadable: list[int] | None = None) -> Iterator[_Item
         for record in _records(path):
             if not isinstance(record, dict):
                 continue
-            fields = msgspec.convert({k: record.get(k) for k in _Light.__struct_fields__}, _Light)
+            fields = msgspec.convert({k: record.get(k) for k in Light.__struct_fields__}, Light)
             yield _Item(seq, part, fields, record)
             seq += 1
 
 
-def _key(part: str, fields: _Light, seq: int) -> str:
+def _key(part: str, fields: Light, seq: int) -> str:
     if fields.conversationId is not None:
         ident = f"{fields.conversationId}\0{fields.messageId}"
     else:
@@ -333,12 +148,15 @@ def select(
     """Choose a run's samples by ``query`` and write them to ``output`` in ``fmt`` (``source``:
     the format they came in; ``samples``: Sample JSONL; ``parquet``: labels as columns), with a
     manifest beside it. ``output`` ``"-"`` is stdout (no manifest unless one is named)."""
+    from sftlabel.reports._report import run_taxonomy
+    from sftlabel.reports._runs import RunData, open_run
+
     data = run if isinstance(run, RunData) else open_run(Path(run))
     query = dataclasses.replace(query)  # a mix's total may fill in the limit
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}", hint="use " + ", ".join(FORMATS))
     tax = None if data.kind == "soft" else run_taxonomy(data, _tax_arg(taxonomy))
-    plan = _Plan(query, data, tax)
+    plan = Plan(query, data, tax)
     summary = SelectSummary(
         run=str(data.path), kind=data.kind, query=_query_dict(query, plan), format=fmt
     )
@@ -373,7 +191,7 @@ def _tax_arg(taxonomy: Taxonomy | str | os.PathLike[str] | None) -> Taxonomy | P
     return Path(taxonomy)
 
 
-def _query_dict(query: SelectQuery, plan: _Plan) -> dict[str, Any]:
+def _query_dict(query: SelectQuery, plan: Plan) -> dict[str, Any]:
     return {
         "where": [c.text for c in plan.conditions],
         "min_confidence": list(query.min_confidence),
@@ -420,7 +238,7 @@ def _manifest_for(target: Path) -> Path:
 
 
 def _candidates(
-    run: RunData, plan: _Plan, summary: SelectSummary, path: Path
+    run: RunData, plan: Plan, summary: SelectSummary, path: Path
 ) -> sqlite3.Connection | None:
     """Pass 1: count, and keep the matches in SQLite when a quota needs them."""
     quota = plan.limit is not None or plan.balance is not None
@@ -439,16 +257,16 @@ def _candidates(
     for item in _stream(run, unreadable):
         summary.records += 1
         fields = item.fields
-        if _failed(fields, plan):
+        if failed(fields, plan):
             summary.skipped_failed += 1
             continue
-        passed = _evaluate(plan, fields, per_expression)
+        passed = evaluate(plan, fields, per_expression)
         if not passed:
             continue
         summary.matched += 1
         if plan.soft:
             for dim in plan.dimensions:
-                for value in _values(plan.value(fields, dim)):
+                for value in values_of(plan.value(fields, dim)):
                     matched[dim][value] += 1
         else:
             labels = fields.labels
@@ -457,7 +275,7 @@ def _candidates(
                 if type(value) is str and value:
                     matched[dim][value] += 1
                 else:
-                    matched[dim].update(_values(value))
+                    matched[dim].update(values_of(value))
         if db is not None:
             key = _key(item.part, fields, item.seq)
             batch.append((item.seq, plan.priority(key), plan.group(fields)))
@@ -477,44 +295,7 @@ def _candidates(
     return db
 
 
-def _failed(fields: _Light, plan: _Plan) -> bool:
-    if plan.soft:
-        return fields.error is not None or fields.soft_label is None
-    return not isinstance(fields.labels, dict)
-
-
-def _evaluate(plan: _Plan, fields: _Light, counts: Counter[str]) -> bool:
-    passed = True
-    if plan.soft:
-        for condition in plan.conditions:
-            if condition.test(plan.value(fields, condition.field)):
-                counts[condition.text] += 1
-            else:
-                passed = False
-    else:
-        labels = fields.labels
-        for condition in plan.conditions:
-            if condition.test(_label(labels, condition.field)):
-                counts[condition.text] += 1
-            else:
-                passed = False
-    if plan.overall is not None or plan.per_dimension:
-        if plan.confident(fields):
-            counts["min-confidence"] += 1
-        else:
-            passed = False
-    return passed
-
-
-def _values(value: Any) -> list[str]:
-    if value is None or value in ("", []):
-        return [NONE]
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def _quotas(plan: _Plan, summary: SelectSummary) -> dict[str, int] | None:
+def _quotas(plan: Plan, summary: SelectSummary) -> dict[str, int] | None:
     if plan.balance is None:
         return None
     present = summary.per_value.get(plan.balance, {})
@@ -539,7 +320,7 @@ def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
 
 
 def _choose(
-    db: sqlite3.Connection | None, plan: _Plan, summary: SelectSummary
+    db: sqlite3.Connection | None, plan: Plan, summary: SelectSummary
 ) -> Iterator[int] | None:
     """Take the quotas by priority; None when every match is chosen."""
     quotas = _quotas(plan, summary)
@@ -593,11 +374,11 @@ def _choose(
     return seqs()
 
 
-def _chosen_items(run: RunData, plan: _Plan, chosen: Iterator[int] | None) -> Iterator[_Item]:
+def _chosen_items(run: RunData, plan: Plan, chosen: Iterator[int] | None) -> Iterator[_Item]:
     """Pass 2: the chosen records, in the run's file order."""
     if chosen is None:
         for item in _stream(run):
-            if not _failed(item.fields, plan) and _evaluate(plan, item.fields, Counter()):
+            if not failed(item.fields, plan) and evaluate(plan, item.fields, Counter()):
                 yield item
         return
     wanted = next(chosen, None)
