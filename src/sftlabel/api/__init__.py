@@ -9,6 +9,8 @@ from sftlabel.api._arbitrate import aarbitrate, arbitrate
 from sftlabel.api._endpoint import client_config, settings_for
 from sftlabel.api._generate import GenerateOptions, agenerate, generate, generate_dry_run
 from sftlabel.api._label import alabel, label, label_estimate
+from sftlabel.api._select import SelectSummary, select
+from sftlabel.api._select_plan import SelectQuery
 from sftlabel.api._session import RunResult, SessionFigures
 from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
 from sftlabel.api._status import RunStatus, status
@@ -18,6 +20,8 @@ __all__ = [
     "GenerateOptions",
     "RunResult",
     "RunStatus",
+    "SelectQuery",
+    "SelectSummary",
     "SessionFigures",
     "SoftOptions",
     "aarbitrate",
@@ -35,6 +39,7 @@ __all__ = [
     "open_run",
     "report",
     "review",
+    "select",
     "settings_for",
     "softlabel",
     "softlabel_estimate",

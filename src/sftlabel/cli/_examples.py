@@ -51,6 +51,22 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
             "sftlabel softlabel --no-rationales",
         ),
     ],
+    "select": [
+        (
+            "Debugging samples of advanced or expert difficulty, in their input format",
+            'sftlabel select runs/r1 --where "intent=debug" '
+            '--where "difficulty in advanced,expert" -o debug.jsonl',
+        ),
+        (
+            "A balanced mix: 1,000 samples per intent, as parquet",
+            "sftlabel select runs/r1 --balance intent --per-value 1000 --seed 7 -o mix.parquet "
+            "--format parquet",
+        ),
+        (
+            "Count first (per expression and per value); write nothing",
+            'sftlabel select runs/r1 --where "agentic has test-running" --dry-run',
+        ),
+    ],
     "arbitrate": [
         ("Re-ask every dimension below 0.65", "sftlabel arbitrate runs/r1 --model gpt-4o"),
         (
