@@ -244,15 +244,16 @@ def build_report(
             }
             for f in findings
         ]
-        text = msgspec.json.format(msgspec.json.encode(payload), indent=2).decode() + "\n"
-        result.written.append(_write(target / UNMAPPED_JSON, text))
+        encoded = msgspec.json.format(msgspec.json.encode(payload), indent=2) + b"\n"
+        del payload  # tens of thousands of findings at 10^6 samples: one copy at a time
+        result.written.append(_write(target / UNMAPPED_JSON, encoded))
     return result
 
 
-def _write(path: Path, text: str) -> Path:
+def _write(path: Path, text: str | bytes) -> Path:
     """Write ``path`` atomically; an unchanged file is left alone (a resume that had nothing to
     do rewrites none of a thousand part dashboards)."""
-    data = text.encode("utf-8")
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
             return path
