@@ -107,6 +107,8 @@ def test_ten_scenarios_become_ten_valid_sharegpt_conversations(
         10,
         0,
     )
+    shown = cli("status", out)
+    assert shown.exit_code == 0 and "10 generated, 0 failed" in shown.stdout
 
 
 def test_label_reads_the_generated_run(cli, llm_server, tmp_path: Path) -> None:

@@ -34,10 +34,11 @@ def status(
         stdout.file.write(msgspec.json.encode(result).decode() + "\n")
         return
     budget = f" of ${result.max_cost:g}" if result.max_cost is not None else ""
+    done = "generated" if result.kind == "generate" else "labeled"
     stdout.print(Text(f"{result.kind} run {result.path}: {result.state}", style="bold"))
     stdout.print(
         Text(
-            f"model {result.model}; {result.labeled:,} labeled, {result.failed:,} failed"
+            f"model {result.model}; {result.labeled:,} {done}, {result.failed:,} failed"
             + (f", {result.unreadable:,} unreadable input records" if result.unreadable else "")
             + f"; spent ${result.spent:,.4f}{budget}"
         )
@@ -45,7 +46,7 @@ def status(
     for reason, count in result.failures_by_reason.items():
         stdout.print(Text(f"  failed {reason}: {count:,}"))
     table = Table(title="sessions", title_justify="left", box=None, header_style="dim")
-    for column in ("started", "status", "labeled", "failed", "requests", "429s", "cost"):
+    for column in ("started", "status", done, "failed", "requests", "429s", "cost"):
         table.add_column(column, justify="left" if column in ("started", "status") else "right")
     for s in result.sessions:
         table.add_row(
