@@ -22,26 +22,11 @@ import sftlabel
 
 from .conftest import shared, write_jsonl
 from .llm_server import FakeLLMServer
-from .test_label_run import labeler_rules
+from .test_label_run import CALL1, labeler_rules
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
 
-CALL1 = {
-    "intent": "learn", "language": ["python"], "domain": [], "task": ["code-explanation"],
-    "difficulty": "beginner",
-    "confidence": {"intent": 0.9, "language": 0.9, "domain": 0.9, "task": 0.9, "difficulty": 0.9},
-    "unmapped": [],
-}  # fmt: skip
-CALL2 = {
-    "concept": ["data-structures"], "agentic": [], "constraint": [], "context": "snippet",
-    "confidence": {"concept": 0.9, "agentic": 0.9, "constraint": 0.9, "context": 0.9},
-    "unmapped": [],
-}  # fmt: skip
-RULES = [
-    {"match": "first labeling pass", "response": {"content": json.dumps(CALL2)}},
-    {"match": "Label the last assistant reply", "response": {"content": json.dumps(CALL1)}},
-]
 ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -58,7 +43,7 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture
 def server(llm_server: FakeLLMServer) -> FakeLLMServer:
-    llm_server.configure(rules=RULES)
+    llm_server.configure(rules=labeler_rules())
     return llm_server
 
 

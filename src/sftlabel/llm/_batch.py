@@ -40,14 +40,13 @@ from sftlabel.llm._batchapi import (
 from sftlabel.llm._batchfiles import (
     KEYS,
     REQUESTS,
-    accepts,
     parse_line,
     put_all,
     request_tag,
     write_files,
 )
 from sftlabel.llm._budget import Budget, Reservation
-from sftlabel.llm._config import ChatRequest, ChatResult
+from sftlabel.llm._config import ChatRequest, ChatResult, accepts
 from sftlabel.llm._errors import (
     BudgetExceededError,
     LLMError,

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-
-from sftlabel.llm._config import ChatResult
 
 REQUESTS = ".requests.ndjson"
 """A batch's input file in the run directory (not ``.jsonl``: softlabel outputs are every
@@ -69,15 +66,6 @@ def parse_line(line: bytes) -> tuple[str, int | None, bytes, Any] | None:
     if response is None or response.status_code is None:
         return parsed.custom_id, None, b"", parsed.error or {"message": "no response"}
     return parsed.custom_id, response.status_code, bytes(response.body), parsed.error
-
-
-def accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) -> bool:
-    if accept is None:
-        return True
-    try:
-        return bool(accept(result))
-    except Exception:
-        return False
 
 
 def write_files(directory: Path, name: str, data: bytes, keys: bytes) -> None:

@@ -42,6 +42,7 @@ from sftlabel.llm._config import (
     ChatResult,
     ClientConfig,
     ClientStats,
+    accepts,
     redact_url,
     url_secrets,
 )
@@ -318,7 +319,7 @@ class LLMClient:
             return answer  # the cache, checked again right before sending
         result, raw = answer
         if key is not None and self.cache is not None:
-            if _accepts(accept, result):
+            if accepts(accept, result):
                 await self.cache.aput(key, request.model, raw)
             else:
                 self.stats.not_cached += 1
@@ -507,15 +508,6 @@ class LLMClient:
             stats.cost_known = False
         else:
             stats.cost += result.cost
-
-
-def _accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) -> bool:
-    if accept is None:
-        return True
-    try:
-        return bool(accept(result))
-    except Exception:
-        return False
 
 
 def wants_cache_control(model: str, setting: bool | None) -> bool:

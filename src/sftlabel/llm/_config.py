@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,17 @@ class ChatResult(msgspec.Struct, kw_only=True):
     from_cache: bool = False
     shared: bool = False
     """The answer of an identical request in flight at the same time (paid once, cost 0)."""
+
+
+def accepts(accept: Callable[[ChatResult], bool] | None, result: ChatResult) -> bool:
+    """Whether a caller's ``accept`` check takes this answer (no check: it does; a check that
+    raises: it does not)."""
+    if accept is None:
+        return True
+    try:
+        return bool(accept(result))
+    except Exception:
+        return False
 
 
 class ClientStats(msgspec.Struct, kw_only=True):
