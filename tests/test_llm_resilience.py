@@ -398,6 +398,29 @@ def test_read_timeout_fits_max_tokens_and_the_connect_timeout_is_separate() -> N
     assert all(t["connect"] == 10.0 for t in timeouts)
 
 
+def test_a_slow_server_gets_a_longer_wait_after_each_timeout() -> None:
+    """A CPU model server taking minutes over a long prompt: the cut sized to max_tokens
+    (15 s + 200 / 20) doubles after each timeout, up to --timeout, so the request gets its answer
+    instead of timing out forever (the e2e quality harness failed on this)."""
+    reads: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reads.append(request.extensions["timeout"]["read"])
+        if reads[-1] < 90:  # the server needs 90 s
+            raise httpx.ReadTimeout("timed out")
+        return httpx.Response(200, json=completion())
+
+    async def main() -> ChatResult:
+        async with LLMClient(
+            config(timeout=1800), transport=httpx.MockTransport(handler), clock=FakeClock()
+        ) as c:
+            return await c.chat(c.request([{"role": "user", "content": "slow"}], max_tokens=200))
+
+    result = anyio.run(main)
+    assert reads == [25.0, 50.0, 100.0]
+    assert result.attempts == 3
+
+
 def test_hung_requests_are_cut_at_a_multiple_of_the_usual_latency() -> None:
     clock = FakeClock()
     reads: list[float] = []

@@ -97,7 +97,8 @@ class ClientConfig:
     azure_deployment: str | None = None
     api_version: str = DEFAULT_AZURE_API_VERSION
     timeout: float = 120.0
-    """The longest wait for one answer (read timeout); shorter for small ``max_tokens``."""
+    """The longest wait for one answer (read timeout); the first attempt's is shorter for small
+    ``max_tokens``, doubling after each timeout."""
     connect_timeout: float = 10.0
     concurrency: int = 50
     adaptive: bool = True

@@ -17,7 +17,7 @@ HEADER_MARGIN = 0.98
 """Share of an ``x-ratelimit-limit-*`` the buckets use."""
 TIMEOUT_BASE = 15.0
 TOKENS_PER_SECOND = 20.0
-"""The read timeout of a request is at most TIMEOUT_BASE + max_tokens / TOKENS_PER_SECOND."""
+"""A request's first read timeout is at most TIMEOUT_BASE + max_tokens / TOKENS_PER_SECOND."""
 ADAPTIVE_FLOOR = 3.0
 ADAPTIVE_FACTOR = 4.0
 ADAPTIVE_SAMPLES = 20
@@ -61,16 +61,20 @@ class Pacer:
             self.learner.on_rate_limited()
 
     def read_timeout(self, max_tokens: int | None, timeouts: int) -> float:
-        """Seconds to wait for an answer: ``timeout``, at most 15 s + max_tokens / 20, and
-        with ``adaptive_timeout`` 4 x the 95th percentile of the latencies seen for the same
-        max_tokens (at least 3 s), doubled for each timeout of this request so far."""
-        limit = self.config.timeout
+        """Seconds to wait for an answer: at most ``timeout``; at first at most 15 s +
+        max_tokens / 20 and, with ``adaptive_timeout``, 4 x the 95th percentile of the latencies
+        seen for the same max_tokens (at least 3 s); the cut doubles for each timeout of this
+        request so far, so a server slower than the estimate (a CPU model over a long prompt)
+        still gets up to ``timeout``."""
+        cut: float | None = None
         if max_tokens is not None:
-            limit = min(limit, TIMEOUT_BASE + max_tokens / TOKENS_PER_SECOND)
+            cut = TIMEOUT_BASE + max_tokens / TOKENS_PER_SECOND
         learned = self._deadlines.get(max_tokens)
         if self.config.adaptive_timeout and learned is not None:
-            limit = min(limit, learned * 2.0**timeouts)
-        return limit
+            cut = learned if cut is None else min(cut, learned)
+        if cut is None:
+            return self.config.timeout
+        return min(self.config.timeout, cut * 2.0**timeouts)
 
     def observe(self, max_tokens: int | None, latency: float) -> None:
         seen = self._latencies.setdefault(max_tokens, deque(maxlen=200))
