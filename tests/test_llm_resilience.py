@@ -127,7 +127,7 @@ def test_no_progress_budget_ends_an_endless_429() -> None:
     outcomes, _ = many(
         lambda r: httpx.Response(429, headers={"Retry-After": "5"}),
         3,
-        cfg=config(max_unavailable=60.0),
+        cfg=config(max_unavailable=60.0, timeout=30.0),
         clock=clock,
     )
     assert all(isinstance(o, EndpointUnavailableError) for o in outcomes)
@@ -419,6 +419,31 @@ def test_a_slow_server_gets_a_longer_wait_after_each_timeout() -> None:
     result = anyio.run(main)
     assert reads == [25.0, 50.0, 100.0]
     assert result.attempts == 3
+
+
+def test_the_no_progress_budget_is_never_shorter_than_the_timeout() -> None:
+    """`sftlabel test --timeout 900` (a 60 s budget) against a CPU model server that needs
+    90 s for a long prompt: the cuts sized to max_tokens time out (25 s, 50 s) before the
+    100 s one gets the answer; the run is not declared unavailable at 60 s, as a request may
+    take --timeout."""
+    clock = FakeClock()
+    reads: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        read = request.extensions["timeout"]["read"]
+        reads.append(read)
+        clock.t += min(read, 90.0)  # the server computes for 90 s
+        if read < 90:
+            raise httpx.ReadTimeout("timed out")
+        return httpx.Response(200, json=completion())
+
+    async def main() -> ChatResult:
+        cfg = config(timeout=900, max_unavailable=60.0)
+        async with LLMClient(cfg, transport=httpx.MockTransport(handler), clock=clock) as c:
+            return await c.chat(c.request([{"role": "user", "content": "slow"}], max_tokens=200))
+
+    result = anyio.run(main)
+    assert reads == [25.0, 50.0, 100.0] and result.attempts == 3
 
 
 def test_hung_requests_are_cut_at_a_multiple_of_the_usual_latency() -> None:

@@ -139,7 +139,8 @@ class LLMClient:
             clock=self.clock,
             concurrency=config.concurrency,
             dead_after=config.dead_after,
-            max_unavailable=config.max_unavailable,
+            # a request may take `timeout`: no lack of progress before that
+            max_unavailable=max(config.max_unavailable, config.timeout),
             describe=self.display_url.split("?", 1)[0],
         )
         self.pacer = Pacer(config, self.clock, self.health)

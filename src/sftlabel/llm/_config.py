@@ -112,7 +112,8 @@ class ClientConfig:
     prices: PriceTable = field(default_factory=PriceTable, repr=False)
     max_unavailable: float = 600.0
     """Seconds without any successful answer (429s, an outage) before the client gives up with
-    :class:`EndpointUnavailableError`."""
+    :class:`EndpointUnavailableError`; never less than ``timeout`` (a request may take that
+    long)."""
     dead_after: float = 30.0
     """Seconds of connection failures (or non-JSON answers) with no success yet before the
     endpoint is declared dead (:class:`EndpointUnavailableError`)."""
