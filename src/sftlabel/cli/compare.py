@@ -119,6 +119,14 @@ def compare(
         int, typer.Option(min=1, help="Most frequent disagreements kept per dimension.")
     ] = 10,
     examples: Annotated[int, typer.Option(min=1, help="Example ids kept per disagreement.")] = 3,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes reading a big run (over 128 MiB of labels) [default: one per core].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure agreement between runs (or models) labeling the same samples.
 
@@ -146,6 +154,7 @@ def compare(
         top=top,
         examples=examples,
         catch=catch,
+        jobs=jobs,
     )
     for path, kind in targets:
         with output_stream(str(path)) as handle:
