@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sftlabel.cli._common import fit_tables, output_stream, stderr, stdout
+from sftlabel.cli._common import JobsOption, fit_tables, output_stream, stderr, stdout
 from sftlabel.cli._examples import epilog
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
@@ -119,14 +119,7 @@ def compare(
         int, typer.Option(min=1, help="Most frequent disagreements kept per dimension.")
     ] = 10,
     examples: Annotated[int, typer.Option(min=1, help="Example ids kept per disagreement.")] = 3,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Processes reading a big run (over 128 MiB of labels) [default: one per core].",
-            show_default=False,
-        ),
-    ] = None,
+    jobs: JobsOption = None,
 ) -> None:
     """Measure agreement between runs (or models) labeling the same samples.
 
