@@ -532,3 +532,62 @@ def test_baseline_html_renders(cli, tmp_path: Path) -> None:
     # agreement + confidence bars, 3 confusion heat maps, 6 per-tag F1 charts
     assert html.count("Plotly.newPlot") == 11
     assert "context: deepseek_v4 (rows)" in html
+
+
+def test_a_big_run_read_by_several_processes_gives_the_same_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spans of the runs read by worker processes (rows sent back as codes) and merged in
+    record order: the same pairs, duplicates (across spans), ids by place for records without
+    one, and odd values (a number for a tag, a dict in a tag list, confidences that are not
+    numbers) as one process, and as the same records read from a JSON array."""
+    from sftlabel.reports import _scan
+
+    rng = random.Random(7)
+    records = []
+    for i in range(400):
+        record = _record(
+            f"s{i % 350}",  # ids 0..49 twice: the later copy is a duplicate
+            rng.choice(["review", "build", "learn"]),
+            rng.sample(["python", "sql", "go"], rng.randint(0, 2)),
+            rng.choice([0.25, 0.5, 0.75]),
+            cost=0.25,
+            elapsed=0.5,
+        )
+        if i % 11 == 0:
+            del record["id"]  # known by its place in the run
+        if i % 13 == 0:
+            record["labels"]["domain"] = [{"odd": 1}, "web"]
+        if i % 17 == 0:
+            record["labels"]["difficulty"] = 3
+        if i % 19 == 0:
+            record["labels"]["confidence"]["context"] = "high"
+        if i % 23 == 0:
+            record["labels"]["confidence"] = "n/a"
+        records.append(record)
+    run_a = write_jsonl(tmp_path / "labeled_a.jsonl", records)
+    rng.shuffle(records)
+    run_b = write_jsonl(tmp_path / "labeled_b.jsonl", records)
+    as_array = tmp_path / "labeled_array.json"
+    as_array.write_text(json.dumps(records))
+
+    def compared(*paths: Path, jobs: int) -> dict[str, Any]:
+        found = compare_runs(list(paths), jobs=jobs).to_builtins()
+        found.pop("reference")
+        for run in found["runs"]:
+            run.pop("path")
+            run.pop("name")
+        for pair in found["comparisons"]:
+            pair.pop("a")
+            pair.pop("b")
+        return found
+
+    one = compared(run_a, run_b, jobs=1)
+    monkeypatch.setattr(_scan, "SPAN_BYTES", 4096)
+    monkeypatch.setattr(_scan, "PARALLEL_BYTES", 0)
+    two = compared(run_a, run_b, jobs=2)
+    assert two == one
+    assert compared(run_a, as_array, jobs=2) == one
+    assert [(r["records"], r["duplicates"]) for r in one["runs"]] == [(360, 40), (360, 40)]
+    assert one["runs"][0]["resources"]["cost_usd"] == 400 * 0.25
+    assert one["comparisons"][0]["paired"] < 360  # records without ids pair by place only

@@ -103,7 +103,7 @@ def apply_review(
 
 def compare(*runs: PathLike, **options: Any) -> CompareResult:
     """Agreement between runs or models (``sftlabel compare``); options: ``reference``,
-    ``taxonomy``, ``gold``, ``top``, ``examples``."""
+    ``taxonomy``, ``gold``, ``top``, ``examples``, ``catch``, ``jobs``."""
     from sftlabel.reports.compare import compare_runs
 
     return compare_runs([os.fspath(r) for r in runs], **options)

@@ -80,6 +80,16 @@ InputPaths = Annotated[
 ]
 """The input argument of every command that reads conversations."""
 
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Processes reading a big run (over 128 MiB of labels) [default: one per core].",
+        show_default=False,
+    ),
+]
+"""``--jobs`` of the commands that read a whole run (report, compare)."""
+
 
 def error_line(exc: SftlabelError) -> str:
     """The one line an error is reported with."""

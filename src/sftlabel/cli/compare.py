@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sftlabel.cli._common import fit_tables, output_stream, stderr, stdout
+from sftlabel.cli._common import JobsOption, fit_tables, output_stream, stderr, stdout
 from sftlabel.cli._examples import epilog
 from sftlabel.config import resolve_settings
 from sftlabel.errors import UsageError
@@ -119,6 +119,7 @@ def compare(
         int, typer.Option(min=1, help="Most frequent disagreements kept per dimension.")
     ] = 10,
     examples: Annotated[int, typer.Option(min=1, help="Example ids kept per disagreement.")] = 3,
+    jobs: JobsOption = None,
 ) -> None:
     """Measure agreement between runs (or models) labeling the same samples.
 
@@ -146,6 +147,7 @@ def compare(
         top=top,
         examples=examples,
         catch=catch,
+        jobs=jobs,
     )
     for path, kind in targets:
         with output_stream(str(path)) as handle:

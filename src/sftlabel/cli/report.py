@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from sftlabel.cli._common import stderr, stdout, warn
+from sftlabel.cli._common import JobsOption, stderr, stdout, warn
 from sftlabel.cli._examples import epilog
 from sftlabel.reports import UnmappedFinding, build_report, open_run
 from sftlabel.reports._safe import visible
@@ -60,14 +60,7 @@ def report(
         Path | None,
         typer.Option(help="Taxonomy directory [default: the run's, else the built-in one]"),
     ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Processes reading a big run (over 128 MiB of labels) [default: one per core]",
-            show_default=False,
-        ),
-    ] = None,
+    jobs: JobsOption = None,
 ) -> None:
     """Regenerate dashboard.html (per input file and global for a directory run) and report.md.
 

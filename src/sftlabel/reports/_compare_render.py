@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sftlabel.reports._calibration import ConfidenceCalibration
-from sftlabel.reports._safe import esc, md
-from sftlabel.reports.compare import (
+from sftlabel.reports._compare_types import (
     Calibration,
     CompareResult,
     DimensionAgreement,
@@ -18,6 +17,7 @@ from sftlabel.reports.compare import (
     SoftPairReport,
     Unpaired,
 )
+from sftlabel.reports._safe import esc, md
 
 DASH = "—"
 TOP_OVERALL = 12

@@ -351,11 +351,25 @@ def read_span(span: Span) -> Iterator[TaxonomyRecord]:
         position += 1
 
 
-def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[Any]:
+def decode_span(span: Span, decoder: msgspec.json.Decoder[Any]) -> Iterator[Any]:
+    """The lines of one span decoded by ``decoder`` (a Struct of only the fields a view needs
+    reads fastest); a line it cannot decode (another shape), and every record of a file that
+    is not ``.jsonl``, come as a :class:`TaxonomyRecord`, or None when not a labeled record."""
+    wanted = decoder.type
+    for line in _lines(span.path, span.start, span.end, decoder):
+        yield line if line.__class__ is wanted else _from_dict(line)
+
+
+def _lines(
+    path: Path,
+    start: int = 0,
+    end: int | None = None,
+    decoder: msgspec.json.Decoder[Any] = _record_decoder,
+) -> Iterator[Any]:
     """The records of a file (of its bytes ``start:end``, cut at line ends): a plain
-    ``.jsonl`` file is read line by line into :class:`TaxonomyRecord` (only the fields the
-    views use; a line of another shape is decoded as it is), any other file through
-    :func:`_records`."""
+    ``.jsonl`` file is read line by line by ``decoder`` (into :class:`TaxonomyRecord`: only
+    the fields the views use; a line of another shape is decoded as it is), any other file
+    through :func:`_records`."""
     if path.suffix.lower() != ".jsonl":
         yield from _records(path)
         return
@@ -371,7 +385,7 @@ def _lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[Any]:
             if line.isspace() or not line:
                 continue
             try:
-                yield _record_decoder.decode(line)
+                yield decoder.decode(line)
             except msgspec.DecodeError:  # another shape (an int id, no object): decoded as is
                 before = _lines_before(path, start) if start else 0
                 yield _generic(line.strip(), path, before + number)

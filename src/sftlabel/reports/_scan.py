@@ -11,9 +11,10 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
+from typing import Any, TypeVar
 
 from sftlabel.reports._aggregate import Example, TaxonomySummary
 from sftlabel.reports._runs import RunData, Span, _records, read_span
@@ -23,6 +24,8 @@ SPAN_BYTES = 32 * 1024 * 1024
 """A worker's share of a file at a time (about 20,000 samples)."""
 PARALLEL_BYTES = 128 * 1024 * 1024
 """Runs smaller than this are read in this process."""
+
+T = TypeVar("T")
 
 
 def default_jobs() -> int:
@@ -43,17 +46,8 @@ def summarize_taxonomy(
     """
     dims = taxonomy.dimensions()
     run.span_records(Span("", run.path, 0, 0))  # a soft-label run is refused here
-    spans = run.spans(SPAN_BYTES)
-    workers = min(default_jobs() if jobs is None else max(jobs, 1), len(spans))
-    size = sum(path.stat().st_size for _, path in run.files)
     parts: dict[str, TaxonomySummary] = {}
-    if workers > 1 and size >= PARALLEL_BYTES and _can_fork():
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            counted = pool.map(summarize_span, spans, repeat(dims), repeat(threshold))
-            _combine(parts, spans, counted)
-    else:
-        _combine(parts, spans, (summarize_span(s, dims, threshold) for s in spans))
+    _combine(parts, map_spans(run, summarize_span, dims, threshold, jobs=jobs))
     for part, path in run.failure_files:
         for failure in _records(path):
             if isinstance(failure, dict):
@@ -61,6 +55,24 @@ def summarize_taxonomy(
     for found in parts.values():
         found.flush()
     return parts
+
+
+def map_spans(
+    run: RunData, work: Callable[..., T], *args: Any, jobs: int | None = None
+) -> Iterator[tuple[Span, T]]:
+    """``(span, work(span, *args))`` for every span of a taxonomy run's labeled files, in
+    record order: on ``jobs`` forked processes (default: every core) for a run of at least
+    ``PARALLEL_BYTES``, else in this process. ``work`` and its result must pickle."""
+    spans = run.spans(SPAN_BYTES)
+    workers = min(default_jobs() if jobs is None else max(jobs, 1), len(spans))
+    size = sum(path.stat().st_size for _, path in run.files)
+    if workers > 1 and size >= PARALLEL_BYTES and _can_fork():
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            yield from zip(spans, pool.map(work, spans, *map(repeat, args)), strict=True)
+    else:
+        for span in spans:
+            yield span, work(span, *args)
 
 
 def _can_fork() -> bool:
@@ -80,11 +92,11 @@ def summarize_span(span: Span, dims: list[str], threshold: float) -> TaxonomySum
 
 
 def _combine(
-    parts: dict[str, TaxonomySummary], spans: list[Span], counted: Iterable[TaxonomySummary]
+    parts: dict[str, TaxonomySummary], counted: Iterable[tuple[Span, TaxonomySummary]]
 ) -> None:
     """Merge span summaries in record order, numbering their examples in the whole run."""
     offset = 0
-    for span, summary in zip(spans, counted, strict=True):
+    for span, summary in counted:
         for example in _examples(summary):
             example.position += offset
             if not example.id:  # a record without an id is known by its place in the run

@@ -1,9 +1,9 @@
 """Agreement between two or more runs over the same samples (``sftlabel compare``).
 
 Taxonomy runs are paired by sample ``id``, soft-label runs by ``(conversationId, messageId)``,
-never by position. Each run is read once, as a stream; only a compact tuple per sample is kept
-(interned tag values and confidences, keyed by id), so memory grows with the number of samples,
-not with the size of the conversations.
+never by position. Each run is read once, as a stream (on every core for a big one); only a
+compact tuple per sample is kept (``reports/_compare_load.py``), so memory grows with the number
+of samples, not with the size of the conversations.
 
 Every run other than the reference is compared with the reference (the second run, or
 ``reference=``): exact match, partial match and mean Jaccard for multi-select dimensions, Cohen's
@@ -18,10 +18,7 @@ The result is a :class:`CompareResult` (msgspec Structs); ``to_builtins()`` give
 
 from __future__ import annotations
 
-import csv
 import gc
-import math
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,10 +28,7 @@ from typing import Any
 import msgspec
 
 from sftlabel.errors import InputError, UsageError
-from sftlabel.formats._source import iter_raw
-from sftlabel.model import Problem
 from sftlabel.reports._agreement import (
-    EMPTY,
     AlphaAccumulator,
     CalibrationAccumulator,
     TagCounts,
@@ -51,520 +45,39 @@ from sftlabel.reports._calibration import (
     new_tallies,
     tally_pair,
 )
+from sftlabel.reports._compare_load import (
+    Interner,
+    LoadedRun,
+    load_gold,
+    load_soft_run,
+    load_taxonomy_run,
+    show_key,
+)
+from sftlabel.reports._compare_types import (
+    AlphaReport,
+    Calibration,
+    CalibrationBin,
+    CompareResult,
+    DimensionAgreement,
+    DimensionSpec,
+    Disagreement,
+    GoldReport,
+    Matrix,
+    PairReport,
+    Ratio,
+    Resources,
+    RunInfo,
+    SoftPairReport,
+    TagScore,
+    Unpaired,
+)
 from sftlabel.reports._runs import RunData, open_run
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "sftlabel.compare/1"
 NONE = "(none)"
 """How an empty value (no tag) is shown in disagreements and confusion tables."""
-KEY_SEPARATOR = "\x1f"
 SOFT_BINS = 10
-
-
-# --------------------------------------------------------------------------- result structs
-
-
-class Resources(msgspec.Struct, kw_only=True):
-    """What a run cost, from ``stats.json`` (or ``labeling_metadata.json``) where it has the
-    figure, otherwise summed over the per-sample monitors; ``None`` when neither has it."""
-
-    source: str
-    samples: int
-    calls: int | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    tokens: int | None = None
-    cost_usd: float | None = None
-    elapsed_seconds: float | None = None
-    """Wall-clock time of the run."""
-    latency_mean: float | None = None
-    """Mean time spent on one sample (its calls), from the monitors."""
-
-
-class RunInfo(msgspec.Struct, kw_only=True):
-    name: str
-    path: str
-    kind: str
-    model: str
-    records: int
-    """Labeled samples (taxonomy) or labeled turns (soft), each id counted once."""
-    failed: int
-    """Failed samples / turns: counted, never paired."""
-    duplicates: int
-    """Records whose id was already seen in the same run (the first one is kept)."""
-    resources: Resources
-
-
-class DimensionSpec(msgspec.Struct, kw_only=True):
-    name: str
-    select: str
-
-
-class Unpaired(msgspec.Struct, kw_only=True):
-    a_only: int
-    b_only: int
-    a_only_examples: list[str]
-    b_only_examples: list[str]
-
-
-class TagScore(msgspec.Struct, kw_only=True):
-    tag: str
-    support: int
-    """Samples where the reference has the tag."""
-    predicted: int
-    """Samples where run A has the tag."""
-    true_positives: int
-    precision: float | None
-    recall: float | None
-    f1: float | None
-
-
-class Disagreement(msgspec.Struct, kw_only=True):
-    a: str
-    b: str
-    count: int
-    examples: list[str]
-
-
-class DimensionAgreement(msgspec.Struct, kw_only=True):
-    name: str
-    select: str
-    exact: float | None
-    """Share of paired samples with the same value (the same tag set for multi-select)."""
-    partial: float | None
-    """Multi-select: share with at least one common tag or both empty (None for single)."""
-    jaccard: float | None
-    """Multi-select: mean Jaccard similarity, both empty = 1.0 (None for single)."""
-    kappa: float | None
-    """Single-select: Cohen's kappa (None for multi-select, or when undefined)."""
-    confidence_a: float | None
-    confidence_b: float | None
-    micro_precision: float | None
-    micro_recall: float | None
-    micro_f1: float | None
-    macro_f1: float | None
-    """Mean F1 over the tags either run used."""
-    tags: list[TagScore]
-    disagreements: list[Disagreement]
-    confusion: dict[str, dict[str, int]] | None
-    """Single-select: ``{value_a: {value_b: count}}`` (None for multi-select)."""
-
-
-class Ratio(msgspec.Struct, kw_only=True):
-    metric: str
-    a: float | None
-    b: float | None
-    ratio: float | None
-    """a / b."""
-
-
-class PairReport(msgspec.Struct, kw_only=True):
-    a: str
-    b: str
-    """The reference run."""
-    paired: int
-    unpaired: Unpaired
-    all_dimensions_exact: float | None
-    """Share of paired samples whose every dimension matches."""
-    mean_dimension_exact: float | None
-    """Mean of the per-dimension exact match rates."""
-    dimensions: list[DimensionAgreement]
-    resources: list[Ratio]
-
-
-class CalibrationBin(msgspec.Struct, kw_only=True):
-    lower: float
-    upper: float
-    count: int
-    mean_soft: float | None
-    observed: float | None
-    """Share of hard label 1 (does not require reasoning) in the bin."""
-
-
-class Calibration(msgspec.Struct, kw_only=True):
-    against: str
-    """The run or gold file whose hard labels are the outcomes."""
-    turns: int
-    brier: float | None
-    ece: float | None
-    bins: list[CalibrationBin]
-
-
-class SoftPairReport(msgspec.Struct, kw_only=True):
-    a: str
-    b: str
-    paired: int
-    unpaired: Unpaired
-    hard_agreement: float | None
-    kappa: float | None
-    confusion: dict[str, dict[str, int]]
-    disagreements: list[Disagreement]
-    soft_paired: int
-    """Pairs where both runs have a soft label."""
-    pearson: float | None
-    spearman: float | None
-    mean_soft_a: float | None
-    mean_soft_b: float | None
-    mean_abs_difference: float | None
-    soft_grid: list[list[int]]
-    """10×10 counts of (soft label of A, soft label of B) in 0.1 bins: ``grid[bin_a][bin_b]``."""
-    calibration: Calibration
-    """A's soft labels against B's hard labels."""
-    resources: list[Ratio]
-
-
-class GoldReport(msgspec.Struct, kw_only=True):
-    run: str
-    gold: str
-    paired: int
-    unpaired: Unpaired
-    hard_agreement: float | None
-    kappa: float | None
-    calibration: Calibration
-
-
-class Matrix(msgspec.Struct, kw_only=True):
-    metric: str
-    runs: list[str]
-    values: list[list[float | None]]
-    """``values[i][j]``: the metric between runs i and j (1.0 on the diagonal)."""
-
-
-class AlphaReport(msgspec.Struct, kw_only=True):
-    dimension: str
-    distance: str
-    """``nominal`` or ``jaccard`` (1 − Jaccard between tag sets)."""
-    units: int
-    """Samples labeled by at least two runs."""
-    alpha: float | None
-
-
-class CompareResult(msgspec.Struct, kw_only=True):
-    schema: str
-    kind: str
-    """``taxonomy`` or ``soft``."""
-    reference: str
-    runs: list[RunInfo]
-    dimensions: list[DimensionSpec]
-    comparisons: list[PairReport]
-    """Taxonomy runs: every run against the reference."""
-    soft_comparisons: list[SoftPairReport]
-    """Soft-label runs: every run against the reference."""
-    matrices: list[Matrix]
-    """With three or more runs: pairwise agreement of every pair."""
-    alpha: list[AlphaReport]
-    gold: list[GoldReport]
-    """Soft-label runs with a gold file: every run against it."""
-    confidence_calibration: list[ConfidenceCalibration] = msgspec.field(default_factory=list)
-    """Taxonomy runs with ``gold``: every other run's confidence against agreement with gold."""
-
-    def to_builtins(self) -> dict[str, Any]:
-        data: dict[str, Any] = msgspec.to_builtins(self)
-        return data
-
-
-# --------------------------------------------------------------------------- loading
-
-
-@dataclass
-class _Run:
-    data: RunData
-    name: str
-    rows: dict[str, tuple[Any, ...]]
-    failed: int = 0
-    duplicates: int = 0
-    resources: Resources = field(default_factory=lambda: Resources(source="", samples=0))
-
-    def info(self) -> RunInfo:
-        return RunInfo(
-            name=self.name,
-            path=str(self.data.path),
-            kind=self.data.kind,
-            model=self.data.model or str((self.data.stats or {}).get("model") or ""),
-            records=len(self.rows),
-            failed=self.failed,
-            duplicates=self.duplicates,
-            resources=self.resources,
-        )
-
-
-class _Interner:
-    """One shared object per distinct value: tag sets and confidences repeat a lot."""
-
-    def __init__(self) -> None:
-        self._values: dict[Any, Any] = {}
-
-    def __call__(self, value: Any) -> Any:
-        return self._values.setdefault(value, value)
-
-
-def _single(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, list):
-        items = sorted({str(v) for v in value if v not in (None, "")})
-        return ", ".join(items) if items else None
-    return sys.intern(str(value))
-
-
-def _multi(value: Any) -> frozenset[str]:
-    if value is None or value == "":
-        return EMPTY
-    if isinstance(value, list):
-        return frozenset(sys.intern(str(v)) for v in value if v not in (None, ""))
-    return frozenset((sys.intern(str(value)),))
-
-
-class _Totals:
-    """Monitor sums of one run (only the figures some record had)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.latency_n = 0
-
-    def add(self, monitor: dict[str, Any], keys: dict[str, tuple[str, ...]]) -> None:
-        # once per record: exact type tests (a bool is not a figure) instead of isinstance
-        # with a union built on every call
-        sums = self.sums
-        for name, candidates in keys.items():
-            for key in candidates:
-                value: Any = monitor.get(key)
-                kind = value.__class__
-                if kind is float or kind is int:
-                    sums[name] = sums.get(name, 0.0) + value
-                    if name == "latency":
-                        self.latency_n += 1
-                    break
-
-    def resources(self, samples: int, facts: dict[str, Any] | None, facts_name: str) -> Resources:
-        facts = facts or {}
-        used: set[str] = set()
-
-        def pick(name: str, *keys: str) -> float | None:
-            for key in keys:
-                value = facts.get(key)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    used.add(facts_name)
-                    return float(value)
-            if name in self.sums:
-                used.add("monitors")
-                return self.sums[name]
-            return None
-
-        def whole(value: float | None) -> int | None:
-            return None if value is None else int(value)
-
-        prompt = whole(pick("prompt_tokens", "total_prompt_tokens"))
-        completion = whole(pick("completion_tokens", "total_completion_tokens"))
-        tokens = whole(pick("tokens", "total_tokens"))
-        if tokens is None and prompt is not None and completion is not None:
-            tokens = prompt + completion
-        latency = self.sums.get("latency")
-        resources = Resources(
-            source="",
-            samples=samples,
-            calls=whole(pick("calls", "total_llm_calls", "llm_calls", "total_calls")),
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            tokens=tokens,
-            cost_usd=pick("cost", "cost_usd", "total_cost_usd"),
-            elapsed_seconds=pick("elapsed", "total_elapsed_seconds", "elapsed_seconds"),
-            latency_mean=latency / self.latency_n
-            if latency is not None and self.latency_n
-            else None,
-        )
-        if latency is not None:
-            used.add("monitors")
-        resources.source = "+".join(sorted(used))
-        return resources
-
-
-_TAXONOMY_MONITOR: dict[str, tuple[str, ...]] = {
-    "calls": ("llm_calls",),
-    "prompt_tokens": ("prompt_tokens",),
-    "completion_tokens": ("completion_tokens",),
-    "cost": ("cost",),
-    "latency": ("elapsed",),
-}
-_SOFT_MONITOR: dict[str, tuple[str, ...]] = {
-    "calls": ("llm_calls", "calls", "requests"),
-    "prompt_tokens": ("prompt_tokens",),
-    "completion_tokens": ("completion_tokens",),
-    "cost": ("cost", "cost_usd"),
-    "latency": ("latency", "elapsed"),
-}
-
-
-class _ValueCache:
-    """Turns the label values of one dimension into shared objects, memoised on the JSON
-    value (a str, or a tuple of the list): repeated tag sets cost one dict lookup."""
-
-    def __init__(self, multi: bool, intern: _Interner) -> None:
-        self.multi = multi
-        self.intern = intern
-        self.seen: dict[Any, Any] = {}
-
-    def __call__(self, value: Any) -> Any:
-        key = tuple(value) if value.__class__ is list else value
-        try:
-            return self.seen[key]
-        except KeyError:
-            pass
-        except TypeError:  # unhashable (a dict in a list ...): no memo
-            return self.intern(_multi(value) if self.multi else _single(value))
-        shared = self.intern(_multi(value) if self.multi else _single(value))
-        self.seen[key] = shared
-        return shared
-
-
-_MISS = object()
-"""Not memoised yet."""
-
-
-def _load_taxonomy_run(
-    run: RunData, name: str, dims: Sequence[DimensionSpec], intern: _Interner
-) -> _Run:
-    names = [d.name for d in dims]
-    caches = [(d.name, _ValueCache(d.select == "multi", intern)) for d in dims]
-    getters = [(dim, cache.seen.get) for dim, cache in caches]
-    scores_seen: dict[Any, float | None] = {}
-    seen_get = scores_seen.get
-    rows: dict[str, tuple[Any, ...]] = {}
-    totals = _Totals()
-    duplicates = 0
-    for record in run.taxonomy_records():
-        key = sys.intern(record.id)
-        if key in rows:
-            duplicates += 1
-            continue
-        labels = record.labels
-        # the common case in comprehensions (one memo lookup per value), the rest one by one
-        try:
-            values = [
-                get(tuple(v) if (v := labels.get(dim)).__class__ is list else v, _MISS)
-                for dim, get in getters
-            ]
-        except TypeError:  # an unhashable value
-            values = [_MISS] * len(caches)
-        if values.count(_MISS):
-            values = [
-                cache(labels.get(dim)) if v is _MISS else v
-                for (dim, cache), v in zip(caches, values, strict=True)
-            ]
-        scores = labels.get("confidence")
-        if scores.__class__ is dict:
-            try:
-                found = [seen_get(scores.get(dim), _MISS) for dim in names]
-            except TypeError:
-                found = [_MISS] * len(names)
-            if found.count(_MISS):
-                found = [
-                    _score(scores.get(dim), scores_seen) if f is _MISS else f
-                    for dim, f in zip(names, found, strict=True)
-                ]
-            values += found
-        else:
-            values += [None] * len(names)
-        rows[key] = tuple(values)
-        totals.add(record.monitor, _TAXONOMY_MONITOR)
-    failed = sum(1 for _ in run.failures())
-    loaded = _Run(data=run, name=name, rows=rows, failed=failed, duplicates=duplicates)
-    loaded.resources = totals.resources(len(rows), run.stats, "stats")
-    return loaded
-
-
-def _score(value: Any, seen: dict[Any, float | None]) -> float | None:
-    ok = value.__class__ is float or value.__class__ is int
-    score = float(value) if ok and math.isfinite(value) else None
-    try:
-        return seen.setdefault(value, score)
-    except TypeError:  # unhashable
-        return None
-
-
-def _soft_key(conversation: str, message: str) -> str:
-    return sys.intern(f"{conversation}{KEY_SEPARATOR}{message}")
-
-
-def show_key(key: str) -> str:
-    """A pairing key as shown to people: ``conversationId/messageId`` for soft labels."""
-    return key.replace(KEY_SEPARATOR, "/")
-
-
-def _load_soft_run(run: RunData, name: str, intern: _Interner) -> _Run:
-    rows: dict[str, tuple[Any, ...]] = {}
-    totals = _Totals()
-    failed = duplicates = 0
-    for _, record in run.soft_records():
-        totals.add(record.monitor, _SOFT_MONITOR)
-        if record.failed or not isinstance(record.hard_label, int):
-            failed += 1
-            continue
-        key = _soft_key(record.conversationId, record.messageId)
-        if key in rows:
-            duplicates += 1
-            continue
-        soft = record.soft_label if isinstance(record.soft_label, float | int) else None
-        rows[key] = (record.hard_label, None if soft is None else intern(float(soft)))
-    loaded = _Run(data=run, name=name, rows=rows, failed=failed, duplicates=duplicates)
-    loaded.resources = totals.resources(len(rows), run.metadata, "metadata")
-    return loaded
-
-
-_GOLD_COLUMNS = {
-    "conversation": ("conversationId", "conversation_id", "conversationid"),
-    "message": ("messageId", "message_id", "messageid"),
-    "label": ("hard_label", "label", "gold", "hard"),
-}
-
-
-def _gold_field(record: dict[str, Any], which: str) -> Any:
-    for key in _GOLD_COLUMNS[which]:
-        if key in record:
-            return record[key]
-    return None
-
-
-def load_gold(path: str | Path) -> dict[str, int]:
-    """Hard labels of a gold file: JSONL / JSON (objects) or CSV / TSV (a header row) with
-    ``conversationId``, ``messageId`` and ``hard_label`` (0 or 1)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"gold file {path}: no such file")
-    gold: dict[str, int] = {}
-    for where, record in _gold_records(path):
-        conversation = _gold_field(record, "conversation")
-        message = _gold_field(record, "message")
-        label = _gold_field(record, "label")
-        if conversation in (None, "") or message in (None, ""):
-            raise InputError(
-                f"{where}: gold record without conversationId / messageId",
-                hint="every row needs conversationId, messageId and hard_label",
-            )
-        text = str(label).strip()
-        if text not in ("0", "1"):
-            raise InputError(f"{where}: hard_label must be 0 or 1, not {label!r}")
-        gold.setdefault(_soft_key(str(conversation), str(message)), int(text))
-    if not gold:
-        raise InputError(f"gold file {path} holds no labels")
-    return gold
-
-
-def _gold_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            for number, row in enumerate(reader, 2):
-                yield f"{path}:{number}", {k.strip(): v for k, v in row.items() if k}
-        return
-    for item in iter_raw(path):
-        if isinstance(item, Problem):
-            if item.severity == "error":
-                raise InputError(f"{item.location}: {item.message}")
-            continue
-        if isinstance(item.data, dict):
-            yield str(item.location), item.data
 
 
 # --------------------------------------------------------------------------- comparing
@@ -611,7 +124,7 @@ class _Disagreements:
         ]
 
 
-def _unpaired(a: _Run, b: _Run, examples: int) -> Unpaired:
+def _unpaired(a: LoadedRun, b: LoadedRun, examples: int) -> Unpaired:
     a_only = [k for k in a.rows if k not in b.rows]
     b_only = [k for k in b.rows if k not in a.rows]
     return Unpaired(
@@ -730,8 +243,8 @@ def _add_pairs(
 
 
 def _compare_taxonomy_pair(
-    a: _Run,
-    b: _Run,
+    a: LoadedRun,
+    b: LoadedRun,
     dims: Sequence[DimensionSpec],
     *,
     top: int,
@@ -851,7 +364,9 @@ def _dimension_report(
     )
 
 
-def _pairwise_matrices(runs: Sequence[_Run], n_dims: int, metrics: Sequence[str]) -> list[Matrix]:
+def _pairwise_matrices(
+    runs: Sequence[LoadedRun], n_dims: int, metrics: Sequence[str]
+) -> list[Matrix]:
     """``all_dimensions_exact`` and ``mean_dimension_exact`` (taxonomy) or ``hard_agreement``
     (soft, one dimension) for every pair of runs."""
     size = len(runs)
@@ -888,7 +403,7 @@ def _pairwise_matrices(runs: Sequence[_Run], n_dims: int, metrics: Sequence[str]
     ]
 
 
-def _alpha(runs: Sequence[_Run], dims: Sequence[DimensionSpec]) -> list[AlphaReport]:
+def _alpha(runs: Sequence[LoadedRun], dims: Sequence[DimensionSpec]) -> list[AlphaReport]:
     accumulators = [AlphaAccumulator("jaccard" if d.select == "multi" else "nominal") for d in dims]
     pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in dims]
     """Units of two values, counted per (a, b) pair (the distances are computed once each)."""
@@ -949,7 +464,7 @@ def _show_hard(value: Any) -> str:
     return str(value)
 
 
-def _compare_soft_pair(a: _Run, b: _Run, *, top: int, examples: int) -> SoftPairReport:
+def _compare_soft_pair(a: LoadedRun, b: LoadedRun, *, top: int, examples: int) -> SoftPairReport:
     confusion: Counter[tuple[Any, Any]] = Counter()
     disagreements = _Disagreements(examples)
     xs: list[float] = []
@@ -995,7 +510,7 @@ def _compare_soft_pair(a: _Run, b: _Run, *, top: int, examples: int) -> SoftPair
     )
 
 
-def _against_gold(run: _Run, gold: dict[str, int], gold_name: str) -> GoldReport:
+def _against_gold(run: LoadedRun, gold: dict[str, int], gold_name: str) -> GoldReport:
     confusion: Counter[tuple[Any, Any]] = Counter()
     outcomes: list[tuple[float, int]] = []
     for key, (hard, soft) in run.rows.items():
@@ -1088,6 +603,7 @@ def compare_runs(
     top: int = 10,
     examples: int = 3,
     catch: float = DEFAULT_CATCH,
+    jobs: int | None = None,
 ) -> CompareResult:
     """Compare runs (see the module doc). ``paths`` are RUN arguments (see :func:`open_run`);
     ``reference`` is a run's name or path (default: the second run; a path that is not among
@@ -1096,7 +612,7 @@ def compare_runs(
     taxonomy runs, a gold run (added to the runs, and the reference unless ``reference`` is
     given) against which every other run's confidence is calibrated (``catch``: the share of
     errors the recommended arbitration threshold must catch), for soft-label runs a file of
-    hard labels."""
+    hard labels; ``jobs``: processes reading a big taxonomy run (default: one per core)."""
     if not 0.0 < catch <= 1.0:
         raise UsageError(f"--catch {catch}: must be above 0 and at most 1", hint="e.g. --catch 0.8")
     # a million long-lived row tuples make the cyclic collector rescan them again and again;
@@ -1112,6 +628,7 @@ def compare_runs(
             top=top,
             examples=examples,
             catch=catch,
+            jobs=jobs,
         )
     finally:
         if enabled:
@@ -1127,6 +644,7 @@ def _compare_runs(
     top: int,
     examples: int,
     catch: float,
+    jobs: int | None,
 ) -> CompareResult:
     opened = [open_run(p) for p in paths]
     names = _unique_names(opened)
@@ -1153,7 +671,7 @@ def _compare_runs(
             hint="compare runs of the same kind",
         )
     kind = opened[0].kind
-    intern = _Interner()
+    intern = Interner()
     calibrations: list[ConfidenceCalibration] = []
     if kind == "taxonomy":
         if not isinstance(taxonomy, Taxonomy):
@@ -1163,7 +681,7 @@ def _compare_runs(
             taxonomy = load_taxonomy(taxonomy)
         dims = taxonomy_dimensions(taxonomy)
         runs = [
-            _load_taxonomy_run(run, name, dims, intern)
+            load_taxonomy_run(run, name, dims, intern, jobs=jobs)
             for run, name in zip(opened, names, strict=True)
         ]
         others = [r for i, r in enumerate(runs) if i != ref]
@@ -1195,7 +713,7 @@ def _compare_runs(
         gold_reports: list[GoldReport] = []
     else:
         dims = [DimensionSpec(name="hard_label", select="single")]
-        runs = [_load_soft_run(run, name, intern) for run, name in zip(opened, names, strict=True)]
+        runs = [load_soft_run(run, name, intern) for run, name in zip(opened, names, strict=True)]
         others = [r for i, r in enumerate(runs) if i != ref]
         comparisons = []
         soft_comparisons = [
@@ -1211,7 +729,7 @@ def _compare_runs(
                         f"--gold {gold} holds taxonomy labels; these runs are soft-label runs",
                         hint="give a soft-label output or a file of hard labels",
                     )
-                loaded = _load_soft_run(gold_data, Path(gold).name, intern)
+                loaded = load_soft_run(gold_data, Path(gold).name, intern)
                 labels = {key: hard for key, (hard, _) in loaded.rows.items()}
             else:
                 labels = load_gold(gold)
