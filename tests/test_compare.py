@@ -255,6 +255,10 @@ def test_reference_by_name_and_path(runs: dict[str, Path]) -> None:
     by_path = compare_runs([runs["b"]], reference=str(runs["a"]))
     assert [r.name for r in by_path.runs] == ["run_b", "run_a"]
     assert by_path.reference == "run_a"
+    # alpha of two runs (from the comparison's pair counts) does not depend on the reference
+    alpha = {a.dimension: a.alpha for a in by_name.alpha}
+    assert alpha["intent"] == pytest.approx(28 / 64)
+    assert alpha["language"] == pytest.approx(41 / 77)
     with pytest.raises(UsageError, match="neither the name of a run nor a path"):
         compare_runs([runs["a"], runs["b"]], reference="nope")
     with pytest.raises(UsageError, match="two runs or more"):

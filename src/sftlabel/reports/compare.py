@@ -250,9 +250,11 @@ def _compare_taxonomy_pair(
     top: int,
     examples: int,
     tallies: list[Tally] | None = None,
+    counted: list[dict[tuple[Any, Any], int]] | None = None,
 ) -> PairReport:
     """``tallies`` (when ``b`` is the gold run): filled with A's confidence tallies in the same
-    pass over the pairs."""
+    pass over the pairs; ``counted``: filled with each dimension's (value A, value B) counts
+    (Krippendorff's alpha of two runs needs nothing else)."""
     n_dims = len(dims)
     calibrate = tallies is not None
     accs = [_DimAccumulator(multi=d.select == "multi", examples=examples) for d in dims]
@@ -307,6 +309,8 @@ def _compare_taxonomy_pair(
             all_match += 1
     for acc, counts, examples_of in zip(accs, pairs, kept, strict=True):
         _add_pairs(acc, counts, examples_of)
+    if counted is not None:
+        counted[:] = pairs
     dimensions = [
         _dimension_report(spec, acc, paired, top) for spec, acc in zip(dims, accs, strict=True)
     ]
@@ -403,10 +407,21 @@ def _pairwise_matrices(
     ]
 
 
-def _alpha(runs: Sequence[LoadedRun], dims: Sequence[DimensionSpec]) -> list[AlphaReport]:
+def _alpha(
+    runs: Sequence[LoadedRun],
+    dims: Sequence[DimensionSpec],
+    counted: list[dict[tuple[Any, Any], int]] | None = None,
+) -> list[AlphaReport]:
+    """Krippendorff's alpha per dimension over all runs; ``counted``: the (value of run 0,
+    value of run 1) counts of two runs' comparison, when there are only those two (their
+    units are exactly the pairs counted)."""
     accumulators = [AlphaAccumulator("jaccard" if d.select == "multi" else "nominal") for d in dims]
     pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in dims]
     """Units of two values, counted per (a, b) pair (the distances are computed once each)."""
+    if counted is not None and len(runs) == 2:
+        for accumulator, known in zip(accumulators, counted, strict=True):
+            accumulator.add_pairs(known)
+        return _alpha_reports(dims, accumulators)
     for position, run in enumerate(runs):
         earlier = [r.rows for r in runs[:position]]
         later = [r.rows for r in runs[position + 1 :]]
@@ -428,6 +443,16 @@ def _alpha(runs: Sequence[LoadedRun], dims: Sequence[DimensionSpec]) -> list[Alp
                     accumulator.add([r[d] for r in unit])
     for accumulator, counts in zip(accumulators, pairs, strict=True):
         accumulator.add_pairs(counts)
+    return _alpha_reports(dims, accumulators)
+
+
+def _swapped(counts: dict[tuple[Any, Any], int]) -> dict[tuple[Any, Any], int]:
+    return {(b, a): n for (a, b), n in counts.items()}
+
+
+def _alpha_reports(
+    dims: Sequence[DimensionSpec], accumulators: Sequence[AlphaAccumulator]
+) -> list[AlphaReport]:
     return [
         AlphaReport(dimension=spec.name, distance=acc.metric, units=acc.units, alpha=acc.alpha())
         for spec, acc in zip(dims, accumulators, strict=True)
@@ -672,6 +697,7 @@ def _compare_runs(
         )
     kind = opened[0].kind
     intern = Interner()
+    pair_counts: list[dict[tuple[Any, Any], int]] | None = None
     calibrations: list[ConfidenceCalibration] = []
     if kind == "taxonomy":
         if not isinstance(taxonomy, Taxonomy):
@@ -686,12 +712,21 @@ def _compare_runs(
         ]
         others = [r for i, r in enumerate(runs) if i != ref]
         tallies = {id(r): new_tallies(len(dims)) for r in others} if gold_index == ref else {}
+        counted: list[dict[tuple[Any, Any], int]] = []
         comparisons = [
             _compare_taxonomy_pair(
-                r, runs[ref], dims, top=top, examples=examples, tallies=tallies.get(id(r))
+                r,
+                runs[ref],
+                dims,
+                top=top,
+                examples=examples,
+                tallies=tallies.get(id(r)),
+                counted=counted,
             )
             for r in others
         ]
+        if len(runs) == 2:  # alpha's units are the pairs just counted, as (run 0, run 1)
+            pair_counts = counted if ref == 1 else [_swapped(c) for c in counted]
         if gold_index is not None:
             specs = [(d.name, d.select) for d in dims]
             gold_run = runs[gold_index]
@@ -743,7 +778,7 @@ def _compare_runs(
         comparisons=comparisons,
         soft_comparisons=soft_comparisons,
         matrices=_pairwise_matrices(runs, len(dims), metrics) if len(runs) >= 3 else [],
-        alpha=_alpha(runs, dims),
+        alpha=_alpha(runs, dims, pair_counts),
         gold=gold_reports,
         confidence_calibration=calibrations,
     )
