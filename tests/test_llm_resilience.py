@@ -421,6 +421,29 @@ def test_a_slow_server_gets_a_longer_wait_after_each_timeout() -> None:
     assert result.attempts == 3
 
 
+def test_a_timeout_lengthens_the_first_wait_of_every_later_request() -> None:
+    """A server slower than the max_tokens estimate for one request is slower for the others:
+    after the first request needed 50 s, the next ones wait 50 s at once instead of each
+    timing out at 25 s while the server computes its abandoned attempt."""
+    reads: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reads.append(request.extensions["timeout"]["read"])
+        if reads[-1] < 40:  # the server needs 40 s
+            raise httpx.ReadTimeout("timed out")
+        return httpx.Response(200, json=completion())
+
+    async def main() -> None:
+        async with LLMClient(
+            config(timeout=900), transport=httpx.MockTransport(handler), clock=FakeClock()
+        ) as c:
+            for text in ("first", "second", "third"):
+                await c.chat(c.request([{"role": "user", "content": text}], max_tokens=200))
+
+    anyio.run(main)
+    assert reads == [25.0, 50.0, 50.0, 50.0]
+
+
 def test_the_no_progress_budget_is_never_shorter_than_the_timeout() -> None:
     """`sftlabel test --timeout 900` (a 60 s budget) against a CPU model server that needs
     90 s for a long prompt: the cuts sized to max_tokens time out (25 s, 50 s) before the

@@ -371,6 +371,7 @@ class LLMClient:
                         own_failures += 1  # no outage (the circuit is closed): its own
                 if exc.kind == "timeout":
                     timeouts += 1
+                    self.pacer.on_timeout(timeouts)
                 if own_failures >= self.config.max_attempts:
                     raise RetriesExhaustedError(
                         f"gave up after {state.attempts} attempts: {exc.message}",

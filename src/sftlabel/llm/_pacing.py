@@ -41,6 +41,7 @@ class Pacer:
         self._tpm_from_headers = config.tpm is None
         self._latencies: dict[int | None, deque[float]] = {}
         self._deadlines: dict[int | None, float] = {}
+        self._slowness = 1.0
 
     async def wait(self, tokens: int) -> None:
         """Wait for the buckets (and an exhausted window's reset) before a request."""
@@ -62,19 +63,29 @@ class Pacer:
 
     def read_timeout(self, max_tokens: int | None, timeouts: int) -> float:
         """Seconds to wait for an answer: at most ``timeout``; at first at most 15 s +
-        max_tokens / 20 and, with ``adaptive_timeout``, 4 x the 95th percentile of the latencies
-        seen for the same max_tokens (at least 3 s); the cut doubles for each timeout of this
-        request so far, so a server slower than the estimate (a CPU model over a long prompt)
-        still gets up to ``timeout``."""
+        max_tokens / 20 (times the slowness seen so far, see :meth:`on_timeout`) and, with
+        ``adaptive_timeout``, 4 x the 95th percentile of the latencies seen for the same
+        max_tokens (at least 3 s); the cut doubles for each timeout of this request so far, so
+        a server slower than the estimate (a CPU model over a long prompt) still gets up to
+        ``timeout``."""
+        doubled = 2.0**timeouts
         cut: float | None = None
         if max_tokens is not None:
-            cut = TIMEOUT_BASE + max_tokens / TOKENS_PER_SECOND
+            estimate = TIMEOUT_BASE + max_tokens / TOKENS_PER_SECOND
+            cut = estimate * max(self._slowness, doubled)
         learned = self._deadlines.get(max_tokens)
         if self.config.adaptive_timeout and learned is not None:
-            cut = learned if cut is None else min(cut, learned)
+            cut = learned * doubled if cut is None else min(cut, learned * doubled)
         if cut is None:
             return self.config.timeout
-        return min(self.config.timeout, cut * 2.0**timeouts)
+        return min(self.config.timeout, cut)
+
+    def on_timeout(self, timeouts: int) -> None:
+        """A request timed out for the ``timeouts``-th time: the estimate from max_tokens was
+        too short for this server (a CPU model, a queue in front of it), so every request's
+        first wait grows as this one's did, instead of each timing out in turn while the
+        server goes on computing the abandoned attempts."""
+        self._slowness = max(self._slowness, 2.0**timeouts)
 
     def observe(self, max_tokens: int | None, latency: float) -> None:
         seen = self._latencies.setdefault(max_tokens, deque(maxlen=200))
