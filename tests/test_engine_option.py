@@ -41,3 +41,21 @@ def test_shards_need_the_ray_engine(cli, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--shards needs --engine ray" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_softlabel_takes_the_engine_options_with_the_same_hint(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = data(tmp_path)
+    common = ("--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--label-token-ids", "0=1,1=2")
+    out = tmp_path / "out"
+    shards = cli("softlabel", source, *common, "-o", out, "--shards", "4")
+    assert shards.exit_code == 2
+    assert "--shards needs --engine ray" in shards.stderr
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    result = cli("softlabel", source, *common, "-o", out, "--engine", "ray")
+    assert result.exit_code == 2
+    assert "--engine ray needs Ray" in result.stderr
+    assert "pip install 'sftlabel[ray]'" in result.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

@@ -12,7 +12,8 @@ from sftlabel.api._label import alabel, label, label_estimate
 from sftlabel.api._select import SelectSummary, select
 from sftlabel.api._select_plan import SelectQuery
 from sftlabel.api._session import RunResult, SessionFigures
-from sftlabel.api._softlabel import SoftOptions, asoftlabel, softlabel, softlabel_estimate
+from sftlabel.api._softlabel import asoftlabel, softlabel, softlabel_estimate
+from sftlabel.api._softrun import SoftOptions
 from sftlabel.api._status import RunStatus, status
 from sftlabel.api._views import apply_review, compare, open_run, report, review
 

@@ -1,24 +1,25 @@
 """``--engine ray``: one run in shards over the cores of a machine or the nodes of a cluster.
 
 The driver (this process) plans the run as usual (manifest, session, budget), then starts one
-Ray task per unfinished shard; each task runs the ordinary engine over its shard
-(:mod:`sftlabel.runs._shards`) with its own clients, its own response-cache file and the run's
-files on a shared path. When every shard is done, the driver merges the shards into one ordinary
-run directory and the shards' caches into the run's cache, then finalizes as a local run does.
+Ray task per unfinished shard; each task (:mod:`sftlabel.api._rayshard`) runs the ordinary
+engine over its shard (:mod:`sftlabel.runs._shards`) with its own clients, its own
+response-cache file and the run's files on a shared path. When every shard is done, the driver
+merges the shards into the run's output (a run directory, a ``LABELED_`` folder: the run's
+store ``layout``) and the shards' caches into the run's cache, then finalizes as a local run
+does. ``label``, ``arbitrate`` and ``softlabel`` share all of it.
 
-Ray is an optional dependency (``pip install 'sftlabel[ray]'``): it is imported only here, and
-only when ``--engine ray`` is asked for.
+Ray is an optional dependency (``pip install 'sftlabel[ray]'``): it is imported only here and in
+:mod:`sftlabel.api._rayshard`, and only when ``--engine ray`` is asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-import time
-import uuid
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,53 +27,37 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from sftlabel.api._ledger import BUDGET_SLICES, LeasedBucket, LeasedBudget, Ledger
+from sftlabel.api._ledger import BUDGET_SLICES, Ledger
+from sftlabel.api._rayshard import (
+    INSTALL_HINT,
+    Progress,
+    ShardJob,
+    TaskFactory,
+    cache_file,
+    import_ray,
+    run_shard,
+)
 from sftlabel.api._session import with_signals
 from sftlabel.errors import SftlabelError, UsageError
-from sftlabel.llm import Budget, ClientConfig, ClientStats, LLMClient, ShardCache, merge_cache
+from sftlabel.llm import Budget, ClientConfig, ClientStats, merge_cache
 from sftlabel.runs import (
-    DEDUP_INDEX,
     WORK,
-    ContentIndex,
-    Dedup,
-    Engine,
+    Layout,
     Outcome,
     RateOptions,
     RunControl,
     RunFiles,
     RunManifest,
     RunState,
-    ShardTask,
     Status,
-    Task,
     finished,
-    mark_finished,
     merge,
-    prepare,
     recover,
     shard_dir,
     sum_stats,
 )
 
-INSTALL_HINT = "pip install 'sftlabel[ray]'"
-ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
-"""Set before Ray starts: no usage statistics are sent, nothing is fetched at run time."""
-
-TaskFactory = Callable[[LLMClient, LLMClient | None], Task[Any]]
-"""Builds a run's task from its clients (called in each worker)."""
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or a :class:`UsageError` with the install hint."""
-    for name, value in ENV.items():
-        os.environ.setdefault(name, value)
-    try:
-        import ray
-    except ImportError:
-        raise UsageError(
-            "--engine ray needs Ray, which is not installed", hint=INSTALL_HINT
-        ) from None
-    return ray
+__all__ = ["INSTALL_HINT", "check_engine", "connect", "import_ray", "run_sharded", "sharding"]
 
 
 @dataclass
@@ -112,149 +97,6 @@ def connect(address: str | None) -> Cluster:
 
 
 @dataclass
-class ShardJob:
-    """Everything a worker needs to run one shard (sent to it by Ray)."""
-
-    root: Path
-    shard: int
-    shards: int
-    make_task: TaskFactory
-    config: ClientConfig
-    arbiter_config: ClientConfig | None
-    concurrency: int
-    retry_failed: bool
-    dedup: bool
-    ledger: Any = None
-    """The run-wide :class:`~sftlabel.api._ledger.Ledger` actor (budget, RPM/TPM), if any."""
-    budget_slice: float | None = None
-    """With ``--max-cost``: USD leased at a time."""
-    workers: int = 1
-    run_tag: str = ""
-    progress: Any = None
-    """The run's :class:`Progress` actor: each attempt reports its figures there."""
-
-
-def cache_file(config: ClientConfig, tag: str, shard: int) -> Path | None:
-    """A shard's own response cache: next to the run's cache, one file per run and shard."""
-    if config.cache_path is None:
-        return None
-    base = Path(config.cache_path)
-    return base.with_name(base.name + ".shards") / f"{tag}-{shard:04d}.sqlite"
-
-
-def run_shard(job: ShardJob) -> dict[str, Any]:
-    """A Ray task: the engine over one shard (synchronous: a worker runs its own loop)."""
-    return anyio.run(_run_shard, job)
-
-
-async def _run_shard(job: ShardJob) -> dict[str, Any]:
-    store = prepare(job.root, job.shard)
-    clients: list[LLMClient] = []
-    budget = None
-    if job.ledger is not None and job.budget_slice is not None:
-        budget = LeasedBudget(job.ledger, import_ray(), slice_=job.budget_slice)
-    try:
-        for config in (job.config, job.arbiter_config):
-            if config is None:
-                continue
-            own = cache_file(config, job.run_tag, job.shard)
-            shard_config = replace(config, cache_path=None, concurrency=job.concurrency)
-            client = LLMClient(shard_config, budget=budget)
-            if own is not None and config.cache_path is not None:
-                client.cache = ShardCache(own, Path(config.cache_path))
-            if job.ledger is not None:
-                # the run-wide buckets: every client of every worker draws from them
-                if config.rpm:
-                    client.pacer.rpm = LeasedBucket(
-                        job.ledger, "rpm", config.rpm, workers=job.workers
-                    )
-                if config.tpm:
-                    client.pacer.tpm = LeasedBucket(
-                        job.ledger, "tpm", config.tpm, workers=job.workers
-                    )
-            clients.append(client)
-        task = ShardTask(
-            job.make_task(clients[0], clients[1] if len(clients) > 1 else None),
-            job.shard,
-            job.shards,
-        )
-        dedup = Dedup(ContentIndex(store.root / DEDUP_INDEX)) if job.dedup else None
-        state = RunState()
-        attempt = f"{job.shard}:{uuid.uuid4().hex}"
-        engine = Engine(
-            task=task,
-            store=store,
-            dedup=dedup,
-            clients=clients,
-            concurrency=job.concurrency,
-            retry_failed=job.retry_failed,
-            state=state,
-            control=RunControl(),
-            on_progress=_reporter(job.progress, attempt),
-        )
-        store.open()
-        outcome = await engine.run()
-    finally:
-        for client in clients:
-            await client.aclose()
-        if budget is not None:
-            budget.close()
-    summary = {**_figures(outcome.state), "status": outcome.status, "message": outcome.message}
-    if job.progress is not None:
-        import_ray().get(job.progress.report.remote(attempt, summary))
-    if outcome.status == "completed":
-        mark_finished(job.root, job.shard, summary)
-    return summary
-
-
-class Progress:
-    """The figures of every attempt of every shard (a Ray actor): the driver shows their sum,
-    and an attempt whose worker died still counts what it had sent and spent."""
-
-    def __init__(self) -> None:
-        self.latest: dict[str, dict[str, Any]] = {}
-
-    def report(self, attempt: str, figures: dict[str, Any]) -> None:
-        self.latest[attempt] = figures
-
-    def figures(self) -> list[dict[str, Any]]:
-        return list(self.latest.values())
-
-
-REPORT_EVERY = 1.0
-"""Seconds between two progress reports of a worker."""
-
-
-def _reporter(progress: Any, attempt: str) -> Callable[[RunState], None] | None:
-    if progress is None:
-        return None
-    last = [0.0]
-
-    def report(state: RunState) -> None:
-        now = time.monotonic()
-        if now - last[0] >= REPORT_EVERY:
-            last[0] = now
-            progress.report.remote(attempt, _figures(state))
-
-    return report
-
-
-def _figures(state: RunState) -> dict[str, Any]:
-    return {
-        "kind": state.kind,
-        "in_flight": state.in_flight,
-        "succeeded": state.succeeded,
-        "failed": state.failed,
-        "skipped": state.skipped,
-        "retried": state.retried,
-        "problems": state.problems,
-        "unreadable": state.unreadable,
-        "counters": dict(state.counters),
-        "client": state.client,
-    }
-
-
-@dataclass
 class ShardedRun:
     """The driver's side of one session of a sharded run."""
 
@@ -267,6 +109,8 @@ class ShardedRun:
     concurrency: int
     retry_failed: bool = True
     dedup: bool = True
+    layout: Layout = RunFiles
+    """The run's store: shards write in its layout and are merged into it."""
     budget: Budget | None = None
     control: RunControl = field(default_factory=RunControl)
     state: RunState = field(default_factory=RunState)
@@ -274,7 +118,7 @@ class ShardedRun:
     progress: Any = None
 
     async def run(self) -> Outcome:
-        """Run every unfinished shard, then merge them into the run directory."""
+        """Run every unfinished shard, then merge them into the run's output."""
         recover(self.root)
         todo = [s for s in range(self.shards) if finished(self.root, s) is None]
         parallel = max(1, min(len(todo), self.cluster.cpus))
@@ -283,7 +127,7 @@ class ShardedRun:
         ray = self.cluster.ray
         remote = ray.remote(num_cpus=1, max_retries=3)(run_shard)
         self.progress = ray.remote(num_cpus=0)(Progress).remote()
-        self.state.done_before = len(done_before(self.root, self.shards))
+        self.state.done_before = len(done_before(self.root, self.shards, self.layout))
         ledger = None
         budget_slice = None
         rpm, tpm = self.config.rpm, self.config.tpm
@@ -305,6 +149,7 @@ class ShardedRun:
                     concurrency=per_shard,
                     retry_failed=self.retry_failed,
                     dedup=self.dedup,
+                    layout=self.layout,
                     ledger=ledger,
                     budget_slice=budget_slice,
                     workers=parallel,
@@ -321,7 +166,7 @@ class ShardedRun:
         if self.control.reason is None:
             # every task has ended: its records join the run (an unfinished shard resumes
             # per sample from them); an interrupted session leaves the shards to its resume
-            merge(self.root, self.shards)
+            merge(self.root, self.shards, self.layout)
         return Outcome(status=status, state=self.state, message=message)
 
     async def _wait(self, refs: dict[Any, int]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -354,8 +199,11 @@ class ShardedRun:
         for config in (self.config, self.arbiter_config):
             if config is None or config.cache_path is None:
                 continue
-            files = [cache_file(config, tag, s) for s in range(self.shards)]
-            merge_cache(Path(config.cache_path), [f for f in files if f is not None])
+            files = [f for s in range(self.shards) if (f := cache_file(config, tag, s))]
+            merge_cache(Path(config.cache_path), files)
+            if files:
+                with contextlib.suppress(OSError):  # another run's shards may still be there
+                    files[0].parent.rmdir()
 
     async def _figures(self) -> list[dict[str, Any]]:
         ref = self.progress.figures.remote()
@@ -382,12 +230,12 @@ class ShardedRun:
         state.client = sum_stats([each["client"] for each in figures] or [ClientStats()])
 
 
-def done_before(root: Path, shards: int) -> set[Hashable]:
+def done_before(root: Path, shards: int, layout: Layout = RunFiles) -> set[Hashable]:
     """What earlier sessions did: the run's records and its unmerged shards'."""
-    labeled, failed = RunFiles(root).done()
+    labeled, failed = layout(root).done()
     done = labeled | failed
     for shard in range(shards):
-        own_labeled, own_failed = RunFiles(shard_dir(root, shard)).done()
+        own_labeled, own_failed = layout(shard_dir(root, shard)).done()
         done |= own_labeled | own_failed
     return done
 
@@ -441,17 +289,19 @@ def check_engine(opts: dict[str, Any]) -> None:
         import_ray()
 
 
-def sharding(root: Path, manifest: RunManifest, opts: dict[str, Any]) -> Sharding | None:
+def sharding(
+    root: Path, manifest: RunManifest, opts: dict[str, Any], layout: Layout = RunFiles
+) -> Sharding | None:
     """Whether this session runs on Ray (``engine="ray"``); records the shard count.
 
     A run whose shards were not merged (its driver died) is merged first when it resumes on
-    the local engine: the shards' records are records of the run."""
+    the local engine: the shards' records are records of the run (``layout``: its store)."""
     check_engine(opts)
     given = opts.get("shards")
     if (opts.get("engine") or "local") == "local":
         if manifest.shards is not None:
             recover(root)
-            merge(root, manifest.shards)
+            merge(root, manifest.shards, layout)
         return None
     if given is not None and given < 1:
         raise UsageError("--shards must be at least 1")
@@ -464,7 +314,7 @@ def sharding(root: Path, manifest: RunManifest, opts: dict[str, Any]) -> Shardin
     cluster = connect(opts.get("ray_address"))
     shards = recorded or given or cluster.cpus
     if recorded is None and (root / WORK).exists():
-        merge(root, shards)  # never happens for a run made here; kept for a hand-made one
+        merge(root, shards, layout)  # never happens for a run made here; kept for a hand-made one
     manifest.shards = shards
     return Sharding(cluster=cluster, shards=shards)
 
@@ -483,6 +333,7 @@ async def run_sharded(
     on_progress: Callable[[RunState], None] | None,
     state: RunState,
     control: RunControl,
+    layout: Layout = RunFiles,
 ) -> Outcome:
     """One session of a run on Ray (the driver's side); stops the cluster it started."""
     run = ShardedRun(
@@ -495,6 +346,7 @@ async def run_sharded(
         concurrency=rate.concurrency,
         retry_failed=retry_failed,
         dedup=dedup,
+        layout=layout,
         budget=budget,
         control=control,
         state=state,

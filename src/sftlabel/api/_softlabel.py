@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sftlabel.api._endpoint import (
     command_settings,
     run_client_config,
 )
+from sftlabel.api._ray import check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -28,8 +30,8 @@ from sftlabel.api._session import (
     new_session,
     record_session,
     run_sync,
-    with_signals,
 )
+from sftlabel.api._softrun import SoftOptions, run_local, soft_task
 from sftlabel.errors import UsageError
 from sftlabel.llm import (
     Budget,
@@ -41,18 +43,13 @@ from sftlabel.llm import (
 )
 from sftlabel.model import Problem
 from sftlabel.runs import (
-    DEDUP_INDEX,
     MANIFEST,
-    ContentIndex,
-    Dedup,
     Endpoint,
-    Engine,
     Estimate,
     RateOptions,
     RunControl,
     RunManifest,
     RunState,
-    SoftLabelTask,
     SoftOutput,
     build_metadata,
     default_output,
@@ -68,8 +65,6 @@ from sftlabel.runs import (
 )
 from sftlabel.softlabel import (
     DEFAULT_STRATEGY,
-    SoftLabeler,
-    SoftLabelSettings,
     StrategyOptions,
     classification_messages,
     get_strategy,
@@ -78,25 +73,6 @@ from sftlabel.softlabel import (
 from sftlabel.storage import stage
 
 PathLike = str | os.PathLike[str]
-
-
-class SoftOptions(msgspec.Struct, kw_only=True, omit_defaults=False):
-    """Every option that changes a soft label (a resume must use the same)."""
-
-    model: str
-    strategy: str = DEFAULT_STRATEGY
-    context_turns: int = 2
-    top_logprobs: int = 5
-    logit_bias: float = 5.0
-    temperature: float = 1.0
-    rationales: bool = True
-    rationale_max_tokens: int = 128
-    rationale_temperature: float = 0.7
-    resolve_missing: bool = False
-    limit: int | None = None
-    label_token_ids: str | None = None
-    dedup: bool = True
-    """Turns whose rendering equals an earlier turn's are labeled once (``--no-dedup``)."""
 
 
 FLAGS = {
@@ -119,6 +95,9 @@ _KNOWN = {
     "batch_max_requests",
     "on_batch_event",
     "batch_import",
+    "engine",
+    "ray_address",
+    "shards",
 }
 
 
@@ -137,7 +116,8 @@ def softlabel(
     ``rationales``, ``top_logprobs``, ``logit_bias``, ``label_token_ids``, ``resolve_missing``,
     ``limit``, ``dedup`` (False for ``--no-dedup``), ``concurrency``, ``rpm``, ``tpm``,
     ``max_cost``, ``batch``, ``poll_interval``, ``cancel``, ``batch_export``,
-    ``batch_import``, ...: see docs/batch.md).
+    ``batch_import``, ...: see docs/batch.md; ``engine="ray"`` with ``ray_address``,
+    ``shards``: in shards on a Ray cluster, docs/scaling.md).
     """
     return run_sync(
         lambda: asoftlabel(
@@ -181,6 +161,7 @@ async def asoftlabel(
     """The async form of :func:`softlabel`."""
     settings, opts = command_settings("softlabel", _check(options))
     sources = _sources(inputs, opts)
+    check_engine(opts)
     resume, overwrite = bool(opts.get("resume")), bool(opts.get("overwrite"))
     if overwrite and resume:
         raise UsageError("--overwrite and --resume exclude each other")
@@ -207,7 +188,7 @@ async def asoftlabel(
             given["model"] = model
             soft = SoftOptions(**{k: v for k, v in given.items() if v is not None})
             rate = merge_rate(RateOptions(), {k: opts.get(k) for k in _RATE})
-        strategy = get_strategy(soft.strategy)
+        get_strategy(soft.strategy)  # an unknown strategy fails before anything is written
         recorded_url = recorded.recorded_base_url() if recorded else None
         config = run_client_config(soft.model, settings, opts, rate, recorded_base_url=recorded_url)
         spent = recorded.spent if recorded is not None else 0.0
@@ -235,11 +216,16 @@ async def asoftlabel(
             manifest.rate = rate
             if not manifest.given_inputs:
                 manifest.given_inputs = sources
-            out.root.mkdir(parents=True, exist_ok=True)
             control = control or RunControl()
             batching = _batch.settings_for(
                 opts, rate, control, soft.model, "the same softlabel command with --resume"
             )
+            if batching.enabled and (opts.get("engine") or "local") != "local":
+                raise UsageError(
+                    "--batch and --engine ray do not go together",
+                    hint="a batch run needs no workers: the provider does the work",
+                )
+            out.root.mkdir(parents=True, exist_ok=True)
             if batching.enabled or opts.get("cancel"):
                 transports = _batch.attach([client], out.root, batching, budget)
             if opts.get("cancel"):
@@ -255,48 +241,49 @@ async def asoftlabel(
                     "--resume submits what they had not answered again",
                 )
             out.repair()
+            sharded = sharding(out.root, manifest, opts, layout=SoftOutput)
+            if sharded is not None and transport is not None:
+                raise UsageError("--engine ray sends over the network: it takes no transport")
             new_session(manifest)
             write_manifest(out.root, manifest)
-            labeler = SoftLabeler(
-                client,
-                tokens,
-                strategy,
-                options=StrategyOptions(context_turns=soft.context_turns),
-                settings=SoftLabelSettings(
-                    top_logprobs=soft.top_logprobs,
-                    logit_bias=soft.logit_bias,
-                    temperature=soft.temperature,
-                    rationales=soft.rationales,
-                    rationale_max_tokens=soft.rationale_max_tokens,
-                    rationale_temperature=soft.rationale_temperature,
-                    resolve_missing=soft.resolve_missing,
-                ),
+            make_task = partial(
+                soft_task, tokens=tokens, soft=soft, inputs=staged.inputs, root=out.root
             )
             state = RunState(spent_before=manifest.spent)
             if on_progress is not None:
                 state.total = sum(1 for _ in turn_stream(staged.inputs, soft.limit))
-            dedup = Dedup(ContentIndex(out.root / DEDUP_INDEX)) if soft.dedup else None
-            engine = Engine(
-                task=SoftLabelTask(labeler, staged.inputs, out, limit=soft.limit),
-                dedup=dedup,
-                store=out,
-                clients=[client],
-                concurrency=_batch.BATCH_WINDOW if transports else rate.concurrency,
-                grouped=not transports,
-                max_cost=rate.max_cost,
-                retry_failed=bool(opts.get("retry_failed", True)),
-                on_progress=_batch.with_batches(on_progress, transports),
-                state=state,
-                control=control,
-            )
             started = time.monotonic()
             out.open()
-            outcome = await with_signals(
-                engine.control, lambda: _batch.run_with(transports, engine.run)
-            )
-            running = _batch.still_running(transports, "the same softlabel command with --resume")
-            if running and outcome.status != "completed":
-                outcome.message = f"{outcome.message or outcome.status}; {running}"
+            if sharded is not None:
+                await client.aclose()  # the workers make their own clients
+                outcome = await run_sharded(
+                    sharded,
+                    out.root,
+                    make_task=make_task,
+                    config=config,
+                    arbiter_config=None,
+                    rate=rate,
+                    retry_failed=bool(opts.get("retry_failed", True)),
+                    dedup=soft.dedup,
+                    budget=budget,
+                    on_progress=on_progress,
+                    state=state,
+                    control=control,
+                    layout=SoftOutput,
+                )
+            else:
+                outcome = await run_local(
+                    make_task(client, None),
+                    out,
+                    client,
+                    transports=transports,
+                    rate=rate,
+                    opts=opts,
+                    state=state,
+                    control=control,
+                    dedup=soft.dedup,
+                    on_progress=on_progress,
+                )
         finally:
             await _batch.close(transports)
             await client.aclose()

@@ -34,6 +34,7 @@ from sftlabel.cli._endpoint import (
     TimeoutOption,
     TpmOption,
 )
+from sftlabel.cli._engine import EngineOption, RayAddressOption, ShardsOption, engine_options
 from sftlabel.cli._examples import epilog
 from sftlabel.cli._keyvault import KeyVaultOption, NoKeyVaultOption, SecretOption
 from sftlabel.cli._progress import progress
@@ -169,6 +170,9 @@ def softlabel(
     tpm: TpmOption = None,
     prices: PricesOption = None,
     no_dedup: NoDedupOption = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    shards: ShardsOption = None,
     batch: BatchOption = None,
     poll_interval: PollIntervalOption = None,
     cancel: CancelOption = False,
@@ -228,6 +232,7 @@ def softlabel(
         "on_batch_event": print_event,
         "config": config,
         "profile": profile,
+        **engine_options(engine, ray_address, shards),
     }
     if dry_run:
         estimate = api.softlabel_estimate(inputs, **options)

@@ -72,6 +72,8 @@ from sftlabel.runs._manifest import (
 )
 from sftlabel.runs._paths import PartMap, bare, check_not_input, inside, safe_component
 from sftlabel.runs._shards import (
+    Layout,
+    Records,
     ShardStore,
     ShardTask,
     finished,
@@ -116,10 +118,12 @@ __all__ = [
     "ItemFailed",
     "LabelOptions",
     "LabelTask",
+    "Layout",
     "Outcome",
     "OutputError",
     "PartMap",
     "RateOptions",
+    "Records",
     "RunControl",
     "RunFiles",
     "RunKind",

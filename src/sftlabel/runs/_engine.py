@@ -136,6 +136,8 @@ class Task(Protocol[ItemT]):
     # prompt prefix (the slices of one conversation): the engine then sends the group's last
     # item first and the others once it is answered, so they find the prefix in the provider's
     # cache (:func:`~sftlabel.runs._pool.for_each`).
+    # Optional: ``shard_key(item) -> Hashable``: what decides the item's shard with --engine ray
+    # (default: its group, else its key; :mod:`sftlabel.runs._shards`).
 
 
 class DedupTask(Task[ItemT], Protocol[ItemT]):

@@ -78,6 +78,16 @@ class RunFiles:
                 found.add("" if relative == "." else relative)
         return sorted(found)
 
+    def record_files(self) -> list[str]:
+        """The append-only record files that exist, relative to the root (what a sharded run
+        merges: :func:`~sftlabel.runs._shards.merge`)."""
+        return [
+            f"{part}/{name}" if part else name
+            for part in self.parts()
+            for name in self.APPENDED
+            if self.path(name, part).exists()
+        ]
+
     def repair(self) -> int:
         """Cut a partial last line (left by a crash) off every append-only file; returns how
         many files needed it."""

@@ -1,21 +1,25 @@
 """One run in deterministic shards (``--engine ray``): the same engine on each part, one run dir.
 
-A shard is the set of items whose *shard key* hashes to it: the task's ``group`` (the slices of
-one conversation stay together, so their prefix-cache order holds) or else the item key, hashed
-with BLAKE2b. The split depends neither on the input order nor on how many workers run; the
-shard count is recorded in the manifest, so a resume splits the same way.
+A shard is the set of items whose *shard key* hashes to it: the task's own ``shard_key`` if it
+has one (a soft-label turn: its rendering with dedup, so that duplicates meet in one shard, else
+its conversation), else its ``group`` (the slices of one conversation stay together, so their
+prefix-cache order holds), else the item key, hashed with BLAKE2b. The split depends neither on
+the input order nor on how many workers run; the shard count is recorded in the manifest, so a
+resume splits the same way.
 
 Each shard runs the ordinary :class:`~sftlabel.runs.Engine` over its items (``ShardTask`` filters
 the task's stream; items keep their run-wide index) and writes its own files below the run's
-work directory (``<run>/.shards/NNNN/``, the layout of a run directory). What is done comes from
-the run directory and the shard's own files together (``ShardStore``), so a resumed shard, or a
+work directory (``<run>/.shards/NNNN/``, in the layout of the run's own store: a run directory,
+or a ``LABELED_`` folder). The layout is a :data:`Layout`, the store class of the run
+(:class:`~sftlabel.runs.RunFiles`, :class:`~sftlabel.runs.SoftOutput`). What is done comes from
+the run's store and the shard's own files together (``ShardStore``), so a resumed shard, or a
 shard Ray retries after its worker died, skips every item it wrote and writes nothing twice.
 A finished shard writes ``done.json``; a resume skips it.
 
-When every shard is done, :func:`merge` appends the shards' records to the run directory's files
-(all new files are written aside first, then a ``merging`` marker, then they replace the old ones:
-a crash at any point leaves either the old files and the shards, or the marker and a merge a
-resume completes) and removes the work directory: the result is an ordinary run directory.
+When every shard is done, :func:`merge` appends the shards' records to the run's files (all new
+files are written aside first, then a ``merging`` marker, then they replace the old ones: a
+crash at any point leaves either the old files and the shards, or the marker and a merge a
+resume completes) and removes the work directory: the result is an ordinary output.
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
 from sftlabel.model import Problem
 from sftlabel.runs._dedup import INDEX as DEDUP_INDEX
-from sftlabel.runs._engine import Task, Written
-from sftlabel.runs._files import APPENDED, PROBLEMS, WORK, RunFiles
+from sftlabel.runs._engine import Store, Task, Written
+from sftlabel.runs._files import PROBLEMS, WORK, RunFiles
 
 ItemT = TypeVar("ItemT")
 
@@ -50,9 +54,35 @@ def shard_of(key: Hashable, shards: int) -> int:
 
 
 def shard_key(task: Task[Any], item: Any) -> Hashable:
+    """What decides an item's shard: the task's ``shard_key``, else its group, else its key."""
+    own = getattr(task, "shard_key", None)
+    if own is not None:
+        chosen: Hashable = own(item)
+        return chosen
     group = getattr(task, "group", None)
     found = group(item) if group is not None else None
     return found if found is not None else task.key(item)
+
+
+class Records(Store, Protocol):
+    """A store of append-only record files in one folder (a run directory, a ``LABELED_``
+    folder), which a shard writes in the same layout below the run's work directory."""
+
+    root: Path
+
+    def repair(self) -> int:
+        """Cut a partial last line (a crash) off every record file."""
+        ...
+
+    def open(self) -> None: ...
+
+    def record_files(self) -> list[str]:
+        """The record files that exist, relative to the root."""
+        ...
+
+
+Layout = Callable[[Path], Records]
+"""The store of a folder (``RunFiles``, ``SoftOutput``): the run's and each shard's."""
 
 
 def shard_dir(root: Path, shard: int) -> Path:
@@ -93,30 +123,43 @@ def _ignore(_: Problem) -> None:
     pass
 
 
-class ShardStore(RunFiles):
-    """A shard's own run files; what is done also counts what the run directory holds."""
+class ShardStore:
+    """A shard's own store; what is done also counts what the run's store holds."""
 
-    def __init__(self, root: Path, shard: int) -> None:
-        super().__init__(shard_dir(root, shard))
-        self.run = RunFiles(root)
+    def __init__(self, own: Records, run: Records) -> None:
+        self.own = own
+        self.run = run
+        self.root = own.root
 
     def done(self) -> tuple[set[Hashable], set[Hashable]]:
-        labeled, failed = super().done()
+        labeled, failed = self.own.done()
         run_labeled, run_failed = self.run.done()
         return labeled | run_labeled, failed | run_failed
 
+    def append(self, name: str, record: Any, part: str = "") -> None:
+        self.own.append(name, record, part)
 
-def prepare(root: Path, shard: int) -> ShardStore:
+    def problem(self, problem: Problem) -> None:
+        self.own.problem(problem)
+
+    def open(self) -> None:
+        self.own.open()
+
+    def close(self) -> None:
+        self.own.close()
+
+
+def prepare(root: Path, shard: int, layout: Layout = RunFiles) -> ShardStore:
     """The store of a shard about to run: a partial last line cut off (a worker killed while
     writing), and the run's dedup index copied in (duplicates of earlier sessions' originals)."""
-    store = ShardStore(root, shard)
-    store.root.mkdir(parents=True, exist_ok=True)
-    store.repair()
+    own = layout(shard_dir(root, shard))
+    own.root.mkdir(parents=True, exist_ok=True)
+    own.repair()
     index = root / DEDUP_INDEX
-    own = store.root / DEDUP_INDEX
-    if index.exists() and not own.exists():
-        shutil.copyfile(index, own)
-    return store
+    mine = own.root / DEDUP_INDEX
+    if index.exists() and not mine.exists():
+        shutil.copyfile(index, mine)
+    return ShardStore(own, layout(root))
 
 
 def finished(root: Path, shard: int) -> dict[str, Any] | None:
@@ -145,32 +188,33 @@ def recover(root: Path) -> None:
         leftover.unlink()
 
 
-def merge(root: Path, shards: int) -> None:
-    """Append every shard's records to the run directory, then remove the work directory."""
+def merge(root: Path, shards: int, layout: Layout = RunFiles) -> None:
+    """Append every shard's records to the run's files, then remove the work directory."""
     work = root / WORK
     if not work.exists():
         return
     recover(root)  # leftovers of an earlier attempt
     if not work.exists():
         return
-    run = RunFiles(root)
-    parts: set[str] = set(run.parts())
-    stores = [RunFiles(shard_dir(root, s)) for s in range(shards)]
+    run = layout(root)
+    stores = [layout(shard_dir(root, s)) for s in range(shards)]
+    names: set[str] = set(run.record_files())
     for store in stores:
-        parts.update(store.parts())
-    for part in sorted(parts):
-        for name in APPENDED:
-            sources = [run.path(name, part), *(s.path(name, part) for s in stores)]
-            if not any(p.exists() for p in sources[1:]):
-                continue
-            target = run.path(name, part)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.with_name(name + PARTIAL).open("wb") as out:
-                for source in sources:
-                    if source.exists():
-                        with source.open("rb") as handle:
-                            shutil.copyfileobj(handle, out)
-    first = stores[0].path(PROBLEMS) if stores else None
+        if store.root.exists():
+            store.repair()  # a worker killed while writing (the driver died before a retry)
+        names.update(store.record_files())
+    for name in sorted(names):
+        sources = [root / name, *(s.root / name for s in stores)]
+        if not any(p.exists() for p in sources[1:]):
+            continue
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.with_name(target.name + PARTIAL).open("wb") as out:
+            for source in sources:
+                if source.exists():
+                    with source.open("rb") as handle:
+                        shutil.copyfileobj(handle, out)
+    first = stores[0].root / PROBLEMS if stores else None
     if first is not None and first.exists() and first.stat().st_size:
         # the session's input problems (shard 0 reads them); none: the run's stay
         shutil.copyfile(first, root / (PROBLEMS + PARTIAL))

@@ -61,18 +61,31 @@ class SoftLabelTask:
     noun = "turn"
 
     def __init__(
-        self, labeler: SoftLabeler, inputs: list[Path], output: SoftOutput, *, limit: int | None
+        self,
+        labeler: SoftLabeler,
+        inputs: list[Path],
+        output: SoftOutput,
+        *,
+        limit: int | None,
+        dedup: bool = True,
     ) -> None:
         self.labeler = labeler
         self.inputs = inputs
         self.output = output
         self.limit = limit
+        self.dedup = dedup
 
     def items(self, on_problem: Callable[[Problem], None]) -> Iterator[tuple[int, Turn]]:
         return turn_stream(self.inputs, self.limit, on_problem)
 
     def key(self, item: tuple[int, Turn]) -> Hashable:
         return item[1].key
+
+    def shard_key(self, item: tuple[int, Turn]) -> Hashable:
+        """What decides a turn's shard (``--engine ray``): with dedup, its rendering, so that
+        equal renderings meet in one shard and its first turn in input order is the original
+        there as in a local run; without, its conversation."""
+        return self.content(item) if self.dedup else item[1].conversation_id
 
     def content(self, item: tuple[int, Turn]) -> str:
         """What the model sees of a turn: the strategy's rendering (context turns included)."""

@@ -18,7 +18,7 @@ import msgspec
 
 from sftlabel.errors import UsageError
 from sftlabel.model import TurnLabel
-from sftlabel.runs._files import OFFSET_MASK, last_newline, line_order
+from sftlabel.runs._files import OFFSET_MASK, WORK, last_newline, line_order
 from sftlabel.runs._paths import PartMap, bare, inside
 
 METADATA = "labeling_metadata.json"
@@ -50,10 +50,10 @@ class SoftOutput:
 
     MAX_OPEN = 128
 
-    def __init__(self, root: Path, inputs: list[Path]) -> None:
+    def __init__(self, root: Path, inputs: list[Path] | None = None) -> None:
         self.root = root
-        self.inputs = inputs
-        self._parts = PartMap([str(i) for i in inputs])
+        self.inputs = inputs or []
+        self._parts = PartMap([str(i) for i in self.inputs])
         self._handles: dict[str, IO[bytes]] = {}
         self._relative: dict[str | None, str] = {}
         self._problems: IO[bytes] | None = None
@@ -99,13 +99,21 @@ class SoftOutput:
         shutil.rmtree(self.root)
 
     def files(self) -> list[Path]:
+        """The output files (a sharded run's work directory, ``.shards/``, is not a part)."""
         if not self.root.exists():
             return []
-        return sorted(
-            p
-            for p in self.root.rglob("*.jsonl")
-            if p.is_file() and p.relative_to(self.root).as_posix() != PROBLEMS
-        )
+        found = []
+        for path in self.root.rglob("*.jsonl"):
+            relative = path.relative_to(self.root)
+            if relative.parts[0].startswith(WORK) or relative.as_posix() == PROBLEMS:
+                continue
+            if path.is_file():
+                found.append(path)
+        return sorted(found)
+
+    def record_files(self) -> list[str]:
+        """The output files relative to the root (what a sharded run merges)."""
+        return [p.relative_to(self.root).as_posix() for p in self.files()]
 
     def repair(self) -> int:
         """Cut a partial last line (left by a crash) off every output file."""
