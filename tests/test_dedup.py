@@ -244,3 +244,41 @@ def test_dry_run_counts_the_duplicates_it_would_not_send(cli, tmp_path: Path) ->
     )
     assert (every["samples"], every["duplicates"], every["requests"]) == (9, 0, 18)
     assert every["prompt_tokens"] == 3 * found["prompt_tokens"]
+
+
+def test_duplicates_and_a_conversations_slices_share_a_ray_shard() -> None:
+    """--engine ray splits by the task's shard key: duplicates (other ids, other conversations,
+    equal content) meet in one shard, so the first of them in input order is the original there
+    as in a local run and none is labeled twice; the slices of a conversation stay together."""
+    from sftlabel.model import Message, Sample
+    from sftlabel.runs._label import LabelTask
+    from sftlabel.runs._manifest import LabelOptions
+    from sftlabel.runs._shards import shard_key, shard_of
+
+    def sample(sid: str, source: str, turns: int, total: int, opening: str) -> Sample:
+        messages = [Message(role="user", content=opening), Message(role="assistant", content="a")]
+        for k in range(2, turns + 1):
+            messages += [
+                Message(role="user", content=f"q{k}"),
+                Message(role="assistant", content="b"),
+            ]
+        return Sample(
+            id=sid, source_id=source, source_format="sharegpt", turn_index=turns,
+            total_turns=total, messages=messages,
+        )  # fmt: skip
+
+    task = LabelTask(None, [], LabelOptions(model="m"))  # type: ignore[arg-type]
+    plain = LabelTask(None, [], LabelOptions(model="m", dedup=False))  # type: ignore[arg-type]
+    twins = [sample(f"c{i}", f"c{i}", 1, 1, "same question") for i in range(20)]
+    slices = [sample(f"long_t{k}", "long", k, 3, "another question") for k in (1, 2, 3)]
+    others = [sample(f"o{i}", f"o{i}", 1, 1, f"question {i}") for i in range(20)]
+    for shards in (2, 3, 4, 7):
+
+        def where(t: LabelTask, s: Sample, n: int = shards) -> int:
+            return shard_of(shard_key(t, (0, s)), n)
+
+        assert len({where(task, s) for s in twins}) == 1
+        assert len({where(task, s) for s in slices}) == 1
+        assert len({where(plain, s) for s in slices}) == 1  # by conversation
+        assert len({where(task, s) for s in others}) > 1  # distinct samples spread
+    assert len({shard_of(shard_key(plain, (0, s)), 4) for s in twins}) > 1  # by id

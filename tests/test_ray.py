@@ -70,7 +70,7 @@ def run(server: FakeLLMServer, inputs: list[Path] | None, output: Path, **option
         base_url=server.base_url,
         api_key="sk-test",
         output=None if "resume" in options else output,
-        cache=output.parent / "cache.sqlite",
+        cache=options.pop("cache", output.parent / "cache.sqlite"),
         report=False,
         **options,
     )
@@ -108,6 +108,41 @@ def test_every_sample_exactly_once_and_the_same_records_as_a_local_run(
     assert sharded.session.cache_hits == local.session.requests  # the local run's cache
     manifest = json.loads((tmp_path / "ray" / "run.json").read_text("utf-8"))
     assert manifest["shards"] == shards
+
+
+def test_duplicates_across_conversations_are_labeled_once_as_in_a_local_run(
+    cluster: str, server: FakeLLMServer, tmp_path: Path
+) -> None:
+    """40 samples, 10 contents: every duplicate meets its original in one shard, so the ray
+    run sends as many requests as a local run (none paid twice) and records the same
+    duplicate_of."""
+    source = write_jsonl(
+        tmp_path / "dups.jsonl",
+        (
+            {
+                "id": f"d{i}",
+                "conversations": [
+                    {"from": "human", "value": f"How do I sort a dict by value? ({i % 10})"},
+                    {"from": "gpt", "value": "Use `sorted(d.items(), key=lambda kv: kv[1])`."},
+                ],
+            }
+            for i in range(40)
+        ),
+    )
+    local = run(server, [source], tmp_path / "local", cache=tmp_path / "local.sqlite")
+    sharded = run(
+        server, [source], tmp_path / "ray", engine="ray", shards=4, cache=tmp_path / "ray.sqlite"
+    )
+    assert sharded.status == local.status == "completed", sharded.message
+    assert sharded.labeled == local.labeled == 40
+    assert sharded.session.requests == local.session.requests == 2 * 10  # two calls a content
+
+    def originals(root: Path) -> dict[str, Any]:
+        rows = json.loads((root / "labeled.json").read_text("utf-8"))
+        return {r["id"]: r["labeling_monitor"].get("duplicate_of") for r in rows}
+
+    assert originals(tmp_path / "ray") == originals(tmp_path / "local")
+    assert sum(v is not None for v in originals(tmp_path / "local").values()) == 30
 
 
 def test_a_run_over_a_directory_keeps_its_parts(

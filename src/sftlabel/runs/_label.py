@@ -10,6 +10,7 @@ dashboards afterwards: this package never imports the reports).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,24 @@ class LabelTask:
         last, longest slice first and the others once it is answered)."""
         sample = item[1]
         return sample.source_id if sample.total_turns > 1 else None
+
+    def shard_key(self, item: tuple[int, Sample]) -> Hashable:
+        """What decides a sample's shard (``--engine ray``). With dedup: what every duplicate
+        of it and every slice of its conversation share (the system prompt, the tools and the
+        messages up to the first assistant reply: equal content means equal messages), so
+        duplicates meet in one shard, where the first in input order is the original as in a
+        local run, and a conversation's slices stay together (prefix caching). Without: its
+        conversation, or its id."""
+        sample = item[1]
+        if not self.options.dedup:
+            return self.group(item) or sample.id
+        first = next(
+            (i for i, m in enumerate(sample.messages) if m.role == "assistant"),
+            len(sample.messages) - 1,
+        )
+        opening = [(m.role, m.name, m.content) for m in sample.messages[: first + 1]]
+        data = _encoder.encode((sample.system, sample.tools, opening))
+        return hashlib.blake2b(data, digest_size=16).hexdigest()
 
     def content(self, item: tuple[int, Sample]) -> bytes:
         """What the model sees of a sample, as the fields its prompts are rendered from: the
