@@ -1,7 +1,8 @@
 """One run in deterministic shards (``--engine ray``): the same engine on each part, one run dir.
 
 A shard is the set of items whose *shard key* hashes to it: the task's own ``shard_key`` if it
-has one (a soft-label turn: its rendering with dedup, so that duplicates meet in one shard, else
+has one (with dedup, what an item's duplicates share: a soft-label turn's rendering, a labeled
+sample's system prompt, tools and opening exchange, so that duplicates meet in one shard; else
 its conversation), else its ``group`` (the slices of one conversation stay together, so their
 prefix-cache order holds), else the item key, hashed with BLAKE2b. The split depends neither on
 the input order nor on how many workers run; the shard count is recorded in the manifest, so a
