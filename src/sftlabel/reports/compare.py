@@ -14,554 +14,60 @@ over all runs (nominal for single-select dimensions, Jaccard distance for multi-
 
 The result is a :class:`CompareResult` (msgspec Structs); ``to_builtins()`` gives the JSON of
 ``sftlabel compare --json``, whose keys are documented in docs/compare.md.
+
+This module is the entry point; the pieces: ``_compare_load`` (reading runs and gold),
+``_compare_taxonomy`` and ``_compare_soft`` (the comparisons), ``_compare_common`` (what both
+share), ``_compare_types`` (the result) and ``_compare_render`` (tables, Markdown, HTML).
 """
 
 from __future__ import annotations
 
 import gc
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from sftlabel.errors import InputError, UsageError
-from sftlabel.reports._agreement import (
-    AlphaAccumulator,
-    CalibrationAccumulator,
-    TagCounts,
-    cohen_kappa,
-    jaccard,
-    pearson,
-    spearman,
-)
 from sftlabel.reports._calibration import (
     DEFAULT_CATCH,
     ConfidenceCalibration,
-    Tally,
     calibration_report,
     new_tallies,
     tally_pair,
 )
 from sftlabel.reports._compare_load import (
     Interner,
-    LoadedRun,
     load_gold,
     load_soft_run,
     load_taxonomy_run,
     show_key,
 )
+from sftlabel.reports._compare_soft import against_gold, compare_soft_pair
+from sftlabel.reports._compare_taxonomy import (
+    alpha_per_dimension,
+    compare_taxonomy_pair,
+    pairwise_matrices,
+    swapped,
+)
 from sftlabel.reports._compare_types import (
     AlphaReport,
     Calibration,
-    CalibrationBin,
     CompareResult,
     DimensionAgreement,
     DimensionSpec,
-    Disagreement,
     GoldReport,
     Matrix,
     PairReport,
-    Ratio,
-    Resources,
     RunInfo,
     SoftPairReport,
-    TagScore,
-    Unpaired,
 )
 from sftlabel.reports._runs import RunData, open_run
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "sftlabel.compare/1"
-NONE = "(none)"
-"""How an empty value (no tag) is shown in disagreements and confusion tables."""
 SOFT_BINS = 10
-
-
-# --------------------------------------------------------------------------- comparing
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, frozenset):
-        return ", ".join(sorted(value)) if value else NONE
-    return NONE if value is None else str(value)
-
-
-def _mean(total: float, count: int) -> float | None:
-    return total / count if count else None
-
-
-def _share(count: int, total: int) -> float | None:
-    return count / total if total else None
-
-
-class _Disagreements:
-    """Counts of (value A, value B) pairs with a few example keys each."""
-
-    def __init__(self, examples: int) -> None:
-        self.counts: Counter[tuple[Any, Any]] = Counter()
-        self.examples: dict[tuple[Any, Any], list[str]] = {}
-        self.limit = examples
-
-    def add(self, a: Any, b: Any, key: str) -> None:
-        pair = (a, b)
-        self.counts[pair] += 1
-        kept = self.examples.setdefault(pair, [])
-        if len(kept) < self.limit:
-            kept.append(key)
-
-    def top(self, n: int, show: Callable[[Any], str] = _show) -> list[Disagreement]:
-        return [
-            Disagreement(
-                a=show(a),
-                b=show(b),
-                count=count,
-                examples=[show_key(k) for k in self.examples[a, b]],
-            )
-            for (a, b), count in self.counts.most_common(n)
-        ]
-
-
-def _unpaired(a: LoadedRun, b: LoadedRun, examples: int) -> Unpaired:
-    a_only = [k for k in a.rows if k not in b.rows]
-    b_only = [k for k in b.rows if k not in a.rows]
-    return Unpaired(
-        a_only=len(a_only),
-        b_only=len(b_only),
-        a_only_examples=[show_key(k) for k in a_only[:examples]],
-        b_only_examples=[show_key(k) for k in b_only[:examples]],
-    )
-
-
-def _confusion_table(confusion: Counter[tuple[Any, Any]]) -> dict[str, dict[str, int]]:
-    rows: Counter[Any] = Counter()
-    for (a, _), count in confusion.items():
-        rows[a] += count
-    table: dict[str, dict[str, int]] = {_show(a): {} for a, _ in rows.most_common()}
-    for (a, b), count in sorted(confusion.items(), key=lambda item: -item[1]):
-        table[_show(a)][_show(b)] = count
-    return table
-
-
-def _per_sample(resources: Resources) -> dict[str, float | None]:
-    n = resources.samples
-
-    def each(value: float | None) -> float | None:
-        return None if value is None or not n else value / n
-
-    return {
-        "calls per sample": each(resources.calls),
-        "tokens per sample": each(resources.tokens),
-        "prompt tokens per sample": each(resources.prompt_tokens),
-        "completion tokens per sample": each(resources.completion_tokens),
-        "cost per sample (USD)": each(resources.cost_usd),
-        "wall seconds per sample": each(resources.elapsed_seconds),
-        "latency per sample (s)": resources.latency_mean,
-    }
-
-
-def _ratios(a: Resources, b: Resources) -> list[Ratio]:
-    left, right = _per_sample(a), _per_sample(b)
-    ratios: list[Ratio] = []
-    for metric, value_a in left.items():
-        value_b = right[metric]
-        if value_a is None and value_b is None:
-            continue
-        ratio = value_a / value_b if value_a is not None and value_b else None
-        ratios.append(Ratio(metric=metric, a=value_a, b=value_b, ratio=ratio))
-    return ratios
-
-
-@dataclass
-class _DimAccumulator:
-    multi: bool
-    examples: int
-    exact: int = 0
-    partial: int = 0
-    jaccard: float = 0.0
-    conf_a: float = 0.0
-    conf_a_n: int = 0
-    conf_b: float = 0.0
-    conf_b_n: int = 0
-    confusion: Counter[tuple[Any, Any]] = field(default_factory=Counter)
-    tags: dict[str, TagCounts] = field(default_factory=dict)
-    disagreements: _Disagreements = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.disagreements = _Disagreements(self.examples)
-
-    def tag(self, name: str) -> TagCounts:
-        counts = self.tags.get(name)
-        if counts is None:
-            counts = self.tags[name] = TagCounts()
-        return counts
-
-
-def _add_pairs(
-    acc: _DimAccumulator,
-    counts: dict[tuple[Any, Any], int],
-    examples_of: dict[tuple[Any, Any], list[str]],
-) -> None:
-    """The figures of one dimension from its (value A, value B) pair counts."""
-    for pair, count in counts.items():
-        va, vb = pair
-        same = va is vb or va == vb
-        if same:
-            acc.exact += count
-        else:
-            acc.disagreements.counts[pair] = count
-            acc.disagreements.examples[pair] = examples_of[pair]
-        if acc.multi:
-            if same:
-                acc.partial += count
-                acc.jaccard += float(count)
-                for tag in va:
-                    acc.tag(tag).tp += count
-            else:
-                common = va & vb
-                if common:
-                    acc.partial += count
-                acc.jaccard += jaccard(va, vb) * count
-                for tag in common:
-                    acc.tag(tag).tp += count
-                for tag in va - common:
-                    acc.tag(tag).fp += count
-                for tag in vb - common:
-                    acc.tag(tag).fn += count
-        else:
-            acc.confusion[va, vb] += count
-            if same:
-                if va is not None:
-                    acc.tag(va).tp += count
-            else:
-                if va is not None:
-                    acc.tag(va).fp += count
-                if vb is not None:
-                    acc.tag(vb).fn += count
-
-
-def _compare_taxonomy_pair(
-    a: LoadedRun,
-    b: LoadedRun,
-    dims: Sequence[DimensionSpec],
-    *,
-    top: int,
-    examples: int,
-    tallies: list[Tally] | None = None,
-    counted: list[dict[tuple[Any, Any], int]] | None = None,
-) -> PairReport:
-    """``tallies`` (when ``b`` is the gold run): filled with A's confidence tallies in the same
-    pass over the pairs; ``counted``: filled with each dimension's (value A, value B) counts
-    (Krippendorff's alpha of two runs needs nothing else)."""
-    n_dims = len(dims)
-    calibrate = tallies is not None
-    accs = [_DimAccumulator(multi=d.select == "multi", examples=examples) for d in dims]
-    paired = all_match = 0
-    b_rows = b.rows
-    # per dimension the count of each (value A, value B) pair, and a few example keys of the
-    # pairs that differ: the per-tag figures are then computed once per distinct pair
-    pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in range(n_dims)]
-    kept: list[dict[tuple[Any, Any], list[str]]] = [{} for _ in range(n_dims)]
-    indexes = range(n_dims)
-    for key, row_a in a.rows.items():
-        row_b = b_rows.get(key)
-        if row_b is None:
-            continue
-        paired += 1
-        matched = True
-        for i in indexes:
-            va, vb = row_a[i], row_b[i]
-            pair = (va, vb)
-            counts = pairs[i]
-            seen = counts.get(pair)
-            same = va is vb or va == vb
-            if same:
-                counts[pair] = 1 if seen is None else seen + 1
-            else:
-                matched = False
-                if seen is None:
-                    counts[pair] = 1
-                    kept[i][pair] = [key]
-                else:
-                    counts[pair] = seen + 1
-                    keys = kept[i][pair]
-                    if len(keys) < examples:
-                        keys.append(key)
-            ca, cb = row_a[n_dims + i], row_b[n_dims + i]
-            if calibrate and ca is not None:
-                cell = tallies[i].get(ca)  # type: ignore[index]
-                if cell is None:
-                    cell = tallies[i][ca] = [0, 0]  # type: ignore[index]
-                cell[0] += 1
-                if not same:
-                    cell[1] += 1
-            if ca is not None or cb is not None:
-                acc = accs[i]
-                if ca is not None:
-                    acc.conf_a += ca
-                    acc.conf_a_n += 1
-                if cb is not None:
-                    acc.conf_b += cb
-                    acc.conf_b_n += 1
-        if matched:
-            all_match += 1
-    for acc, counts, examples_of in zip(accs, pairs, kept, strict=True):
-        _add_pairs(acc, counts, examples_of)
-    if counted is not None:
-        counted[:] = pairs
-    dimensions = [
-        _dimension_report(spec, acc, paired, top) for spec, acc in zip(dims, accs, strict=True)
-    ]
-    exact = [d.exact for d in dimensions if d.exact is not None]
-    return PairReport(
-        a=a.name,
-        b=b.name,
-        paired=paired,
-        unpaired=_unpaired(a, b, examples=5),
-        all_dimensions_exact=_share(all_match, paired),
-        mean_dimension_exact=sum(exact) / len(exact) if exact else None,
-        dimensions=dimensions,
-        resources=_ratios(a.resources, b.resources),
-    )
-
-
-def _dimension_report(
-    spec: DimensionSpec, acc: _DimAccumulator, paired: int, top: int
-) -> DimensionAgreement:
-    scores = [
-        TagScore(
-            tag=tag,
-            support=c.tp + c.fn,
-            predicted=c.tp + c.fp,
-            true_positives=c.tp,
-            precision=c.precision,
-            recall=c.recall,
-            f1=c.f1,
-        )
-        for tag, c in acc.tags.items()
-    ]
-    scores.sort(key=lambda s: (-s.support, -s.predicted, s.tag))
-    micro = TagCounts(
-        tp=sum(c.tp for c in acc.tags.values()),
-        fp=sum(c.fp for c in acc.tags.values()),
-        fn=sum(c.fn for c in acc.tags.values()),
-    )
-    f1s = [s.f1 for s in scores if s.f1 is not None]
-    return DimensionAgreement(
-        name=spec.name,
-        select=spec.select,
-        exact=_share(acc.exact, paired),
-        partial=_share(acc.partial, paired) if acc.multi else None,
-        jaccard=_mean(acc.jaccard, paired) if acc.multi else None,
-        kappa=None if acc.multi else cohen_kappa(acc.confusion),
-        confidence_a=_mean(acc.conf_a, acc.conf_a_n),
-        confidence_b=_mean(acc.conf_b, acc.conf_b_n),
-        micro_precision=micro.precision,
-        micro_recall=micro.recall,
-        micro_f1=micro.f1,
-        macro_f1=sum(f1s) / len(f1s) if f1s else None,
-        tags=scores,
-        disagreements=acc.disagreements.top(top),
-        confusion=None if acc.multi else _confusion_table(acc.confusion),
-    )
-
-
-def _pairwise_matrices(
-    runs: Sequence[LoadedRun], n_dims: int, metrics: Sequence[str]
-) -> list[Matrix]:
-    """``all_dimensions_exact`` and ``mean_dimension_exact`` (taxonomy) or ``hard_agreement``
-    (soft, one dimension) for every pair of runs."""
-    size = len(runs)
-    tables: list[list[list[float | None]]] = [
-        [[1.0 if i == j else None for j in range(size)] for i in range(size)] for _ in metrics
-    ]
-    for i in range(size):
-        for j in range(i + 1, size):
-            left, right = runs[i].rows, runs[j].rows
-            paired = all_match = 0
-            per_dim = [0] * n_dims
-            for key, row_a in left.items():
-                row_b = right.get(key)
-                if row_b is None:
-                    continue
-                paired += 1
-                matched = True
-                for d in range(n_dims):
-                    if row_a[d] is row_b[d] or row_a[d] == row_b[d]:
-                        per_dim[d] += 1
-                    else:
-                        matched = False
-                all_match += matched
-            values = [
-                _share(all_match, paired),
-                sum(per_dim) / (n_dims * paired) if paired else None,
-            ]
-            for table, value in zip(tables, values, strict=False):
-                table[i][j] = table[j][i] = value
-    names = [r.name for r in runs]
-    return [
-        Matrix(metric=metric, runs=names, values=table)
-        for metric, table in zip(metrics, tables, strict=True)
-    ]
-
-
-def _alpha(
-    runs: Sequence[LoadedRun],
-    dims: Sequence[DimensionSpec],
-    counted: list[dict[tuple[Any, Any], int]] | None = None,
-) -> list[AlphaReport]:
-    """Krippendorff's alpha per dimension over all runs; ``counted``: the (value of run 0,
-    value of run 1) counts of two runs' comparison, when there are only those two (their
-    units are exactly the pairs counted)."""
-    accumulators = [AlphaAccumulator("jaccard" if d.select == "multi" else "nominal") for d in dims]
-    pairs: list[dict[tuple[Any, Any], int]] = [{} for _ in dims]
-    """Units of two values, counted per (a, b) pair (the distances are computed once each)."""
-    if counted is not None and len(runs) == 2:
-        for accumulator, known in zip(accumulators, counted, strict=True):
-            accumulator.add_pairs(known)
-        return _alpha_reports(dims, accumulators)
-    for position, run in enumerate(runs):
-        earlier = [r.rows for r in runs[:position]]
-        later = [r.rows for r in runs[position + 1 :]]
-        for key, row in run.rows.items():
-            if any(key in rows for rows in earlier):
-                continue  # this unit was gathered with an earlier run
-            unit = [row]
-            for rows in later:
-                other = rows.get(key)
-                if other is not None:
-                    unit.append(other)
-            if len(unit) == 2:
-                first, second = unit
-                for d, counts in enumerate(pairs):
-                    pair = (first[d], second[d])
-                    counts[pair] = counts.get(pair, 0) + 1
-            elif len(unit) > 2:
-                for d, accumulator in enumerate(accumulators):
-                    accumulator.add([r[d] for r in unit])
-    for accumulator, counts in zip(accumulators, pairs, strict=True):
-        accumulator.add_pairs(counts)
-    return _alpha_reports(dims, accumulators)
-
-
-def _swapped(counts: dict[tuple[Any, Any], int]) -> dict[tuple[Any, Any], int]:
-    return {(b, a): n for (a, b), n in counts.items()}
-
-
-def _alpha_reports(
-    dims: Sequence[DimensionSpec], accumulators: Sequence[AlphaAccumulator]
-) -> list[AlphaReport]:
-    return [
-        AlphaReport(dimension=spec.name, distance=acc.metric, units=acc.units, alpha=acc.alpha())
-        for spec, acc in zip(dims, accumulators, strict=True)
-    ]
-
-
-def _calibration(pairs: Iterator[tuple[float, int]], against: str) -> Calibration:
-    acc = CalibrationAccumulator(bins=SOFT_BINS)
-    for probability, outcome in pairs:
-        acc.add(probability, outcome)
-    return Calibration(
-        against=against,
-        turns=acc.n,
-        brier=acc.brier(),
-        ece=acc.ece(),
-        bins=[
-            CalibrationBin(
-                lower=b.lower,
-                upper=b.upper,
-                count=b.count,
-                mean_soft=b.mean_predicted,
-                observed=b.observed,
-            )
-            for b in acc.table()
-        ],
-    )
-
-
-def _soft_bin(value: float) -> int:
-    return min(SOFT_BINS - 1, max(0, int(value * SOFT_BINS)))
-
-
-def _show_hard(value: Any) -> str:
-    return str(value)
-
-
-def _compare_soft_pair(a: LoadedRun, b: LoadedRun, *, top: int, examples: int) -> SoftPairReport:
-    confusion: Counter[tuple[Any, Any]] = Counter()
-    disagreements = _Disagreements(examples)
-    xs: list[float] = []
-    ys: list[float] = []
-    grid = [[0] * SOFT_BINS for _ in range(SOFT_BINS)]
-    outcomes: list[tuple[float, int]] = []
-    for key, (hard_a, soft_a) in a.rows.items():
-        row_b = b.rows.get(key)
-        if row_b is None:
-            continue
-        hard_b, soft_b = row_b
-        confusion[hard_a, hard_b] += 1
-        if hard_a != hard_b:
-            disagreements.add(hard_a, hard_b, key)
-        if soft_a is not None:
-            outcomes.append((soft_a, hard_b))
-            if soft_b is not None:
-                xs.append(soft_a)
-                ys.append(soft_b)
-                grid[_soft_bin(soft_a)][_soft_bin(soft_b)] += 1
-    paired = sum(confusion.values())
-    agree = sum(count for (x, y), count in confusion.items() if x == y)
-    table = {str(x): {str(y): confusion.get((x, y), 0) for y in (0, 1)} for x in (0, 1)}
-    n_soft = len(xs)
-    return SoftPairReport(
-        a=a.name,
-        b=b.name,
-        paired=paired,
-        unpaired=_unpaired(a, b, examples=5),
-        hard_agreement=_share(agree, paired),
-        kappa=cohen_kappa(confusion),
-        confusion=table,
-        disagreements=disagreements.top(top, _show_hard),
-        soft_paired=n_soft,
-        pearson=pearson(xs, ys),
-        spearman=spearman(xs, ys),
-        mean_soft_a=_mean(sum(xs), n_soft),
-        mean_soft_b=_mean(sum(ys), n_soft),
-        mean_abs_difference=_mean(sum(abs(x - y) for x, y in zip(xs, ys, strict=True)), n_soft),
-        soft_grid=grid,
-        calibration=_calibration(iter(outcomes), against=b.name),
-        resources=_ratios(a.resources, b.resources),
-    )
-
-
-def _against_gold(run: LoadedRun, gold: dict[str, int], gold_name: str) -> GoldReport:
-    confusion: Counter[tuple[Any, Any]] = Counter()
-    outcomes: list[tuple[float, int]] = []
-    for key, (hard, soft) in run.rows.items():
-        truth = gold.get(key)
-        if truth is None:
-            continue
-        confusion[hard, truth] += 1
-        if soft is not None:
-            outcomes.append((soft, truth))
-    paired = sum(confusion.values())
-    run_only = [k for k in run.rows if k not in gold]
-    gold_only = [k for k in gold if k not in run.rows]
-    return GoldReport(
-        run=run.name,
-        gold=gold_name,
-        paired=paired,
-        unpaired=Unpaired(
-            a_only=len(run_only),
-            b_only=len(gold_only),
-            a_only_examples=[show_key(k) for k in run_only[:5]],
-            b_only_examples=[show_key(k) for k in gold_only[:5]],
-        ),
-        hard_agreement=_share(sum(c for (x, y), c in confusion.items() if x == y), paired),
-        kappa=cohen_kappa(confusion),
-        calibration=_calibration(iter(outcomes), against=gold_name),
-    )
 
 
 # --------------------------------------------------------------------------- entry point
@@ -714,7 +220,7 @@ def _compare_runs(
         tallies = {id(r): new_tallies(len(dims)) for r in others} if gold_index == ref else {}
         counted: list[dict[tuple[Any, Any], int]] = []
         comparisons = [
-            _compare_taxonomy_pair(
+            compare_taxonomy_pair(
                 r,
                 runs[ref],
                 dims,
@@ -726,7 +232,7 @@ def _compare_runs(
             for r in others
         ]
         if len(runs) == 2:  # alpha's units are the pairs just counted, as (run 0, run 1)
-            pair_counts = counted if ref == 1 else [_swapped(c) for c in counted]
+            pair_counts = counted if ref == 1 else [swapped(c) for c in counted]
         if gold_index is not None:
             specs = [(d.name, d.select) for d in dims]
             gold_run = runs[gold_index]
@@ -752,7 +258,7 @@ def _compare_runs(
         others = [r for i, r in enumerate(runs) if i != ref]
         comparisons = []
         soft_comparisons = [
-            _compare_soft_pair(r, runs[ref], top=top, examples=examples) for r in others
+            compare_soft_pair(r, runs[ref], top=top, examples=examples) for r in others
         ]
         metrics = ["hard_agreement"]
         gold_reports = []
@@ -768,7 +274,7 @@ def _compare_runs(
                 labels = {key: hard for key, (hard, _) in loaded.rows.items()}
             else:
                 labels = load_gold(gold)
-            gold_reports = [_against_gold(r, labels, Path(gold).name) for r in runs]
+            gold_reports = [against_gold(r, labels, Path(gold).name) for r in runs]
     return CompareResult(
         schema=SCHEMA,
         kind=kind,
@@ -777,8 +283,8 @@ def _compare_runs(
         dimensions=dims if kind == "taxonomy" else [],
         comparisons=comparisons,
         soft_comparisons=soft_comparisons,
-        matrices=_pairwise_matrices(runs, len(dims), metrics) if len(runs) >= 3 else [],
-        alpha=_alpha(runs, dims, pair_counts),
+        matrices=pairwise_matrices(runs, len(dims), metrics) if len(runs) >= 3 else [],
+        alpha=alpha_per_dimension(runs, dims, pair_counts),
         gold=gold_reports,
         confidence_calibration=calibrations,
     )
