@@ -175,11 +175,34 @@ def shard_workers() -> list[int]:
     return found
 
 
-def shard_lines(root: Path) -> int:
-    total = 0
-    for path in (root / ".shards").rglob("labeled.jsonl"):
-        total += path.read_bytes().count(b"\n")
-    return total
+def shard_lines(root: Path, pattern: str = "labeled.jsonl") -> int:
+    """Lines the shards have written so far into their ``pattern`` files (problems aside)."""
+    return sum(
+        p.read_bytes().count(b"\n")
+        for p in (root / ".shards").rglob(pattern)
+        if p.name != "problems.jsonl"
+    )
+
+
+def kill_driver_mid_run(command: list[str], root: Path, pattern: str = "labeled.jsonl") -> None:
+    """Run the CLI ``command`` (a driver writing the run at ``root``) and kill -9 it once its
+    shards have written 30 lines; then give Ray a second to end the dead driver's tasks."""
+    driver = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV}
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and driver.poll() is None:
+            if (root / ".shards").exists() and shard_lines(root, pattern) >= 30:
+                break
+            time.sleep(0.05)
+        assert driver.poll() is None, "the run ended before it could be killed"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    time.sleep(1.0)  # Ray ends the dead driver's tasks
 
 
 def test_a_worker_killed_mid_shard_loses_and_duplicates_nothing(
@@ -223,22 +246,7 @@ def test_kill_9_of_the_driver_then_resume_gives_every_sample_once(
         "--cache", str(tmp_path / "cache.sqlite"), "--engine", "ray", "--shards", "3",
         "--ray-address", cluster, "--concurrency", "4",
     ]  # fmt: skip
-    driver = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV}
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and driver.poll() is None:
-            if (root / ".shards").exists() and shard_lines(root) >= 30:
-                break
-            time.sleep(0.05)
-        assert driver.poll() is None, "the run ended before it could be killed"
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    time.sleep(1.0)  # Ray ends the dead driver's tasks
+    kill_driver_mid_run(command, root)
     resumed = run(server, None, root, resume=root, engine="ray")
     assert resumed.status == "completed", resumed.message
     assert sorted(ids(root)) == sorted(f"s{i}" for i in range(300))

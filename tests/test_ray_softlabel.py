@@ -9,11 +9,7 @@ every comparison with a local run.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +20,7 @@ from sftlabel.errors import UsageError
 
 from .conftest import write_jsonl
 from .llm_server import FakeLLMServer
-from .test_ray import ENV, cluster  # noqa: F401  (the module's cluster fixture)
+from .test_ray import cluster, kill_driver_mid_run  # noqa: F401  (cluster: a fixture)
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -144,14 +140,6 @@ def test_the_same_output_as_a_local_run(
     assert new == {out.name}  # the shards' cache files were merged and removed
 
 
-def shard_lines(root: Path) -> int:
-    return sum(
-        p.read_bytes().count(b"\n")
-        for p in (root / ".shards").rglob("*.jsonl")
-        if p.name != "problems.jsonl"
-    )
-
-
 def test_kill_9_of_the_driver_then_resume_gives_every_turn_once(
     cluster: str,  # noqa: F811
     llm_server: FakeLLMServer,
@@ -166,22 +154,7 @@ def test_kill_9_of_the_driver_then_resume_gives_every_turn_once(
         "--api-key", "sk-test", "--cache", str(tmp_path / "cache.sqlite"),
         "--engine", "ray", "--shards", "3", "--ray-address", cluster, "--concurrency", "4",
     ]  # fmt: skip
-    driver = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV}
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and driver.poll() is None:
-            if (root / ".shards").exists() and shard_lines(root) >= 30:
-                break
-            time.sleep(0.05)
-        assert driver.poll() is None, "the run ended before it could be killed"
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    time.sleep(1.0)  # Ray ends the dead driver's tasks
+    kill_driver_mid_run(command, root, "*.jsonl")
     with pytest.raises(UsageError, match="split in 3 shards"):
         run(llm_server, source, root, resume=True, engine="ray", shards=2)
     resumed = run(llm_server, source, root, resume=True, engine="ray")

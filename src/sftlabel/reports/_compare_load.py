@@ -338,7 +338,6 @@ def load_taxonomy_run(
     """The rows of a taxonomy run: per sample id, the shared value of every dimension and its
     confidence (a float, or None); a big run is read on ``jobs`` processes (default: every
     core), span by span, and merged in record order (the first record of an id is kept)."""
-    run.span_records(Span("", run.path, 0, 0))  # a soft-label run is refused here
     width = 2 * len(dims)
     rows: dict[str, tuple[Any, ...]] = {}
     totals = _Totals()

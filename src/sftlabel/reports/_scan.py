@@ -45,7 +45,6 @@ def summarize_taxonomy(
     Use :func:`~sftlabel.reports._aggregate.merge_parts` for the whole run.
     """
     dims = taxonomy.dimensions()
-    run.span_records(Span("", run.path, 0, 0))  # a soft-label run is refused here
     parts: dict[str, TaxonomySummary] = {}
     _combine(parts, map_spans(run, summarize_span, dims, threshold, jobs=jobs))
     for part, path in run.failure_files:
@@ -63,6 +62,7 @@ def map_spans(
     """``(span, work(span, *args))`` for every span of a taxonomy run's labeled files, in
     record order: on ``jobs`` forked processes (default: every core) for a run of at least
     ``PARALLEL_BYTES``, else in this process. ``work`` and its result must pickle."""
+    run.span_records(Span("", run.path, 0, 0))  # a soft-label run is refused here
     spans = run.spans(SPAN_BYTES)
     workers = min(default_jobs() if jobs is None else max(jobs, 1), len(spans))
     size = sum(path.stat().st_size for _, path in run.files)
