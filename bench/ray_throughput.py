@@ -4,7 +4,9 @@ The fake server (tests/fake_llm_server.py) on 127.0.0.1 answers every call after
 seconds; N single-turn samples, --concurrency C, no arbitration, no cache (every sample is
 sent). Printed per engine: samples/s over the whole command and over the session (the command
 minus Ray's start), CPU seconds per sample summed over every process of the run (the driver,
-Ray's daemons and its workers; the fake server excluded) and the ratio ray / local.
+Ray's daemons and its workers; the fake server excluded), the fake server's own CPU per sample
+(it shares the machine's cores: on 2 cores, with the client at c ms and the server at s ms per
+sample, no engine can beat 2 / (c + s) samples/s) and the ratio ray / local.
 Target (issue 18): >= 1.6 x the local samples/s on a 2-core machine.
 
     python bench/ray_throughput.py [--samples 8000] [--concurrency 400] [--latency 0.2]
@@ -52,6 +54,13 @@ def _processes() -> dict[int, tuple[int, float, str]]:
         cpu = (int(fields[11]) + int(fields[12])) / TICK
         found[int(entry.name)] = (int(fields[1]), cpu, fields[19])
     return found
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds of one process so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 class TreeCPU:
@@ -144,6 +153,7 @@ def rate_limited(rpm: int, samples: int) -> None:
 
 def throughput(args: argparse.Namespace) -> None:
     figures: dict[str, tuple[float, float, float]] = {}
+    server_cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder, FakeLLMServer(latency=args.latency) as server:
         tmp = Path(folder)
         server.configure(rules=RULES)
@@ -157,7 +167,9 @@ def throughput(args: argparse.Namespace) -> None:
                 "--base-url", server.base_url, "-o", str(tmp / name), "--no-cache",
                 "--no-arbitration", "--concurrency", str(args.concurrency), "--json", *extra,
             ]  # fmt: skip
+            before = _cpu_of(server._process.pid)
             wall, cpu, result = run(command)
+            server_cpu[name] = (_cpu_of(server._process.pid) - before) / args.samples * 1000
             labeled = int(result["labeled"])  # type: ignore[call-overload]
             session = float(result["session"]["elapsed"])  # type: ignore[index]
             assert labeled == args.samples, result
@@ -168,9 +180,14 @@ def throughput(args: argparse.Namespace) -> None:
         f"latency {args.latency * 1000:.0f} ms (bound {bound:,.0f} samples/s), "
         f"{os.cpu_count()} CPUs"
     )
-    print(f"{'engine':<8}{'samples/s':>12}{'session/s':>12}{'CPU ms/sample':>15}")
+    print(
+        f"{'engine':<8}{'samples/s':>12}{'session/s':>12}{'CPU ms/sample':>15}"
+        f"{'server ms/sample':>18}"
+    )
     for name, (rate, session_rate, cpu_ms) in figures.items():
-        print(f"{name:<8}{rate:>12.1f}{session_rate:>12.1f}{cpu_ms:>15.2f}")
+        print(
+            f"{name:<8}{rate:>12.1f}{session_rate:>12.1f}{cpu_ms:>15.2f}{server_cpu[name]:>18.2f}"
+        )
     local, ray = figures["local"], figures["ray"]
     print(
         f"ratio ray/local: {ray[0] / local[0]:.2f}x samples/s over the command, "
