@@ -60,8 +60,9 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def ray(session: nox.Session) -> None:
     """The --engine ray tests on a local Ray cluster the tests start (127.0.0.1, no usage
-    statistics sent): they need the ray extra, which the default sessions do not install."""
-    session.install(".[test,ray]")
+    statistics sent): they need the ray extra, which the default sessions do not install, and the
+    Azure extra for a run whose data is in a container (Azurite)."""
+    session.install(".[test,ray,azure]")
     session.run("pytest", "-m", "ray", *session.posargs, env={"RAY_USAGE_STATS_ENABLED": "0"})
 
 

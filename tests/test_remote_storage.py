@@ -130,5 +130,13 @@ def test_label_reads_a_dataset_in_a_container(cli, llm_server, blob: Any, tmp_pa
     done = sum(1 for _ in run.rglob("labeled.jsonl")) + sum(1 for _ in run.rglob("failures.jsonl"))
     parts = {p.parent.relative_to(run).parts[0] for p in run.rglob("labeled.jsonl")}
     assert done and parts <= {"train", "val", "test"}  # the parts mirror the remote folder
+    rows = [
+        json.loads(line)
+        for path in run.rglob("*.jsonl")
+        if path.name in ("labeled.jsonl", "failures.jsonl")
+        for line in path.read_text("utf-8").splitlines()
+    ]
+    where = {(r.get("sample") or r)["location"]["path"] for r in rows}
+    assert where and all(w.startswith(RAW + "/") for w in where)  # the URL, not the staging copy
     remote = cli("label", RAW, "-o", "az://datasets/runs/r", *common)
     assert remote.exit_code == 2 and "must be local" in remote.stderr

@@ -7,14 +7,21 @@ staging folder of an output is kept and preferred on ``--resume``: it is never o
 remote copy. Credentials are fsspec's: ``AZURE_STORAGE_CONNECTION_STRING`` (or account name/key,
 SAS, service principal env vars) for adlfs, the AWS and Google environment for s3fs and gcsfs.
 
+A ``--engine ray`` worker on another machine stages the same inputs into its own node's staging
+folder (:func:`localize`: once per node and session, under a lock, however many workers the node
+runs), and keeps its shard of a remote output in sync with the store (:mod:`sftlabel.runs._remote`).
+
 Install the extra of your store: ``pip install 'sftlabel[azure]'`` (adlfs), ``sftlabel[s3]``
 (s3fs), ``sftlabel[gcs]`` (gcsfs).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +80,12 @@ class Staged:
     resumed: bool = False
     """The output existed remotely and was brought back into the staging folder."""
     remote_output: str | None = None
+    input_urls: list[str] = field(default_factory=list)
+    """The remote inputs (in the order of ``inputs``), empty for local ones."""
+    staging: Path | None = None
+    """The staging folder of this machine (remote inputs or output only)."""
+    token: str = ""
+    """This staging's identity: a worker on this machine that finds it reuses the copies."""
     _uploads: list[Callable[[], None]] = field(default_factory=list)
 
     def sync(self) -> None:
@@ -91,6 +104,53 @@ def _name(location: str) -> str:
 
 def _parent(location: str) -> str:
     return location.rstrip("/").rsplit("/", 1)[0]
+
+
+def input_copy(staging: Path, url: str) -> Path:
+    """The folder a remote input is staged in, below a machine's ``staging`` folder."""
+    return staging / "in" / _key(url)
+
+
+def output_copy(staging: Path, url: str) -> Path:
+    """The local working copy of a remote output folder, below a machine's ``staging``."""
+    return staging / "out" / _key(url) / _name(url)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a lock file) among the processes of this machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+STAGED = ".staged"
+"""The token of the staging a folder holds, written once its copy is complete."""
+
+
+def localize(urls: list[str], staging: Path, token: str) -> list[Path]:
+    """Local copies of remote inputs below ``staging``: downloaded unless this machine holds
+    the copy of staging ``token`` already (complete: its marker is written last), under a lock
+    so the workers of one machine download each input once."""
+    local: list[Path] = []
+    for url in urls:
+        target = input_copy(staging, url)
+        with locked(target.with_name(target.name + ".lock")):
+            marker = target / STAGED
+            if not (marker.exists() and marker.read_text("utf-8") == token):
+                shutil.rmtree(target, ignore_errors=True)
+                _download_inputs(url, target)
+                marker.write_text(token, "utf-8")
+        local.append(_staged_root(url, target))
+    return local
+
+
+def _staged_root(url: str, target: Path) -> Path:
+    return target / _name(filesystem(url)[1])
 
 
 def _download_inputs(url: str, target: Path) -> Path:
@@ -139,6 +199,52 @@ def _upload(local: Path, url: str) -> None:
         fs.put_file(str(path), f"{root}/{relative}")
 
 
+def fetch(url: str, target: Path, *, skip: Callable[[str], bool] = lambda _: False) -> int:
+    """Download every file below ``url`` into ``target`` (relative paths kept), except those
+    ``skip`` names (by relative path); returns how many files came."""
+    fs, root = filesystem(url)
+    root = root.rstrip("/")
+    if not fs.exists(root):
+        return 0
+    count = 0
+    for remote in fs.find(root):
+        relative = remote[len(root) + 1 :]
+        if not relative or skip(relative):
+            continue
+        local = target / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(remote, str(local))
+        count += 1
+    return count
+
+
+def put(files: list[tuple[Path, str]], url: str) -> None:
+    """Upload local files to the folder ``url`` under the given relative names, in order."""
+    fs, root = filesystem(url)
+    root = root.rstrip("/")
+    for path, name in files:
+        fs.put_file(str(path), f"{root}/{name}")
+
+
+def read_text(url: str) -> str | None:
+    """A small remote file's text, None if it does not exist."""
+    fs, path = filesystem(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            data: bytes = handle.read()
+    except FileNotFoundError:
+        return None
+    return data.decode("utf-8")
+
+
+def remove(url: str) -> None:
+    """Remove a remote folder (nothing if it does not exist)."""
+    fs, path = filesystem(url)
+    with contextlib.suppress(FileNotFoundError):
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
 @contextmanager
 def stage(
     inputs: list[str],
@@ -160,11 +266,12 @@ def stage(
     if remote and len(remote) != len(inputs):
         raise UsageError("mix of local and remote inputs", hint="give one kind at a time")
     staging = (cache_dir or Path(default_cache_dir())) / "staging"
-    local_inputs: list[Path] = []
-    for item in inputs:
-        if is_remote(item):
-            local_inputs.append(_download_inputs(item, staging / "in" / _key(item)))
-        else:
+    token = uuid.uuid4().hex
+    if remote:
+        local_inputs = localize(remote, staging, token)
+    else:
+        local_inputs = []
+        for item in inputs:
             path = Path(item)
             if not path.exists():
                 raise UsageError(f"{path}: no such file or directory")
@@ -181,9 +288,16 @@ def stage(
                     hint="pass -o outside of it (the default is LABELED_<dataset> beside it)",
                 )
     if not is_remote(output):
-        yield Staged(inputs=local_inputs, output=Path(output), display_output=output)
+        yield Staged(
+            inputs=local_inputs,
+            output=Path(output),
+            display_output=output,
+            input_urls=remote,
+            staging=staging,
+            token=token,
+        )
         return
-    local_out = staging / "out" / _key(output) / _name(output)
+    local_out = output_copy(staging, output)
     resumed = False
     if not local_out.exists() or not any(local_out.iterdir()):
         local_out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +310,9 @@ def stage(
         display_output=output,
         resumed=resumed,
         remote_output=output,
+        input_urls=remote,
+        staging=staging,
+        token=token,
     )
     target = output
     staged._uploads.append(lambda: _upload(local_out, target))

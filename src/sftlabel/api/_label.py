@@ -23,7 +23,7 @@ from sftlabel.api._endpoint import (
     command_settings,
     run_client_config,
 )
-from sftlabel.api._ray import check_engine, run_sharded, sharding
+from sftlabel.api._ray import Placement, check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -247,9 +247,19 @@ async def alabel(
         # remote inputs (az://, s3://, gs://) are read from a local staging copy; the run
         # records the URLs, so a resume stages them again
         local = [str(p) for p in staged.inputs]
+        placement = None
+        if staged.input_urls:  # a Ray worker on another machine stages them there
+            placement = Placement(
+                relocate=_relocate,
+                input_urls=staged.input_urls,
+                token=staged.token,
+                cache_dir=str(staged.staging.parent) if staged.staging else None,
+            )
         return await _run(
             plan,
             local_inputs=local,
+            urls=staged.input_urls or None,
+            placement=placement,
             config=config,
             taxonomy=taxonomy,
             opts=opts,
@@ -259,10 +269,17 @@ async def alabel(
         )
 
 
+def _relocate(inputs: list[Path] | None, _root: Path) -> dict[str, Any]:
+    """label_task's keywords for a Ray worker's own copy of remote inputs."""
+    return {} if inputs is None else {"inputs": [str(p) for p in inputs]}
+
+
 async def _run(
     plan: _Plan,
     *,
     local_inputs: list[str],
+    urls: list[str] | None = None,
+    placement: Placement | None = None,
     config: ClientConfig,
     taxonomy: Taxonomy,
     opts: dict[str, Any],
@@ -345,6 +362,7 @@ async def _run(
             inputs=local_inputs,
             options=options_,
             session=session_number,
+            urls=urls,
         )
         state = RunState(spent_before=manifest.spent)
         if on_progress is not None:
@@ -367,6 +385,7 @@ async def _run(
                 on_progress=on_progress,
                 state=state,
                 control=control,
+                placement=placement,
             )
         else:
             dedup = Dedup(ContentIndex(plan.root / DEDUP_INDEX)) if options_.dedup else None
@@ -422,8 +441,10 @@ def label_task(
     inputs: list[str],
     options: LabelOptions,
     session: int,
+    urls: list[str] | None = None,
 ) -> LabelTask:
-    """The label task of a run with its clients (in this process, or in each Ray worker)."""
+    """The label task of a run with its clients (in this process, or in each Ray worker);
+    ``urls``: what the local ``inputs`` are copies of (remote inputs)."""
     labeler = Labeler(
         client,
         taxonomy,
@@ -434,7 +455,7 @@ def label_task(
         max_tokens=options.max_tokens,
         temperature=options.temperature,
     )
-    return LabelTask(labeler, inputs, options, session=session)
+    return LabelTask(labeler, inputs, options, session=session, urls=urls)
 
 
 def _nothing_new(manifest: RunManifest, state: RunState) -> bool:

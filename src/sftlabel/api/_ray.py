@@ -30,10 +30,12 @@ import anyio.to_thread
 from sftlabel.api._ledger import BUDGET_SLICES, Ledger
 from sftlabel.api._rayshard import (
     INSTALL_HINT,
+    Placement,
     Progress,
     ShardJob,
     TaskFactory,
     cache_file,
+    carried_cache,
     import_ray,
     run_shard,
 )
@@ -51,13 +53,23 @@ from sftlabel.runs import (
     RunState,
     Status,
     finished,
+    mark_staged,
     merge,
+    pull_shard,
     recover,
     shard_dir,
     sum_stats,
 )
 
-__all__ = ["INSTALL_HINT", "check_engine", "connect", "import_ray", "run_sharded", "sharding"]
+__all__ = [
+    "INSTALL_HINT",
+    "Placement",
+    "check_engine",
+    "connect",
+    "import_ray",
+    "run_sharded",
+    "sharding",
+]
 
 
 @dataclass
@@ -116,10 +128,23 @@ class ShardedRun:
     state: RunState = field(default_factory=RunState)
     on_progress: Callable[[RunState], None] | None = None
     progress: Any = None
+    placement: Placement | None = None
+    """Remote inputs or output (fsspec URLs): the workers make their own copies."""
+    publish: Callable[[], None] | None = None
+    """Upload the run's working copy to its remote output (before the workers start)."""
 
     async def run(self) -> Outcome:
         """Run every unfinished shard, then merge them into the run's output."""
         recover(self.root)
+        output = self.placement.output_url if self.placement is not None else None
+        if output is not None:
+            # the store's shards may be further on than this machine's (other machines ran
+            # them); then the workers elsewhere fetch the run as this machine has it
+            await anyio.to_thread.run_sync(self._pull, output)
+            if self.placement is not None:
+                mark_staged(self.root, self.placement.token)
+            if self.publish is not None:
+                await anyio.to_thread.run_sync(self.publish)
         todo = [s for s in range(self.shards) if finished(self.root, s) is None]
         parallel = max(1, min(len(todo), self.cluster.cpus))
         per_shard = max(1, math.ceil(self.concurrency / parallel))
@@ -155,11 +180,14 @@ class ShardedRun:
                     workers=parallel,
                     run_tag=tag,
                     progress=self.progress,
+                    placement=self.placement,
                 )
             ): shard
             for shard in todo
         }
         summaries, errors = await self._wait(refs)
+        if output is not None:
+            await anyio.to_thread.run_sync(self._pull, output)
         self._merge_caches(tag)
         status, message = _status(summaries, errors, self.control.reason)
         self._apply(await self._figures())
@@ -195,12 +223,17 @@ class ShardedRun:
                     ray.cancel(ref)
         return summaries, errors
 
+    def _pull(self, output: str) -> None:
+        for shard in range(self.shards):
+            pull_shard(output, self.root, shard)
+
     def _merge_caches(self, tag: str) -> None:
-        for config in (self.config, self.arbiter_config):
+        for index, config in enumerate((self.config, self.arbiter_config)):
             if config is None or config.cache_path is None:
                 continue
             files = [f for s in range(self.shards) if (f := cache_file(config, tag, s))]
-            merge_cache(Path(config.cache_path), files)
+            carried = [carried_cache(self.root, s, index) for s in range(self.shards)]
+            merge_cache(Path(config.cache_path), files + [f for f in carried if f.exists()])
             if files:
                 with contextlib.suppress(OSError):  # another run's shards may still be there
                     files[0].parent.rmdir()
@@ -334,8 +367,13 @@ async def run_sharded(
     state: RunState,
     control: RunControl,
     layout: Layout = RunFiles,
+    placement: Placement | None = None,
+    publish: Callable[[], None] | None = None,
 ) -> Outcome:
-    """One session of a run on Ray (the driver's side); stops the cluster it started."""
+    """One session of a run on Ray (the driver's side); stops the cluster it started.
+
+    With ``placement`` (remote inputs or output), the workers make their own copies of them on
+    their machines; ``publish`` uploads the run's working copy before they start."""
     run = ShardedRun(
         cluster=sharded.cluster,
         root=root,
@@ -351,6 +389,8 @@ async def run_sharded(
         control=control,
         state=state,
         on_progress=on_progress,
+        placement=placement,
+        publish=publish,
     )
     try:
         outcome = await with_signals(control, run.run)

@@ -13,17 +13,21 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from sftlabel.api._ledger import LeasedBucket, LeasedBudget
+from sftlabel.config import default_cache_dir
 from sftlabel.errors import UsageError
 from sftlabel.llm import ClientConfig, LLMClient, ShardCache
 from sftlabel.runs import (
     DEDUP_INDEX,
+    SYNC_EVERY,
     ContentIndex,
     Dedup,
     Engine,
@@ -35,7 +39,12 @@ from sftlabel.runs import (
     Task,
     mark_finished,
     prepare,
+    pull_run,
+    pull_shard,
+    push_shard,
+    shard_dir,
 )
+from sftlabel.storage import localize
 
 INSTALL_HINT = "pip install 'sftlabel[ray]'"
 ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
@@ -56,6 +65,30 @@ def import_ray() -> Any:
             "--engine ray needs Ray, which is not installed", hint=INSTALL_HINT
         ) from None
     return ray
+
+
+Relocate = Callable[[list[Path] | None, Path], dict[str, Any]]
+"""A run's task factory keywords for a worker's own copies: (inputs, run root) -> keywords."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's data lives when it is in remote storage (fsspec URLs): each worker makes
+    its own machine's copies of it (:func:`~sftlabel.storage.localize`,
+    :mod:`sftlabel.runs._remote`), so no machine needs to see another's disk."""
+
+    relocate: Relocate
+    input_urls: list[str] = field(default_factory=list)
+    output_url: str | None = None
+    token: str = ""
+    """The driver's staging of this session: a worker on its machine reuses its copies."""
+    cache_dir: str | None = None
+    """The driver's cache directory (a worker's ``SFTLABEL_CACHE_DIR`` comes first)."""
+
+    def staging(self) -> Path:
+        """This machine's staging folder."""
+        base = os.environ.get("SFTLABEL_CACHE_DIR") or self.cache_dir or default_cache_dir()
+        return Path(base) / "staging"
 
 
 @dataclass
@@ -81,6 +114,8 @@ class ShardJob:
     run_tag: str = ""
     progress: Any = None
     """The run's :class:`Progress` actor: each attempt reports its figures there."""
+    placement: Placement | None = None
+    """Remote inputs or output: where this worker makes its own copies."""
 
 
 def cache_file(config: ClientConfig, tag: str, shard: int) -> Path | None:
@@ -91,22 +126,35 @@ def cache_file(config: ClientConfig, tag: str, shard: int) -> Path | None:
     return base.with_name(base.name + ".shards") / f"{tag}-{shard:04d}.sqlite"
 
 
+def carried_cache(root: Path, shard: int, index: int) -> Path:
+    """The response cache of a shard of a remote run: in the shard's folder, which goes to the
+    store with it (client ``index``: 0 the labeler, 1 the arbiter)."""
+    return shard_dir(root, shard) / f"responses-{index}.sqlite"
+
+
 def run_shard(job: ShardJob) -> dict[str, Any]:
     """A Ray task: the engine over one shard (synchronous: a worker runs its own loop)."""
     return anyio.run(_run_shard, job)
 
 
 async def _run_shard(job: ShardJob) -> dict[str, Any]:
-    store = prepare(job.root, job.shard, job.layout)
+    root, make_task, output = job.root, job.make_task, None
+    place = job.placement
+    if place is not None:
+        root, inputs, output = await anyio.to_thread.run_sync(_copies, job, place)
+        make_task = partial(make_task, **place.relocate(inputs, root))
+    store = prepare(root, job.shard, job.layout)
     clients: list[LLMClient] = []
     budget = None
     if job.ledger is not None and job.budget_slice is not None:
         budget = LeasedBudget(job.ledger, import_ray(), slice_=job.budget_slice)
     try:
-        for config in (job.config, job.arbiter_config):
+        for index, config in enumerate((job.config, job.arbiter_config)):
             if config is None:
                 continue
             own = cache_file(config, job.run_tag, job.shard)
+            if output is not None and own is not None:
+                own = carried_cache(root, job.shard, index)
             shard_config = replace(config, cache_path=None, concurrency=job.concurrency)
             client = LLMClient(shard_config, budget=budget)
             if own is not None and config.cache_path is not None:
@@ -123,7 +171,7 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
                     )
             clients.append(client)
         task = ShardTask(
-            job.make_task(clients[0], clients[1] if len(clients) > 1 else None),
+            make_task(clients[0], clients[1] if len(clients) > 1 else None),
             job.shard,
             job.shards,
         )
@@ -142,7 +190,11 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
             on_progress=_reporter(job.progress, attempt),
         )
         store.open()
-        outcome = await engine.run()
+        async with anyio.create_task_group() as group:
+            if output is not None:
+                group.start_soon(_keep_synced, output, root, job.shard)
+            outcome = await engine.run()
+            group.cancel_scope.cancel()
     finally:
         for client in clients:
             await client.aclose()
@@ -151,9 +203,30 @@ async def _run_shard(job: ShardJob) -> dict[str, Any]:
     summary = {**_figures(outcome.state), "status": outcome.status, "message": outcome.message}
     if job.progress is not None:
         import_ray().get(job.progress.report.remote(attempt, summary))
-    if outcome.status == "completed":
-        mark_finished(job.root, job.shard, summary)
+    done = outcome.status == "completed"
+    if done:
+        mark_finished(root, job.shard, summary)
+    if output is not None:
+        await anyio.to_thread.run_sync(partial(push_shard, output, root, job.shard, done=done))
     return summary
+
+
+def _copies(job: ShardJob, place: Placement) -> tuple[Path, list[Path] | None, str | None]:
+    """This machine's copies of a remote run and inputs: (run root, inputs, output URL)."""
+    staging = place.staging()
+    root = job.root
+    if place.output_url is not None:
+        root = pull_run(place.output_url, staging, place.token)
+        pull_shard(place.output_url, root, job.shard)
+    inputs = localize(place.input_urls, staging, place.token) if place.input_urls else None
+    return root, inputs, place.output_url
+
+
+async def _keep_synced(output: str, root: Path, shard: int) -> None:
+    """Upload a running shard's folder every SYNC_EVERY seconds (until cancelled)."""
+    while True:
+        await anyio.sleep(SYNC_EVERY)
+        await anyio.to_thread.run_sync(partial(push_shard, output, root, shard))
 
 
 class Progress:

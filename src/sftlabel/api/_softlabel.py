@@ -20,7 +20,7 @@ from sftlabel.api._endpoint import (
     command_settings,
     run_client_config,
 )
-from sftlabel.api._ray import check_engine, run_sharded, sharding
+from sftlabel.api._ray import Placement, check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
     RunResult,
@@ -31,7 +31,7 @@ from sftlabel.api._session import (
     record_session,
     run_sync,
 )
-from sftlabel.api._softrun import SoftOptions, run_local, soft_task
+from sftlabel.api._softrun import SoftOptions, relocate, run_local, soft_task
 from sftlabel.errors import UsageError
 from sftlabel.llm import (
     Budget,
@@ -70,7 +70,7 @@ from sftlabel.softlabel import (
     get_strategy,
     rationale_messages,
 )
-from sftlabel.storage import stage
+from sftlabel.storage import Staged, stage
 
 PathLike = str | os.PathLike[str]
 
@@ -270,6 +270,7 @@ async def asoftlabel(
                     state=state,
                     control=control,
                     layout=SoftOutput,
+                    **_placement(staged),
                 )
             else:
                 outcome = await run_local(
@@ -409,6 +410,20 @@ def _sources(inputs: Sequence[PathLike] | None, opts: dict[str, Any]) -> list[st
         "give the RAW dataset (a folder, files or a URL), or set it in a config file",
         hint=f"sftlabel softlabel ./RAW_dataset --model NAME, or\n{CONFIG_SNIPPET}",
     )
+
+
+def _placement(staged: Staged) -> dict[str, Any]:
+    """Where Ray workers make their own copies of a remote dataset or output (none: local)."""
+    if not staged.input_urls and staged.remote_output is None:
+        return {}
+    placement = Placement(
+        relocate=relocate,
+        input_urls=staged.input_urls,
+        output_url=staged.remote_output,
+        token=staged.token,
+        cache_dir=str(staged.staging.parent) if staged.staging else None,
+    )
+    return {"placement": placement, "publish": staged.sync if staged.remote_output else None}
 
 
 def _check(options: Mapping[str, Any]) -> dict[str, Any]:

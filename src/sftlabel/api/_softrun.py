@@ -85,6 +85,11 @@ async def run_local(
     return outcome
 
 
+def relocate(inputs: list[Path] | None, root: Path) -> dict[str, Any]:
+    """soft_task's keywords for a Ray worker's own copies of a remote dataset and output."""
+    return {"root": root} if inputs is None else {"inputs": inputs, "root": root}
+
+
 def soft_task(
     client: LLMClient,
     _arbiter: LLMClient | None,

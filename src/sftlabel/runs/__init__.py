@@ -71,6 +71,7 @@ from sftlabel.runs._manifest import (
     write_manifest,
 )
 from sftlabel.runs._paths import PartMap, bare, check_not_input, inside, safe_component
+from sftlabel.runs._remote import SYNC_EVERY, mark_staged, pull_run, pull_shard, push_shard
 from sftlabel.runs._shards import (
     Layout,
     Records,
@@ -104,6 +105,7 @@ __all__ = [
     "PROBLEMS",
     "STATS",
     "SUMMARY_STATS",
+    "SYNC_EVERY",
     "SYSTEMATIC_REJECTIONS",
     "WORK",
     "ArbitrateTask",
@@ -158,11 +160,15 @@ __all__ = [
     "last_newline",
     "line_order",
     "mark_finished",
+    "mark_staged",
     "merge",
     "merge_options",
     "merge_rate",
     "now",
     "prepare",
+    "pull_run",
+    "pull_shard",
+    "push_shard",
     "read_manifest",
     "recover",
     "safe_component",

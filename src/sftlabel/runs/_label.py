@@ -74,6 +74,10 @@ def sample_stream(
         index += 1
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 class LabelTask:
     """Taxonomy labels for every sample of the inputs."""
 
@@ -87,15 +91,40 @@ class LabelTask:
         options: LabelOptions,
         *,
         session: int = 1,
+        urls: list[str] | None = None,
     ) -> None:
         self.labeler = labeler
         self.inputs = inputs
         self.options = options
         self.session = session
         self.part_of = PartMap(inputs)
+        # remote inputs are read from a local copy; records name them by their URLs
+        self._urls = sorted(zip(inputs, urls or [], strict=False), key=lambda p: -len(p[0]))
 
     def items(self, on_problem: Callable[[Problem], None]) -> Iterator[tuple[int, Sample]]:
-        return sample_stream(self.inputs, self.options, on_problem)
+        stream = sample_stream(self.inputs, self.options, on_problem)
+        if not self._urls:
+            return stream
+        return ((index, self._named(sample)) for index, sample in stream)
+
+    def _named(self, sample: Sample) -> Sample:
+        """The sample with its location named by the URL its local copy came from."""
+        where = sample.location
+        if where is None:
+            return sample
+        for local, url in self._urls:
+            if _under(where.path, local):
+                shown = url + where.path[len(local) :]
+                return msgspec.structs.replace(
+                    sample, location=msgspec.structs.replace(where, path=shown)
+                )
+        return sample
+
+    def _local(self, path: str) -> str:
+        for local, url in self._urls:
+            if _under(path, url):
+                return local + path[len(url) :]
+        return path
 
     def key(self, item: tuple[int, Sample]) -> Hashable:
         return item[1].id
@@ -157,7 +186,8 @@ class LabelTask:
         return Written([(LABELED, record), (MONITOR, trace)], part=self._part(sample))
 
     def _part(self, sample: Sample) -> str:
-        return self.part_of(sample.location.path if sample.location is not None else None)
+        where = sample.location
+        return self.part_of(self._local(where.path) if where is not None else None)
 
     async def process(self, item: tuple[int, Sample]) -> Written:
         index, sample = item
