@@ -163,6 +163,17 @@ def test_label_over_a_container_stages_the_inputs_on_each_machine(
     assert sorted(ids(tmp_path / "ray")) == sorted(ids(tmp_path / "local"))
     assert label_records(tmp_path / "ray") == label_records(tmp_path / "local")
     assert staged(node, url)
+    # the run directory in the container too: the workers' machine has its own copy of it
+    run_url = f"az://{CONTAINER}/runs/ray"
+    remote = sftlabel.label(
+        [url], output=run_url, cache=tmp_path / "c.sqlite", engine="ray", shards=2, **common
+    )
+    assert remote.status == "completed", remote.message
+    assert remote.path == run_url
+    fetched = download(store, run_url, tmp_path / "fetched")
+    assert label_records(fetched) == label_records(tmp_path / "local")
+    assert not (fetched / ".shards").exists()
+    assert staged(node, run_url, "out")
 
 
 def test_kill_9_of_the_driver_then_resume_with_the_shards_on_the_workers_machine(

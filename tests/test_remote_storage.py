@@ -138,5 +138,37 @@ def test_label_reads_a_dataset_in_a_container(cli, llm_server, blob: Any, tmp_pa
     ]
     where = {(r.get("sample") or r)["location"]["path"] for r in rows}
     assert where and all(w.startswith(RAW + "/") for w in where)  # the URL, not the staging copy
-    remote = cli("label", RAW, "-o", "az://datasets/runs/r", *common)
-    assert remote.exit_code == 2 and "must be local" in remote.stderr
+
+
+def test_a_label_run_directory_in_a_container(
+    cli, llm_server, blob: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-o az://…` writes the run directory into the container (a local copy, uploaded when the
+    session ends); `--resume az://…` goes on from it, on this machine or on another one."""
+    from .test_label_run import labeler_rules
+
+    llm_server.configure(rules=labeler_rules())
+    url = f"az://{CONTAINER}/runs/r1"
+    common = ["--model", "gpt-4o-mini", "--base-url", llm_server.base_url, "--no-cache"]
+    first = cli("label", RAW, "-o", url, *common, "--no-arbitration", "--limit", "4")
+    assert first.exit_code == 0, first.stderr
+    assert url in first.stderr
+    root = url.removeprefix("az://")
+    names = {n.removeprefix(root + "/") for n in blob.find(root)}
+    assert {"run.json", "report.md", "dashboard.html"} <= names
+    again = cli("label", RAW, "-o", url, *common)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    monkeypatch.setenv("SFTLABEL_CACHE_DIR", str(tmp_path / "another-machine"))  # no copy there
+    resumed = cli("label", "--resume", url, *common, "--limit", "9")
+    assert resumed.exit_code == 0, resumed.stderr
+    manifest = json.loads(blob.cat_file(f"{root}/run.json"))
+    assert manifest["inputs"] == [RAW] and len(manifest["sessions"]) == 2
+    labeled = [
+        json.loads(line)
+        for name in blob.find(root)
+        if name.endswith("/labeled.jsonl")
+        for line in blob.cat_file(name).decode().splitlines()
+    ]
+    assert len(labeled) == len({r["id"] for r in labeled}) == 9
+    missing = cli("label", "--resume", f"az://{CONTAINER}/runs/none", *common)
+    assert missing.exit_code == 2 and "not a run directory" in missing.stderr

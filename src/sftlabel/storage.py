@@ -252,8 +252,10 @@ def stage(
     default_output: Callable[[list[Path]], Path],
     *,
     cache_dir: Path | None = None,
+    token: str | None = None,
 ) -> Iterator[Staged]:
-    """Local inputs and output folder for a run over local or remote locations."""
+    """Local inputs and output folder for a run over local or remote locations (``token``: the
+    staging's identity, new unless given: :func:`stage_output`'s for the same session)."""
     remote = [i for i in inputs if is_remote(i)]
     if not remote and (output is None or not is_remote(output)):
         paths = [Path(i) for i in inputs]
@@ -266,7 +268,7 @@ def stage(
     if remote and len(remote) != len(inputs):
         raise UsageError("mix of local and remote inputs", hint="give one kind at a time")
     staging = (cache_dir or Path(default_cache_dir())) / "staging"
-    token = uuid.uuid4().hex
+    token = token or uuid.uuid4().hex
     if remote:
         local_inputs = localize(remote, staging, token)
     else:
@@ -297,13 +299,7 @@ def stage(
             token=token,
         )
         return
-    local_out = output_copy(staging, output)
-    resumed = False
-    if not local_out.exists() or not any(local_out.iterdir()):
-        local_out.mkdir(parents=True, exist_ok=True)
-        resumed = _download_output(output, local_out)
-    else:
-        resumed = True
+    local_out, resumed = _working_copy(output, staging)
     staged = Staged(
         inputs=local_inputs,
         output=local_out,
@@ -316,6 +312,46 @@ def stage(
     )
     target = output
     staged._uploads.append(lambda: _upload(local_out, target))
+    yield staged
+
+
+def _working_copy(output: str, staging: Path, *, fresh: bool = False) -> tuple[Path, bool]:
+    """The local copy of a remote output folder, and whether it holds an earlier run: this
+    machine's copy if it has one (never older than the store's), else the store's. ``fresh``
+    (a new run): a copy whose remote folder is gone is stale, and removed."""
+    local = output_copy(staging, output)
+    if fresh and local.exists() and not _has_files(output):
+        shutil.rmtree(local)
+    if not local.exists() or not any(local.iterdir()):
+        local.mkdir(parents=True, exist_ok=True)
+        return local, _download_output(output, local)
+    return local, True
+
+
+def _has_files(url: str) -> bool:
+    fs, root = filesystem(url)
+    return bool(fs.exists(root) and any(not fs.isdir(f) for f in fs.find(root)))
+
+
+@contextmanager
+def stage_output(url: str, *, cache_dir: Path | None = None, fresh: bool) -> Iterator[Staged]:
+    """A local working copy of a remote run directory (``fresh``: a new run, else a resume),
+    uploaded by ``sync()``; its ``token`` names the session's staging (pass it to
+    :func:`stage` for the same session's inputs)."""
+    staging = (cache_dir or Path(default_cache_dir())) / "staging"
+    local, resumed = _working_copy(url, staging, fresh=fresh)
+    if not fresh and not resumed:
+        raise UsageError(f"{url} is not a run directory (it is empty or does not exist)")
+    staged = Staged(
+        inputs=[],
+        output=local,
+        display_output=url,
+        resumed=resumed,
+        remote_output=url,
+        staging=staging,
+        token=uuid.uuid4().hex,
+    )
+    staged._uploads.append(lambda: _upload(local, url))
     yield staged
 
 

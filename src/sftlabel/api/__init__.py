@@ -8,7 +8,8 @@ injected httpx ``transport`` (tests, embedding), a progress callback and a
 from sftlabel.api._arbitrate import aarbitrate, arbitrate
 from sftlabel.api._endpoint import client_config, settings_for
 from sftlabel.api._generate import GenerateOptions, agenerate, generate, generate_dry_run
-from sftlabel.api._label import alabel, label, label_estimate
+from sftlabel.api._label import alabel, label
+from sftlabel.api._labelplan import label_estimate
 from sftlabel.api._select import SelectSummary, select
 from sftlabel.api._select_plan import SelectQuery
 from sftlabel.api._session import RunResult, SessionFigures

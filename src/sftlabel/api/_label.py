@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -18,11 +16,16 @@ import msgspec
 
 from sftlabel.api import _batch
 from sftlabel.api._endpoint import (
-    check_keywords,
-    client_config,
     command_settings,
     run_client_config,
 )
+from sftlabel.api._labelplan import (
+    PathLike,
+    Plan,
+    check_label_keywords,
+)
+from sftlabel.api._labelplan import budget as run_budget
+from sftlabel.api._labelplan import plan as make_plan
 from sftlabel.api._ray import Placement, check_engine, run_sharded, sharding
 from sftlabel.api._session import (
     ProgressCallback,
@@ -35,52 +38,34 @@ from sftlabel.api._session import (
     run_sync,
     with_signals,
 )
+from sftlabel.config import Settings
 from sftlabel.errors import UsageError
 from sftlabel.labeling import Labeler, prompt_version
-from sftlabel.llm import Budget, ClientConfig, LLMClient, redact_url
+from sftlabel.llm import ClientConfig, LLMClient, redact_url
 from sftlabel.runs import (
     DEDUP_INDEX,
     FAILURES,
+    MANIFEST,
     ContentIndex,
     Dedup,
     Endpoint,
     Engine,
-    Estimate,
     LabelOptions,
     LabelTask,
-    RateOptions,
     RunControl,
     RunFiles,
     RunManifest,
     RunState,
     check_not_input,
-    conversations_of,
     count_labeled,
-    estimate,
     finalize,
-    merge_options,
-    merge_rate,
     now,
-    read_manifest,
     sample_stream,
     taxonomy_ref,
     write_manifest,
 )
-from sftlabel.storage import stage
+from sftlabel.storage import Staged, is_remote, stage, stage_output
 from sftlabel.taxonomy import Taxonomy, load_taxonomy
-
-PathLike = str | os.PathLike[str]
-
-FLAGS = {
-    "model": "--model",
-    "arbitration": "--no-arbitration",
-    "max_chars": "--max-chars",
-    "dedup": "--no-dedup",
-}
-"""CLI spellings of options whose flag is not ``--<name>``."""
-
-_ANSWER_OPTIONS = tuple(LabelOptions.__struct_fields__)
-_RATE_OPTIONS = tuple(RateOptions.__struct_fields__)
 
 
 def label(
@@ -117,95 +102,6 @@ def label(
     )
 
 
-class _Plan(msgspec.Struct, kw_only=True):
-    root: Path
-    inputs: list[str]
-    given_inputs: list[str]
-    options: LabelOptions
-    rate: RateOptions
-    manifest: RunManifest | None
-    taxonomy_path: str | None
-
-
-def _plan(
-    inputs: Sequence[PathLike] | None, opts: dict[str, Any], settings_model: str | None
-) -> _Plan:
-    given = {k: opts.get(k) for k in _ANSWER_OPTIONS}
-    rate_given = {k: opts.get(k) for k in _RATE_OPTIONS}
-    resume = opts.get("resume")
-    if resume is not None:
-        if inputs:
-            raise UsageError("--resume takes the inputs from the run; do not pass PATH too")
-        root = Path(resume)
-        manifest = read_manifest(root)
-        if manifest.kind != "label":
-            raise UsageError(f"{root} is a {manifest.kind} run, not a label run")
-        merged = merge_options(manifest.options, given, flag_names=FLAGS)
-        return _Plan(
-            root=root,
-            inputs=manifest.inputs,
-            given_inputs=manifest.given_inputs,
-            options=msgspec.convert(merged, LabelOptions),
-            rate=merge_rate(manifest.rate, rate_given),
-            manifest=manifest,
-            taxonomy_path=manifest.taxonomy.path if manifest.taxonomy else None,
-        )
-    if not inputs:
-        raise UsageError(
-            "give the files or directories to label", hint="sftlabel label ./data --model NAME"
-        )
-    model = given.get("model") or settings_model
-    if not model:
-        raise UsageError("no model given", hint="pass --model NAME or set SFTLABEL_MODEL")
-    given["model"] = model
-    missing = [str(p) for p in inputs if "://" not in str(p) and not Path(p).exists()]
-    if missing:
-        raise UsageError(
-            f"{missing[0]}: no such file or directory",
-            hint="check the path (inputs are files or directories of conversations)",
-        )
-    # a `generate` run directory is read as the conversations it wrote
-    inputs = [p if "://" in str(p) else conversations_of(Path(p)) for p in inputs]
-    options = LabelOptions(**{k: v for k, v in given.items() if v is not None})
-    rate = merge_rate(RateOptions(), rate_given)
-    output = opts.get("output")
-    if output is not None and "://" in os.fspath(output):
-        raise UsageError(
-            "a label run directory must be local",
-            hint="pass a local -o (remote inputs are fine); copy the run directory afterwards",
-        )
-    root = Path(output) if output else default_root(model, opts.get("output_root"))
-    return _Plan(
-        root=root,
-        inputs=[_absolute(os.fspath(p)) for p in inputs],
-        given_inputs=[os.fspath(p) for p in inputs],
-        options=options,
-        rate=rate,
-        manifest=None,
-        taxonomy_path=None,
-    )
-
-
-def _budget(plan: _Plan) -> Budget | None:
-    """The run's hard cap: what earlier sessions spent counts against it, and every request
-    reserves its worst-case cost before it is sent."""
-    if plan.rate.max_cost is None:
-        return None
-    spent = plan.manifest.spent if plan.manifest is not None else 0.0
-    return Budget(plan.rate.max_cost, spent=min(spent, plan.rate.max_cost))
-
-
-def _absolute(given: str) -> str:
-    """An input as the manifest records it: a resolved path, or a URL as given."""
-    return given if "://" in given else str(Path(given).resolve())
-
-
-def default_root(model: str, under: PathLike | None = None) -> Path:
-    """``runs/<YYYYmmdd_HHMMSS>_<model>`` (below ``under``, the config's ``output_root``)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") or "model"
-    return Path(under or "runs") / f"{dt.datetime.now():%Y%m%d_%H%M%S}_{slug}"
-
-
 async def alabel(
     inputs: Sequence[PathLike] | None = None,
     *,
@@ -215,10 +111,52 @@ async def alabel(
     **options: Any,
 ) -> RunResult:
     """The async form of :func:`label` (for notebooks and embedding)."""
-    settings, opts = command_settings("label", _check_keywords(options))
+    settings, opts = command_settings("label", check_label_keywords(options))
     if not inputs and opts.get("resume") is None and opts.get("inputs"):
         inputs = list(opts["inputs"])  # [label] inputs = [...] of the config file
-    plan = _plan(inputs, opts, settings.get("model"))
+    cache_dir = settings.get("cache_dir")
+    key = "resume" if opts.get("resume") is not None else "output"
+    url = os.fspath(opts[key]) if opts.get(key) is not None else None
+    if url is None or not is_remote(url):
+        return await _label(
+            inputs, opts, settings, transport=transport, on_progress=on_progress, control=control
+        )
+    # a run directory in object storage: the run works on a local copy, uploaded when it ends
+    with stage_output(
+        url, cache_dir=Path(cache_dir) if cache_dir else None, fresh=key == "output"
+    ) as run_copy:
+        local = str(run_copy.output)
+        try:
+            result = await _label(
+                inputs,
+                {**opts, key: local},
+                settings,
+                transport=transport,
+                on_progress=on_progress,
+                control=control,
+                run_copy=run_copy,
+            )
+        finally:
+            if (run_copy.output / MANIFEST).exists():
+                run_copy.sync()
+    result.path = url
+    if result.resume_hint:
+        result.resume_hint = result.resume_hint.replace(local, url)
+    return result
+
+
+async def _label(
+    inputs: Sequence[PathLike] | None,
+    opts: dict[str, Any],
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    on_progress: ProgressCallback | None,
+    control: RunControl | None,
+    run_copy: Staged | None = None,
+) -> RunResult:
+    """A label session on a local run directory (``run_copy``: of a remote one)."""
+    plan = make_plan(inputs, opts, settings.get("model"))
     check_engine(opts)
     taxonomy = load_taxonomy(opts.get("taxonomy") or plan.taxonomy_path or settings.get("taxonomy"))
     recorded_taxonomy = plan.manifest.taxonomy if plan.manifest is not None else None
@@ -243,23 +181,28 @@ async def alabel(
         str(plan.root),
         lambda _: plan.root,
         cache_dir=Path(cache_dir) if cache_dir else None,
+        token=run_copy.token if run_copy is not None else None,
     ) as staged:
         # remote inputs (az://, s3://, gs://) are read from a local staging copy; the run
         # records the URLs, so a resume stages them again
         local = [str(p) for p in staged.inputs]
         placement = None
-        if staged.input_urls:  # a Ray worker on another machine stages them there
+        if staged.input_urls or run_copy is not None:
+            # a Ray worker on another machine makes its own copies there
+            where = run_copy or staged
             placement = Placement(
                 relocate=_relocate,
                 input_urls=staged.input_urls,
-                token=staged.token,
-                cache_dir=str(staged.staging.parent) if staged.staging else None,
+                output_url=run_copy.remote_output if run_copy is not None else None,
+                token=where.token,
+                cache_dir=str(where.staging.parent) if where.staging else None,
             )
         return await _run(
             plan,
             local_inputs=local,
             urls=staged.input_urls or None,
             placement=placement,
+            publish=run_copy.sync if run_copy is not None else None,
             config=config,
             taxonomy=taxonomy,
             opts=opts,
@@ -275,11 +218,12 @@ def _relocate(inputs: list[Path] | None, _root: Path) -> dict[str, Any]:
 
 
 async def _run(
-    plan: _Plan,
+    plan: Plan,
     *,
     local_inputs: list[str],
     urls: list[str] | None = None,
     placement: Placement | None = None,
+    publish: Callable[[], None] | None = None,
     config: ClientConfig,
     taxonomy: Taxonomy,
     opts: dict[str, Any],
@@ -288,7 +232,7 @@ async def _run(
     control: RunControl | None,
 ) -> RunResult:
     # everything that can fail on the configuration has failed before the run directory exists
-    budget = _budget(plan)
+    budget = run_budget(plan)
     client = LLMClient(config, transport=transport, budget=budget)
     arbiter = None
     options_ = plan.options
@@ -386,6 +330,7 @@ async def _run(
                 state=state,
                 control=control,
                 placement=placement,
+                publish=publish,
             )
         else:
             dedup = Dedup(ContentIndex(plan.root / DEDUP_INDEX)) if options_.dedup else None
@@ -503,41 +448,3 @@ def _result(
         failures_by_reason=dict(reasons.most_common()),
         resume_hint=hint,
     )
-
-
-def label_estimate(inputs: Sequence[PathLike], **options: Any) -> Estimate:
-    """What ``label`` would send, without sending anything (``--dry-run``)."""
-    settings, opts = command_settings("label", {**_check_keywords(options), "no_keyvault": True})
-    if not inputs and opts.get("inputs"):
-        inputs = list(opts["inputs"])
-    plan = _plan(inputs, {**opts, "resume": None}, settings.get("model"))
-    taxonomy = load_taxonomy(opts.get("taxonomy") or settings.get("taxonomy"))
-    config = client_config(
-        plan.options.model, settings, no_cache=True, prices=opts.get("prices"), check_endpoint=False
-    )
-    return estimate(plan.inputs, plan.options, taxonomy, config)
-
-
-_KNOWN = {
-    *_ANSWER_OPTIONS,
-    *_RATE_OPTIONS,
-    "output",
-    "resume",
-    "taxonomy",
-    "retry_failed",
-    "report",
-    "inputs",
-    "output_root",
-    "engine",
-    "ray_address",
-    "shards",
-    "cancel",
-    "batch_settle",
-    "batch_max_requests",
-    "on_batch_event",
-    "batch_import",
-}
-
-
-def _check_keywords(options: Mapping[str, Any]) -> dict[str, Any]:
-    return check_keywords(options, _KNOWN, "label")

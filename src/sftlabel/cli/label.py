@@ -60,15 +60,17 @@ def label(
         typer.Option(
             "--output",
             "-o",
-            help="Run directory (local) [default: runs/<YYYYmmdd_HHMMSS>_<model>/]",
+            help="Run directory, or an fsspec URL (az://, s3://, gs://: the run works on a "
+            "local copy, uploaded when it ends) [default: runs/<YYYYmmdd_HHMMSS>_<model>/]",
             show_default=False,
         ),
     ] = None,
     resume: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Continue a run: inputs and options come from its run.json; failed samples "
-            "are tried again.",
+            help="Continue a run (a directory or an fsspec URL): inputs and options come from "
+            "its run.json; failed samples are tried again.",
+            metavar="RUN",
             show_default=False,
         ),
     ] = None,
