@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 # The emulator's well-known development account (public, documented by Microsoft).
@@ -96,3 +96,15 @@ class Azurite:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def container(self, name: str) -> Any:
+        """An adlfs filesystem on the container ``name``, emptied (created if missing)."""
+        import adlfs
+
+        fs = adlfs.AzureBlobFileSystem(
+            connection_string=self.connection_string, skip_instance_cache=True
+        )
+        if fs.exists(name):
+            fs.rm(name, recursive=True)
+        fs.mkdir(name)
+        return fs

@@ -65,17 +65,9 @@ def store(
     tmp_path: Path,
 ) -> Any:
     """An empty container; the driver's own cache directory (not the workers')."""
-    import adlfs
-
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     monkeypatch.setenv("SFTLABEL_CACHE_DIR", str(tmp_path / "driver-cache"))
-    fs = adlfs.AzureBlobFileSystem(
-        connection_string=azurite.connection_string, skip_instance_cache=True
-    )
-    if fs.exists(CONTAINER):
-        fs.rm(CONTAINER, recursive=True)
-    fs.mkdir(CONTAINER)
-    return fs
+    return azurite.container(CONTAINER)
 
 
 def upload(fs: Any, folder: Path, url: str) -> str:

@@ -43,16 +43,9 @@ def azurite() -> Iterator[Azurite]:
 @pytest.fixture
 def blob(azurite: Azurite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """An adlfs filesystem on a fresh container holding the shared Copilot RAW dataset."""
-    import adlfs
-
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     monkeypatch.setenv("SFTLABEL_CACHE_DIR", str(tmp_path / "cache"))
-    fs = adlfs.AzureBlobFileSystem(
-        connection_string=azurite.connection_string, skip_instance_cache=True
-    )
-    if fs.exists(CONTAINER):
-        fs.rm(CONTAINER, recursive=True)
-    fs.mkdir(CONTAINER)
+    fs = azurite.container(CONTAINER)
     source = shared("copilot_raw/vscodedata_demo_20260101")
     for path in source.rglob("*.json"):
         fs.put_file(str(path), f"{RAW.removeprefix('az://')}/{path.relative_to(source).as_posix()}")
