@@ -74,7 +74,7 @@ RECHECK = 0.05
 """A request that waited longer than this (seconds) for its turn looks in the cache again."""
 SLOW_START = 8
 """Concurrency a client opens with; it doubles every round trip until a 429 or --concurrency."""
-SHARD_CONNECTIONS = 8
+SHARD_CONNECTIONS = 2
 """Connections per httpx pool (see LLMClient.__init__)."""
 
 _request_encoder = msgspec.json.Encoder()
@@ -157,9 +157,11 @@ class LLMClient:
             **config.headers,
             **config.auth_headers(),
         }
-        # Several small pools instead of one big one: httpcore's pool does work quadratic in
-        # its connection count on every request (encode/httpcore#1035), which makes a single
-        # pool of 100 connections CPU-bound at ~50 requests/s. Shards of <= 8 stay cheap.
+        # Many small pools instead of one big one: httpcore's pool does work quadratic in its
+        # connection count on every request (encode/httpcore#1035), which makes a single pool
+        # of 100 connections CPU-bound at ~50 requests/s. Pools of 2 connections are the
+        # cheapest per request (at --concurrency 400: 8 connections per pool cost ~25% more
+        # CPU per sample; 1 is no cheaper than 2; bench/label_cpu.py).
         shards = max(1, math.ceil(config.concurrency / SHARD_CONNECTIONS))
         per_shard = math.ceil(config.concurrency / shards)
         # httpx's own default context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), built once for
