@@ -66,6 +66,7 @@ from sftlabel.llm._http import (
 )
 from sftlabel.llm._limits import SYSTEM_CLOCK, AdaptiveLimiter, Clock, RateLearner, TokenBucket
 from sftlabel.llm._pacing import Pacer
+from sftlabel.llm._transport import AsyncioTransport
 
 if TYPE_CHECKING:
     from sftlabel.llm._batch import BatchTransport
@@ -167,14 +168,16 @@ class LLMClient:
         # httpx's own default context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), built once for
         # every shard instead of once per shard (~50 ms each)
         tls = httpx.create_ssl_context()
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
         self._shards = [
             httpx.AsyncClient(
                 verify=tls,
                 headers=headers,
                 timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+                limits=limits,
                 follow_redirects=False,  # never carry the key to another host
-                transport=transport,
+                # httpcore on asyncio sockets (sftlabel.llm._transport): ~20% less CPU per sample
+                transport=transport or AsyncioTransport(verify=tls, limits=limits),
             )
             for _ in range(shards)
         ]
