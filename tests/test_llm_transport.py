@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -84,13 +85,60 @@ def test_a_hang_is_a_read_timeout_then_retried(llm_server: FakeLLMServer) -> Non
 
 
 def test_a_refused_port_is_a_transport_error() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again: nothing listens there
-    config = cfg(f"http://127.0.0.1:{port}/v1", concurrency=1, max_attempts=2, dead_after=0.2)
+    config = cfg(
+        f"http://127.0.0.1:{_closed_port()}/v1", concurrency=1, max_attempts=2, dead_after=0.2
+    )
     [outcome], stats = ask(config)
     assert not isinstance(outcome, ChatResult)
     assert set(stats.statuses) == {"transport"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again: nothing listens there
+
+
+def test_a_proxy_from_the_environment_is_used(
+    llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # the fake server as a forward proxy for an endpoint nothing listens on: only the proxy
+    # can answer (httpx's own transport, not the plain route)
+    monkeypatch.setenv("HTTP_PROXY", llm_server.base_url.removesuffix("/v1"))
+    config = cfg(f"http://127.0.0.1:{_closed_port()}/v1", concurrency=2)
+    outcomes, stats = ask(config, 4)
+    assert all(isinstance(o, ChatResult) for o in outcomes), outcomes
+    assert stats.statuses == {"200": 4}
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(llm_server: FakeLLMServer) -> None:
+    host = llm_server.base_url.removeprefix("http://")
+    [result], _ = ask(cfg(f"http://user:secret-password@{host}", concurrency=1))
+    assert isinstance(result, ChatResult)
+    [seen] = [
+        r for r in llm_server.stats()["recent"] if r.get("path", "").endswith("/chat/completions")
+    ]
+    assert "authorization" in seen["headers"]
+
+
+def test_cookies_the_server_sets_are_sent_back() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json=ANSWER, headers={"set-cookie": "affinity=node-7; Path=/"})
+
+    async def main() -> None:
+        config = cfg("http://127.0.0.1:9/v1", concurrency=1)
+        async with LLMClient(config, transport=httpx.MockTransport(handler)) as client:
+            for i in range(2):
+                request = client.request([{"role": "user", "content": f"q{i}"}])
+                await client.chat(request, use_cache=False)
+
+    anyio.run(main)
+    assert seen == [None, "affinity=node-7"]
 
 
 # --- TLS, and a server that closes idle connections -----------------------------------------

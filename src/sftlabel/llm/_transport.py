@@ -6,7 +6,7 @@ of requests a second that is a large part of a label run's CPU. This transport i
 ``AsyncHTTPTransport`` (same pool, same HTTP/1.1 code, same exceptions) with a network backend
 of asyncio protocols instead, through httpcore's public API
 (``AsyncConnectionPool(network_backend=...)``, :class:`httpcore.AsyncNetworkBackend`). It is
-only the default transport: proxies from the environment keep httpx's own (``trust_env``).
+only used without a proxy from the environment (with one, httpx's own transports, as before).
 
 Behaviour kept from httpcore's anyio backend: a read returns ``b""`` at the peer's end of
 stream and raises ``ReadError`` on a reset; a timeout is ``ReadTimeout`` / ``WriteTimeout`` /
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
@@ -216,15 +217,17 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        local = None if local_address is None else (local_address, 0)
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    local_addr=None if local_address is None else (local_address, 0),
-                    happy_eyeballs_delay=0.25,  # as anyio.connect_tcp
-                )
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                addresses = {info[4][:2] for info in infos}
+                if len(addresses) == 1:  # one address (127.0.0.1, most hosts): just connect
+                    transport, protocol = await loop.create_connection(
+                        _Protocol, *addresses.pop(), local_addr=local
+                    )
+                else:  # several: happy eyeballs, as anyio.connect_tcp
+                    transport, protocol = await _happy_eyeballs(loop, host, port, local)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
         except OSError as exc:
@@ -251,6 +254,27 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _happy_eyeballs(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, local: tuple[str, int] | None
+) -> tuple[asyncio.Transport, _Protocol]:
+    """``create_connection`` racing the addresses 250 ms apart. Cancelled, it lets the race
+    finish and closes what it connected: cancelling asyncio's race itself can leak the socket
+    that had just won (CPython 3.11)."""
+    race = loop.create_task(
+        loop.create_connection(_Protocol, host, port, local_addr=local, happy_eyeballs_delay=0.25)
+    )
+    try:
+        return await asyncio.shield(race)
+    except asyncio.CancelledError:
+        race.add_done_callback(_close_won)
+        raise
+
+
+def _close_won(race: asyncio.Task[tuple[asyncio.Transport, _Protocol]]) -> None:
+    if not race.cancelled() and race.exception() is None:
+        race.result()[0].close()
 
 
 def _set_options(transport: asyncio.Transport, options: Iterable[Any] | None) -> None:
@@ -323,3 +347,45 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def env_proxy(url: httpx.URL) -> bool:
+    """Whether the environment may name a proxy for ``url`` (httpx reads them with urllib's
+    ``getproxies``, as here; ``NO_PROXY`` is not looked at: a proxy might apply). An
+    ``httpx.AsyncClient`` honours them only when it makes its own transport."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(url.scheme) or proxies.get("all"))
+
+
+async def post(
+    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
+    url: httpx.URL,
+    body: bytes,
+    timeout: httpx.Timeout,
+) -> httpx.Response:
+    """``await client.post(url, content=body, timeout=timeout)`` for a client whose transport
+    for ``url`` is ``transport`` (no proxy mounts), with no auth (no credentials in ``url``:
+    httpx would make them Basic auth) and no redirects followed: the same
+    request (the client's headers and cookies) and the same response (read, its cookies kept
+    in the client), without the auth flow, redirect loop and URL merging httpx runs for every
+    request (~0.2 ms each)."""
+    cookies = client.cookies
+    request = httpx.Request(
+        "POST",
+        url,
+        headers=client.headers,
+        cookies=cookies or None,
+        content=body,
+        extensions={"timeout": timeout.as_dict()},
+    )
+    response = await transport.handle_async_request(request)
+    response.request = request
+    try:
+        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+            cookies.extract_cookies(response)  # (without either it does nothing)
+        await response.aread()
+    except BaseException:
+        await response.aclose()
+        raise
+    return response
