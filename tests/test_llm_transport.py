@@ -69,6 +69,21 @@ def test_concurrent_requests_share_kept_alive_connections(llm_server: FakeLLMSer
     assert llm_server.stats()["connections"] <= 6  # 3 pools of 2 connections, reused
 
 
+def test_a_request_larger_than_the_socket_buffers_is_sent_whole(
+    llm_server: FakeLLMServer,
+) -> None:
+    text = "long context " * 300_000  # 3.9 MB: written in parts, waiting for the socket
+
+    async def main() -> ChatResult:
+        async with LLMClient(cfg(llm_server.base_url, concurrency=1)) as client:
+            request = client.request([{"role": "user", "content": text}])
+            return await client.chat(request, use_cache=False)
+
+    result = anyio.run(main)
+    assert result.attempts == 1 and result.prompt_tokens > 100_000  # the server read it all
+    assert llm_server.stats()["by_status"] == {"200": 1}
+
+
 def test_resets_and_clean_closes_mid_request_are_retried(llm_server: FakeLLMServer) -> None:
     llm_server.script({"close": "reset"}, {"close": "fin"}, {"content": "at last"})
     [result], stats = ask(cfg(llm_server.base_url, concurrency=1))

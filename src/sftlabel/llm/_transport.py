@@ -49,6 +49,10 @@ _READ_LIMIT = 1 << 20
 """Bytes received but not yet read beyond which the socket stops reading (flow control)."""
 
 
+_COALESCE = 64 * 1024
+"""Bytes of small writes held back to go out together (see AsyncioStream.write)."""
+
+
 def _httpx_error(exc: Exception) -> httpx.HTTPError | None:
     """The httpx exception for an httpcore one (its closest class in the table), else None."""
     for cls in type(exc).__mro__:
@@ -130,9 +134,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
+        if self._pending:  # the rest of the request, before waiting for its answer
+            self._send_pending()
         while not protocol.chunks:
             if protocol.lost is not None:
                 raise httpcore.ReadError(str(protocol.lost) or type(protocol.lost).__name__)
@@ -150,18 +158,31 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Small writes wait for the next one or the next read: a request's head and body go
+        out in one send (one packet, one wake-up of the server instead of two)."""
         if not buffer:
             return
         protocol = self._protocol
         if protocol.closed or self._transport.is_closing():
             raise httpcore.WriteError(str(protocol.lost or "the connection is closed"))
-        self._transport.write(buffer)
+        self._pending.append(buffer)
+        self._pending_size += len(buffer)
+        if self._pending_size < _COALESCE:
+            return
+        self._send_pending()
         while protocol.paused:  # the buffer is full: wait until the socket takes it
             if protocol.closed:
                 raise httpcore.WriteError(str(protocol.lost or "the connection is closed"))
             await protocol.wait(timeout, httpcore.WriteTimeout)
 
+    def _send_pending(self) -> None:
+        pending = self._pending
+        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        self._pending = []
+        self._pending_size = 0
+
     async def aclose(self) -> None:
+        self._pending = []  # a request cut short: nothing more of it is sent
         self._transport.close()
 
     async def start_tls(
