@@ -206,6 +206,7 @@ class TLSServer:
     while the client keeps it alive (as a server's keep-alive timeout does)."""
 
     def __init__(self, cert: Path, key: Path) -> None:
+        self.content = "over tls"
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
         self.connections = 0
@@ -236,7 +237,9 @@ class TLSServer:
                 if line.lower().startswith(b"content-length:")
             )
             await reader.readexactly(length)
-            body = json.dumps(ANSWER).encode()
+            answer = json.loads(json.dumps(ANSWER))
+            answer["choices"][0]["message"]["content"] = self.content
+            body = json.dumps(answer).encode()
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 + f"content-length: {len(body)}\r\n\r\n".encode()
@@ -288,3 +291,14 @@ def test_an_untrusted_certificate_is_refused(tls_server: tuple[TLSServer, Path])
     assert not isinstance(outcome, ChatResult)
     assert "CERTIFICATE_VERIFY_FAILED" in str(outcome)
     assert set(stats.statuses) == {"transport"}
+
+
+def test_a_large_answer_over_tls(
+    tls_server: tuple[TLSServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, cert = tls_server
+    server.content = "many tokens " * 400_000  # 4.8 MB: many TLS records and reads
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    [result], stats = ask(cfg(f"https://127.0.0.1:{server.port}/v1", concurrency=1))
+    assert isinstance(result, ChatResult) and result.content == server.content
+    assert stats.statuses == {"200": 1}

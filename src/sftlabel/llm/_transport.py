@@ -208,6 +208,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             self._transport.close()
             raise httpcore.ConnectError(str(exc)) from exc
         assert tls is not None and isinstance(tls, asyncio.Transport)
+        self._protocol.transport = tls  # flow control on the TLS transport from now on
         return AsyncioStream(tls, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
