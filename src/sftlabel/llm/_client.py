@@ -66,6 +66,7 @@ from sftlabel.llm._http import (
 )
 from sftlabel.llm._limits import SYSTEM_CLOCK, AdaptiveLimiter, Clock, RateLearner, TokenBucket
 from sftlabel.llm._pacing import Pacer
+from sftlabel.llm._transport import AsyncioTransport, env_proxy, post
 
 if TYPE_CHECKING:
     from sftlabel.llm._batch import BatchTransport
@@ -74,7 +75,7 @@ RECHECK = 0.05
 """A request that waited longer than this (seconds) for its turn looks in the cache again."""
 SLOW_START = 8
 """Concurrency a client opens with; it doubles every round trip until a 429 or --concurrency."""
-SHARD_CONNECTIONS = 8
+SHARD_CONNECTIONS = 2
 """Connections per httpx pool (see LLMClient.__init__)."""
 
 _request_encoder = msgspec.json.Encoder()
@@ -122,6 +123,7 @@ class LLMClient:
         (:mod:`sftlabel.llm._batch`) instead of being sent one by one."""
         self.clock = clock or SYSTEM_CLOCK
         self.url = config.endpoint()
+        self._url = httpx.URL(self.url)  # parsed once: httpx parses a str on every request
         self.display_url = redact_url(self.url)
         """The endpoint without credentials: what to show and record."""
         if budget is not None and config.prices.lookup(config.model) is None:
@@ -157,25 +159,36 @@ class LLMClient:
             **config.headers,
             **config.auth_headers(),
         }
-        # Several small pools instead of one big one: httpcore's pool does work quadratic in
-        # its connection count on every request (encode/httpcore#1035), which makes a single
-        # pool of 100 connections CPU-bound at ~50 requests/s. Shards of <= 8 stay cheap.
+        # Many small pools instead of one big one: httpcore's pool does work quadratic in its
+        # connection count on every request (encode/httpcore#1035), which makes a single pool
+        # of 100 connections CPU-bound at ~50 requests/s. Pools of 2 connections are the
+        # cheapest per request (at --concurrency 400: 8 connections per pool cost ~25% more
+        # CPU per sample; 1 is no cheaper than 2; bench/label_cpu.py).
         shards = max(1, math.ceil(config.concurrency / SHARD_CONNECTIONS))
         per_shard = math.ceil(config.concurrency / shards)
         # httpx's own default context (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), built once for
         # every shard instead of once per shard (~50 ms each)
         tls = httpx.create_ssl_context()
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        # httpcore on asyncio sockets (sftlabel.llm._transport): ~20% less CPU per sample;
+        # not with a proxy from the environment (httpx honours those only with its own)
+        own = transport is None and not env_proxy(self._url)
+        self._transports: list[httpx.AsyncBaseTransport | None] = [
+            AsyncioTransport(verify=tls, limits=limits) if own else transport for _ in range(shards)
+        ]
         self._shards = [
             httpx.AsyncClient(
                 verify=tls,
                 headers=headers,
                 timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+                limits=limits,
                 follow_redirects=False,  # never carry the key to another host
-                transport=transport,
+                transport=shard_transport,
             )
-            for _ in range(shards)
+            for shard_transport in self._transports
         ]
+        self._plain = self._transports[0] is not None and not self._url.userinfo
+        """No proxy, no URL credentials: chat requests skip httpx's client layer (post)."""
         self._shard_load = [0] * shards
 
     @property
@@ -441,7 +454,12 @@ class LLMClient:
         shard = self._shard_load.index(min(self._shard_load))
         self._shard_load[shard] += 1
         try:
-            response = await self._shards[shard].post(self.url, content=body, timeout=timeout)
+            client, url = self._shards[shard], self._url
+            own = self._transports[shard]
+            if self._plain and own is not None:
+                response = await post(client, own, url, body, timeout)
+            else:
+                response = await client.post(url, content=body, timeout=timeout)
             raw = response.content
         except httpx.TransportError as exc:
             kind = transport_kind(exc)

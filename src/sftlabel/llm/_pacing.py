@@ -5,6 +5,7 @@ request and to the latencies seen so far."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 import httpx
 
@@ -100,26 +101,30 @@ class Pacer:
     def learn(self, headers: httpx.Headers) -> None:
         """Seed the RPM/TPM buckets from ``x-ratelimit-limit-*`` when no limit was given;
         hold new requests when a window is exhausted (``x-ratelimit-remaining-*: 0``)."""
+        # one pass over the headers (each ``headers.get`` is one, decoding every header)
+        rates = {name: value for name, value in headers.items() if name.startswith("x-ratelimit-")}
+        if not rates:
+            return
         if self._rpm_from_headers:
-            limit = _first_number(headers, LIMIT_HEADERS["requests"])
+            limit = _first_number(rates, LIMIT_HEADERS["requests"])
             if limit:
                 self._rpm_from_headers = False
                 self.rpm = TokenBucket(limit * HEADER_MARGIN, clock=self.clock)
         if self._tpm_from_headers:
-            limit = _first_number(headers, LIMIT_HEADERS["tokens"])
+            limit = _first_number(rates, LIMIT_HEADERS["tokens"])
             if limit:
                 self._tpm_from_headers = False
                 self.tpm = TokenBucket(limit * HEADER_MARGIN, clock=self.clock)
         for kind in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+            remaining = rates.get(f"x-ratelimit-remaining-{kind}")
             if remaining is not None and remaining.strip() in ("0", "0.0"):
-                reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+                reset = parse_duration(rates.get(f"x-ratelimit-reset-{kind}", ""))
                 if reset:
                     wait = min(reset, self.config.retry_after_cap)
                     self._paused_until = max(self._paused_until, self.clock.now() + wait)
 
 
-def _first_number(headers: httpx.Headers, names: tuple[str, ...]) -> float | None:
+def _first_number(headers: Mapping[str, str], names: tuple[str, ...]) -> float | None:
     for name in names:
         value = number(headers.get(name))
         if value:
