@@ -21,7 +21,7 @@ import socket
 import ssl
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -240,22 +240,15 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
-        try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                addresses = {info[4][:2] for info in infos}
-                if len(addresses) == 1:  # one address (127.0.0.1, most hosts): just connect
-                    transport, protocol = await loop.create_connection(
-                        _Protocol, *addresses.pop(), local_addr=local
-                    )
-                else:  # several: happy eyeballs, as anyio.connect_tcp
-                    transport, protocol = await _happy_eyeballs(loop, host, port, local)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _set_options(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+
+        async def connect() -> tuple[asyncio.Transport, _Protocol]:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = {info[4][:2] for info in infos}
+            if len(addresses) == 1:  # one address (127.0.0.1, most hosts): just connect
+                return await loop.create_connection(_Protocol, *addresses.pop(), local_addr=local)
+            return await _happy_eyeballs(loop, host, port, local)  # as anyio.connect_tcp
+
+        return await _connected(connect, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -264,18 +257,31 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:  # pragma: no cover - the client never uses a socket path
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _set_options(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+
+        async def connect() -> tuple[asyncio.Transport, _Protocol]:
+            return await loop.create_unix_connection(_Protocol, path)
+
+        return await _connected(connect, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _connected(
+    connect: Callable[[], Awaitable[tuple[asyncio.Transport, _Protocol]]],
+    timeout: float | None,
+    options: Iterable[Any] | None,
+) -> AsyncioStream:
+    """The stream of ``connect()``, within ``timeout``, as httpcore's errors."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connect()
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
+    _set_options(transport, options)
+    return AsyncioStream(transport, protocol)
 
 
 async def _happy_eyeballs(
