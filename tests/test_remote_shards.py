@@ -112,3 +112,9 @@ def test_remote_inputs_are_staged_once_per_machine_and_session(tmp_path: Path) -
     assert tree(local) == {"part/a.jsonl": '{"id": 1}\n'}  # the same session: not fetched again
     localize([url], staging, "t2")
     assert tree(local) == {"part/a.jsonl": '{"id": 2}\n'}
+    write(local / "part" / "mine.txt", "kept")  # a mark on this machine's copy
+    localize([url], staging, "t3")  # a new session, the remote files unchanged: no download
+    assert (local / "part" / "mine.txt").exists()
+    fs.pipe(f"{path}/part/b.jsonl", b'{"id": 3}\n')
+    localize([url], staging, "t4")  # changed: a new copy, swapped in whole
+    assert tree(local) == {"part/a.jsonl": '{"id": 2}\n', "part/b.jsonl": '{"id": 3}\n'}

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sftlabel.config import default_cache_dir
 from sftlabel.errors import ConfigError, InputError, UsageError
 from sftlabel.formats._source import SUFFIXES
@@ -129,24 +131,70 @@ def locked(path: Path) -> Iterator[None]:
 
 
 STAGED = ".staged"
-"""The token of the staging a folder holds, written once its copy is complete."""
+"""The staging a folder holds (its token; for an input, the remote listing it copied), written
+once its copy is complete."""
+
+
+class _Held(msgspec.Struct):
+    token: str
+    listing: list[tuple[str, int, str]] = []
 
 
 def localize(urls: list[str], staging: Path, token: str) -> list[Path]:
-    """Local copies of remote inputs below ``staging``: downloaded unless this machine holds
-    the copy of staging ``token`` already (complete: its marker is written last), under a lock
-    so the workers of one machine download each input once."""
+    """Local copies of remote inputs below ``staging``, under a lock so the workers of one
+    machine download each input once: the copy this machine holds if it is staging ``token``'s
+    or the remote files are unchanged since (same names, sizes and versions), else a new one,
+    downloaded aside and swapped in (a reader of the old copy never sees a half-written file)."""
     local: list[Path] = []
     for url in urls:
         target = input_copy(staging, url)
         with locked(target.with_name(target.name + ".lock")):
             marker = target / STAGED
-            if not (marker.exists() and marker.read_text("utf-8") == token):
-                shutil.rmtree(target, ignore_errors=True)
-                _download_inputs(url, target)
-                marker.write_text(token, "utf-8")
+            held = msgspec.json.decode(marker.read_bytes(), type=_Held) if marker.exists() else None
+            if held is None or held.token != token:
+                listing = _listing(url)
+                if held is None or not listing or held.listing != listing:
+                    _replace(url, target)
+                marker.write_bytes(msgspec.json.encode(_Held(token, listing)))
         local.append(_staged_root(url, target))
     return local
+
+
+_VERSIONS = ("etag", "ETag", "version_id", "last_modified", "LastModified", "mtime", "created")
+
+
+def _listing(url: str) -> list[tuple[str, int, str]]:
+    """The data files of a remote input with their sizes and versions (etag, modification
+    time); empty when a file has no version to tell a change by (then it is always fetched)."""
+    fs, root = filesystem(url)
+    if not fs.exists(root):
+        raise InputError(f"{url}: no such file or folder")
+    infos = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True)
+    rows: list[tuple[str, int, str]] = []
+    for path, info in sorted(infos.items()):
+        if info.get("type") == "directory" or not _wanted(path):
+            continue
+        version = next((str(info[k]) for k in _VERSIONS if info.get(k)), "")
+        if not version:
+            return []
+        rows.append((path, int(info.get("size") or 0), version))
+    return rows
+
+
+def _wanted(path: str) -> bool:
+    return path.lower().endswith(SUFFIXES) or _name(path) == "metadata.json"
+
+
+def _replace(url: str, target: Path) -> None:
+    """Download ``url`` beside ``target``, then swap it in."""
+    fresh, old = target.with_name(target.name + ".new"), target.with_name(target.name + ".old")
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    _download_inputs(url, fresh)
+    if target.exists():
+        target.replace(old)
+    fresh.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _staged_root(url: str, target: Path) -> Path:
@@ -164,7 +212,7 @@ def _download_inputs(url: str, target: Path) -> Path:
         return local
     local_root = target / _name(root)
     for remote in fs.find(root):
-        if not remote.lower().endswith(SUFFIXES) and _name(remote) != "metadata.json":
+        if not _wanted(remote):
             continue
         relative = remote[len(root.rstrip("/")) + 1 :]
         local = local_root / relative
