@@ -211,27 +211,13 @@ def _download_inputs(url: str, target: Path) -> Path:
         fs.get(root, str(local))
         return local
     local_root = target / _name(root)
-    for remote in fs.find(root):
-        if not _wanted(remote):
-            continue
-        relative = remote[len(root.rstrip("/")) + 1 :]
-        local = local_root / relative
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fs.get(remote, str(local))
+    fetch(url, local_root, skip=lambda relative: not _wanted(relative))
     return local_root
 
 
 def _download_output(url: str, target: Path) -> bool:
     """Bring an existing remote output into an empty staging folder; True if there was one."""
-    fs, root = filesystem(url)
-    if not fs.exists(root):
-        return False
-    files = [f for f in fs.find(root) if not fs.isdir(f)]
-    for remote in files:
-        local = target / remote[len(root.rstrip("/")) + 1 :]
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fs.get(remote, str(local))
-    return bool(files)
+    return fetch(url, target) > 0
 
 
 def _upload(local: Path, url: str) -> None:
